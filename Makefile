@@ -1,0 +1,76 @@
+# Healthcrypt developer commands. `make help` lists them.
+# Everything runs inside .venv, created on first use from requirements/*.txt (pinned and hashed).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k crypto -x"`.
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamp files make a second run quick: pip runs again only when a requirements file changed.
+$(VENV)/.base-installed: requirements/base.txt | $(PY)
+	$(PIP) install --quiet --require-hashes -r requirements/base.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements/dev.txt | $(PY)
+	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
+	@touch $@ $(VENV)/.base-installed
+
+.PHONY: install
+install: $(VENV)/.base-installed ## Create the virtualenv with the runtime requirements.
+
+.PHONY: install-dev
+install-dev: $(VENV)/.dev-installed ## Create the virtualenv with the development requirements.
+
+.PHONY: demo
+demo: install ## Set up and run the demo hospital on http://127.0.0.1:8000 (SQLite, throwaway keys).
+	DEBUG=1 $(PY) manage.py migrate --verbosity 0
+	DEBUG=1 $(PY) manage.py seed_demo
+	@echo ""
+	@echo "Open http://$(HOST):$(PORT)/ and sign in with one of the usernames and passwords above."
+	@echo "Press Ctrl+C to stop the server."
+	DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
+
+.PHONY: test
+test: install-dev ## Lint, check migrations and run the whole test suite (DATABASE_URL picks the database).
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DEBUG=0 DJANGO_SETTINGS_MODULE=healthcrypt.settings_test $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install-dev ## Run ruff (lint and format check).
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: install-dev ## Format the code and apply safe lint fixes.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: requirements
+requirements: $(PY) ## Recompile requirements/*.txt from *.in (pinned, hashed).
+	$(PIP) install --quiet pip-tools
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
+
+.PHONY: secrets
+secrets: install ## Print a fresh set of production secrets (nothing is written).
+	$(PY) manage.py generate_secrets
+
+.PHONY: clean
+clean: ## Remove the virtualenv, the demo database and the demo secrets.
+	rm -rf $(VENV) db.sqlite3 .dev-secrets.env staticfiles .pytest_cache .ruff_cache

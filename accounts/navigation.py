@@ -1,0 +1,34 @@
+"""The navigation bar: each entry names the capability that shows it (accounts/roles.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from accounts.roles import Capability, has_capability
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    capability: Capability | None = None  # None: every signed-in user
+
+
+# Later features add their entries here, each behind the capability that its views also require.
+NAV_ITEMS: tuple[NavItem, ...] = (
+    NavItem("Dashboard", "accounts:dashboard"),
+    NavItem("Compliance admin", "admin:index", Capability.ADMIN_SITE),
+)
+
+
+def items_for(user: object) -> list[dict[str, str]]:
+    """The entries a user may use, resolved to URLs; empty for anonymous users."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return [
+        {"label": item.label, "url": reverse(item.url_name)}
+        for item in NAV_ITEMS
+        if item.capability is None or has_capability(user, item.capability)
+    ]

@@ -1,0 +1,167 @@
+"""Keyring, authenticated encryption and blind indexes on PyCA ``cryptography``.
+
+This is the one place that touches key material (docs/decisions/0002-field-encryption.md). It
+lives in the project package rather than in ``records`` because ``accounts`` needs it too (TOTP
+secrets are credentials and are encrypted at rest) and the app arrows point ``records -> accounts``.
+
+Token format: ``hc1:<kid>:<base64url(nonce || ciphertext || tag)>``, AES-256-GCM with a random
+96-bit nonce. The associated data binds the token to its key id and to a *context* (for fields,
+``app_label.Model.field``), so a ciphertext copied into another column does not decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import unicodedata
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from binascii import Error as BinasciiError
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+CIPHERTEXT_VERSION = "hc1"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+_KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class DecryptionError(Exception):
+    """A value could not be decrypted: wrong or missing key, or altered data.
+
+    The message names the key id and the context, never the token or any plaintext.
+    """
+
+
+def decode_key(value: str, *, name: str) -> bytes:
+    """Decode a base64url key of exactly 32 bytes; ``name`` is used in the error message only."""
+    text = value.strip()
+    try:
+        raw = urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (BinasciiError, ValueError):
+        raise ImproperlyConfigured(f"{name} is not valid base64url.") from None
+    if len(raw) != KEY_BYTES:
+        raise ImproperlyConfigured(f"{name} must decode to {KEY_BYTES} bytes, not {len(raw)}.")
+    return raw
+
+
+def generate_key() -> str:
+    """Return a new random 256-bit key, base64url-encoded."""
+    return urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """An ordered set of named keys: the first encrypts, every one of them decrypts."""
+
+    keys: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def parse(cls, spec: str, *, name: str = "FIELD_ENCRYPTION_KEYS") -> Keyring:
+        """Parse ``"kid:key,kid:key"``; raise ImproperlyConfigured naming ``name`` on any defect."""
+        entries: list[tuple[str, bytes]] = []
+        for position, item in enumerate(part.strip() for part in spec.split(",") if part.strip()):
+            kid, sep, encoded = item.partition(":")
+            if not sep or not _KID_RE.match(kid):
+                raise ImproperlyConfigured(
+                    f"{name} entry {position + 1} must look like 'kid:base64key' with a kid of "
+                    "letters, digits, '-' or '_' (at most 32)."
+                )
+            if any(kid == seen for seen, _ in entries):
+                raise ImproperlyConfigured(f"{name} names key id '{kid}' twice.")
+            entries.append((kid, decode_key(encoded, name=f"{name} key '{kid}'")))
+        if not entries:
+            raise ImproperlyConfigured(f"{name} holds no key.")
+        return cls(tuple(entries))
+
+    @property
+    def current_kid(self) -> str:
+        """The id of the key that encrypts new values."""
+        return self.keys[0][0]
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """Every key id, the current one first."""
+        return tuple(kid for kid, _ in self.keys)
+
+    def _key(self, kid: str) -> bytes | None:
+        for candidate, key in self.keys:
+            if candidate == kid:
+                return key
+        return None
+
+    @staticmethod
+    def _aad(kid: str, context: str) -> bytes:
+        return f"{CIPHERTEXT_VERSION}:{kid}:{context}".encode()
+
+    def encrypt(self, plaintext: bytes, *, context: str) -> str:
+        """Encrypt under the current key; every call uses a fresh random nonce."""
+        kid, key = self.keys[0]
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = AESGCM(key).encrypt(nonce, plaintext, self._aad(kid, context))
+        return f"{CIPHERTEXT_VERSION}:{kid}:{urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+
+    def decrypt(self, token: str, *, context: str) -> bytes:
+        """Decrypt a token made by :meth:`encrypt`; raise DecryptionError on any failure."""
+        version, kid = token_header(token)
+        if version != CIPHERTEXT_VERSION:
+            raise DecryptionError(f"Unsupported ciphertext version for {context}.")
+        key = self._key(kid)
+        if key is None:
+            raise DecryptionError(f"No key with id '{kid}' in the keyring (value of {context}).")
+        body = token.split(":", 2)[2]
+        try:
+            raw = urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], self._aad(kid, context))
+        except (InvalidTag, BinasciiError, ValueError):
+            raise DecryptionError(f"Value of {context} failed authentication under key '{kid}'.") from None
+
+
+def token_header(token: str) -> tuple[str, str]:
+    """Return ``(version, kid)`` of a token without decrypting it (used to report key usage)."""
+    parts = token.split(":", 2)
+    if len(parts) != 3:
+        raise DecryptionError("Value is not a Healthcrypt ciphertext.")
+    return parts[0], parts[1]
+
+
+@lru_cache(maxsize=1)
+def field_keyring() -> Keyring:
+    """The keyring for encrypted fields and files, from ``settings.FIELD_ENCRYPTION_KEYS``."""
+    return Keyring.parse(settings.FIELD_ENCRYPTION_KEYS)
+
+
+@lru_cache(maxsize=4)
+def _hmac_key(setting_name: str) -> bytes:
+    return decode_key(getattr(settings, setting_name), name=setting_name)
+
+
+def normalise(value: str) -> str:
+    """Normalise text for exact matching: Unicode NFKC, case-folded, inner white space collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
+def blind_index(value: str, *, purpose: str) -> str:
+    """HMAC-SHA256 of the normalised value under BLIND_INDEX_KEY, hex-encoded.
+
+    ``purpose`` separates index spaces, so an MRN and a surname with the same text never collide.
+    """
+    message = f"{purpose}\x00{normalise(value)}".encode()
+    return hmac.new(_hmac_key("BLIND_INDEX_KEY"), message, hashlib.sha256).hexdigest()
+
+
+@receiver(setting_changed)
+def _reset_caches(*, setting: str, **kwargs: Any) -> None:
+    # Tests swap keys with override_settings; cached keys must follow.
+    if setting in {"FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY"}:
+        field_keyring.cache_clear()
+        _hmac_key.cache_clear()

@@ -1,0 +1,235 @@
+"""Healthcrypt settings: one file, every knob from the environment (DESIGN.md §11).
+
+`.env.example` lists every variable. In production (DEBUG off) nothing secret has a default: a
+missing secret is reported by a security system check (healthcrypt/checks.py) that stops
+`manage.py` and the WSGI/ASGI entry points from starting. In demo/development mode (DEBUG on)
+throwaway secrets are generated into an ignored local file on first run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from healthcrypt.env import env_bool, env_int, env_list, env_secret, env_str, load_dev_secrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Fail closed: DEBUG is off unless asked for.
+DEBUG = env_bool("DEBUG", False)
+
+# --- Secrets -------------------------------------------------------------------------------------
+# Each is read from NAME or NAME_FILE. None of them is derived from another: a leaked SECRET_KEY
+# (sessions, CSRF) must not reveal patient data, and a leaked field key must not forge sessions.
+REQUIRED_SECRETS = ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY"]
+_secrets = {name: env_secret(name) for name in REQUIRED_SECRETS}
+
+DEV_SECRETS_FILE = Path(env_str("HEALTHCRYPT_DEV_SECRETS_FILE") or BASE_DIR / ".dev-secrets.env")
+if DEBUG and not all(_secrets.values()):
+    _dev = load_dev_secrets(DEV_SECRETS_FILE, [name for name, value in _secrets.items() if not value])
+    _secrets = {name: value or _dev.get(name) for name, value in _secrets.items()}
+
+# Names of required secrets that are still missing; checks.py turns each into a security error.
+MISSING_SECRETS = [name for name, value in _secrets.items() if not value]
+
+# An empty SECRET_KEY makes Django itself refuse to sign anything, so even code that skips the
+# system checks cannot run with a guessable key.
+SECRET_KEY = _secrets["SECRET_KEY"] or ""
+
+# Field encryption keyring, "kid:base64-key" entries separated by commas; the first encrypts, all
+# decrypt (records/crypto.py, docs/operations/keys.md).
+FIELD_ENCRYPTION_KEYS = _secrets["FIELD_ENCRYPTION_KEYS"] or ""
+# HMAC key for blind indexes (exact-match lookup of encrypted values).
+BLIND_INDEX_KEY = _secrets["BLIND_INDEX_KEY"] or ""
+# HMAC key for the audit hash chain.
+AUDIT_HMAC_KEY = _secrets["AUDIT_HMAC_KEY"] or ""
+
+# --- Hosts and HTTPS ------------------------------------------------------------------------------
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+if env_bool("BEHIND_TLS_PROXY", False):
+    # Only trust X-Forwarded-Proto when a proxy that sets it is really in front of us.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_NAME = "hc_session"
+CSRF_COOKIE_NAME = "hc_csrftoken"
+# Absolute session lifetime (the idle time-out is enforced per request; see accounts).
+SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 60 * 60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 15 * 60)
+
+# --- Applications ---------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "healthcrypt.apps.HealthcryptAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "auditlog",
+    "healthcrypt.apps.HealthcryptConfig",
+    "accounts",
+    "records",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "healthcrypt.middleware.SecurityHeadersMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Every URL requires a signed-in user unless its view is marked @login_not_required.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # AxesMiddleware must be last: it turns a lockout into the "locked out" response.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "healthcrypt.urls"
+WSGI_APPLICATION = "healthcrypt.wsgi.application"
+ASGI_APPLICATION = "healthcrypt.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+# A request that fails half-way leaves nothing half-written.
+DATABASES["default"]["ATOMIC_REQUESTS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Authentication -------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    # Axes first, so a locked-out username + IP is refused before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:dashboard"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+# django-axes: lock a username + IP pair after AXES_FAILURE_LIMIT failures, for a cool-off that is
+# never permanent, so nobody can lock a clinician out for good.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0)
+# Do not store what was typed into the username field when it matches no account.
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+
+# Step-up: how recently a TOTP code must have been entered before a chart is shown.
+STEP_UP_SECONDS = env_int("STEP_UP_SECONDS", 10 * 60)
+
+# --- Internationalisation -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "var" / "media")
+
+# --- Cache ----------------------------------------------------------------------------------------
+_redis_url = env_str("REDIS_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
+        if _redis_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- Logging --------------------------------------------------------------------------------------
+# Never log request bodies or PHI; Django's request logger is kept at WARNING and our own modules
+# log identifiers only (STYLE.md).
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO") or "INFO"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+        # Axes logs usernames and IPs at INFO on every attempt; its lockouts still log at WARNING.
+        "axes": {"level": "WARNING"},
+    },
+}
+
+# --- Healthcrypt ----------------------------------------------------------------------------------
+HOSPITAL_NAME = env_str("HOSPITAL_NAME", "Healthcrypt General Hospital") or "Healthcrypt General Hospital"
+CSRF_FAILURE_VIEW = "healthcrypt.views.csrf_failure"

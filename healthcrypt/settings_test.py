@@ -1,0 +1,30 @@
+"""Test settings: the real settings with fixed test keys and fast hashing.
+
+The keys below are public and only ever protect synthetic test data. They are set in the
+environment *before* the real settings are read, so the same code path (env_secret) is exercised.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 30)
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test1:" + "A" * 43)
+os.environ.setdefault("BLIND_INDEX_KEY", "B" * 43)
+os.environ.setdefault("AUDIT_HMAC_KEY", "C" * 43)
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+os.environ["DEBUG"] = os.environ.get("TEST_DEBUG", "0")
+
+from healthcrypt.settings import *  # noqa: F403
+from healthcrypt.settings import MIDDLEWARE
+
+TESTING = True
+# Argon2 is deliberately slow; tests that are about hashing opt back in with override_settings.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]

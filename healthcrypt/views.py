@@ -1,0 +1,72 @@
+"""Error pages and the load balancer's health check. None of them echoes request data."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+
+@login_not_required
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness and database reachability, without any detail an attacker could use."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        logger.exception("Health check: database unreachable")
+        return JsonResponse({"status": "unavailable"}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+def _error(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
+
+
+@login_not_required
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "Bad request", "The request could not be understood. Please check what you entered.")
+
+
+@login_not_required
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    # The exception text is ours (never patient data) and tells the person what to do next.
+    message = str(exception) if exception and str(exception) else "Your role does not allow this."
+    return _error(request, 403, "Not allowed", message)
+
+
+@login_not_required
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    # Same page whether the thing does not exist or exists but is not yours: no existence leak.
+    return _error(request, 404, "Not found", "There is nothing here, or nothing that you may see.")
+
+
+@login_not_required
+def server_error(request: HttpRequest) -> HttpResponse:
+    # Rendered without the request context: the failure may be the database, which the
+    # navigation (request.user) would need. Requests are atomic, so nothing was half-saved.
+    context = {
+        "status": 500,
+        "title": "Something went wrong",
+        "message": "The error has been logged and nothing was saved. Please try again.",
+    }
+    return HttpResponse(render_to_string("error.html", context), status=500)
+
+
+@login_not_required
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return _error(
+        request,
+        403,
+        "Form expired",
+        "This form was sent without a valid security token (it may have been open too long). "
+        "Go back, reload the page and try again.",
+    )

@@ -1,0 +1,17 @@
+"""Signals that ``records`` sends and ``audit`` receives (DESIGN.md §4, STYLE.md "audit/").
+
+``records`` never imports ``audit``. Senders use ``Signal.send()``, never ``send_robust()``, so a
+receiver that fails aborts the read or write inside its transaction (fail closed). Payloads carry
+identifiers, categories and purposes, never patient data values.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# kwargs: actor, patient_id, category, action, purpose
+patient_data_accessed = Signal()
+# kwargs: actor, patient_id, category, action, fields (names only)
+patient_data_changed = Signal()
+# kwargs: actor, patient_id, recipient, category, purpose
+disclosure_made = Signal()
