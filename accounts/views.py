@@ -39,5 +39,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "policy": policy,
         "capabilities": [c.value.replace("_", " ").capitalize() for c in capabilities],
+        "opens_charts": Capability.VIEW_CHART in policy.capabilities,
     }
     return render(request, f"accounts/dashboards/{policy.role.value}.html", context)

@@ -1,0 +1,76 @@
+"""Cost of the field-encryption layer against raw AES-GCM on the same values (same run, ratio).
+
+.venv/bin/python -m bench.field_encryption [--values 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcrypt.settings_test")
+
+import django  # noqa: E402
+
+django.setup()
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
+from healthcrypt.crypto import field_keyring  # noqa: E402
+from records.models import Patient  # noqa: E402
+
+
+def best_of(repeats: int, func: Callable[[], None]) -> float:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--values", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    values = [f"Surname-{i:06d}".encode() for i in range(args.values)]
+    key = AESGCM.generate_key(bit_length=256)
+    raw = AESGCM(key)
+    keyring = field_keyring()
+    field = Patient._meta.get_field("family_name")
+
+    def baseline() -> None:
+        for value in values:
+            nonce = secrets.token_bytes(12)
+            raw.decrypt(nonce, raw.encrypt(nonce, value, b"ctx"), b"ctx")
+
+    def keyring_round_trip() -> None:
+        for value in values:
+            keyring.decrypt(
+                keyring.encrypt(value, context="records.Patient.family_name"), context="records.Patient.family_name"
+            )
+
+    texts = [v.decode() for v in values]
+
+    def field_round_trip() -> None:
+        for text in texts:
+            field.from_db_value(field.get_prep_value(text), None, None)  # type: ignore[arg-type]
+
+    base = best_of(args.repeats, baseline)
+    ring = best_of(args.repeats, keyring_round_trip)
+    full = best_of(args.repeats, field_round_trip)
+    per = 1e6 / args.values
+    print(f"values: {args.values}, median of {args.repeats} runs")
+    print(f"raw AES-GCM encrypt+decrypt:      {base * per:7.2f} us/value  (baseline)")
+    print(f"Keyring encrypt+decrypt:          {ring * per:7.2f} us/value  ratio {ring / base:4.2f}x")
+    print(f"EncryptedField prep+from_db:      {full * per:7.2f} us/value  ratio {full / base:4.2f}x")
+
+
+if __name__ == "__main__":
+    main()

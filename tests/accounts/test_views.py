@@ -1,0 +1,141 @@
+"""Sign-in, the role dashboards at /, the navigation and the admin's door."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+from accounts.roles import Role
+from tests.factories import TEST_PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sign_in_with_password_lands_on_the_dashboard(client: Client, physician: User) -> None:
+    response = client.post(reverse("accounts:login"), {"username": "physician", "password": TEST_PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("accounts:dashboard")
+    assert client.get("/").status_code == 200
+
+
+def test_wrong_password_shows_a_clear_message_and_no_session(client: Client, physician: User) -> None:
+    response = client.post(reverse("accounts:login"), {"username": "physician", "password": "wrong"})
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_repeated_failures_lock_the_account_for_this_address(client: Client, physician: User) -> None:
+    for _ in range(5):
+        client.post(reverse("accounts:login"), {"username": "physician", "password": "wrong"})
+    response = client.post(reverse("accounts:login"), {"username": "physician", "password": TEST_PASSWORD})
+    assert response.status_code == 429
+    assert b"Sign-in temporarily locked" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+def test_next_parameter_only_accepts_local_paths(client: Client, physician: User, target: str) -> None:
+    response = client.post(
+        reverse("accounts:login") + "?next=" + target, {"username": "physician", "password": TEST_PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("accounts:dashboard")
+
+
+def test_next_parameter_returns_to_a_local_page(client: Client, physician: User) -> None:
+    response = client.post(
+        reverse("accounts:login") + "?next=/accounts/login/", {"username": "physician", "password": TEST_PASSWORD}
+    )
+    assert response["Location"] == "/accounts/login/"
+
+
+@pytest.mark.parametrize("persona", list(Role), indirect=True)
+def test_each_role_gets_its_own_dashboard(persona: User, client_for: Callable[[User], Client]) -> None:
+    response = client_for(persona).get("/")
+    assert response.status_code == 200
+    assert f"accounts/dashboards/{persona.role}.html" in [t.name for t in response.templates]
+    assert str(Role(persona.role).label) in response.content.decode()
+
+
+@pytest.mark.parametrize("persona", list(Role), indirect=True)
+def test_dashboard_needs_few_queries(
+    persona: User, client_for: Callable[[User], Client], django_assert_max_num_queries: Callable[..., object]
+) -> None:
+    client = client_for(persona)
+    with django_assert_max_num_queries(6):
+        client.get("/")
+
+
+@pytest.mark.parametrize("persona", list(Role), indirect=True)
+def test_navigation_shows_the_admin_only_to_compliance(persona: User, client_for: Callable[[User], Client]) -> None:
+    html = client_for(persona).get("/").content.decode()
+    assert ("Compliance admin" in html) == (persona.role == Role.COMPLIANCE)
+
+
+def test_compliance_officer_may_enter_the_admin(compliance: User, client_for: Callable[[User], Client]) -> None:
+    assert client_for(compliance).get(reverse("admin:index")).status_code == 200
+
+
+@pytest.mark.parametrize("role", [r for r in Role if r != Role.COMPLIANCE])
+def test_other_roles_are_kept_out_of_the_admin_even_with_is_staff(
+    role: Role, make_persona: Callable[..., User], client_for: Callable[[User], Client]
+) -> None:
+    user = make_persona(role, is_staff=True)
+    response = client_for(user).get(reverse("admin:index"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_operator_is_sent_to_the_admin(operator: User, client_for: Callable[[User], Client]) -> None:
+    client = client_for(operator)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:index")
+    assert client.get(reverse("admin:index")).status_code == 200
+
+
+def test_sign_out_needs_post(physician: User, client_for: Callable[[User], Client]) -> None:
+    client = client_for(physician)
+    assert client.get(reverse("accounts:logout")).status_code == 405
+    response = client.post(reverse("accounts:logout"))
+    assert response.status_code == 302
+    assert "_auth_user_id" not in client.session
+
+
+def test_post_without_csrf_token_is_refused_with_a_clear_message(physician: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(reverse("accounts:login"), {"username": "physician", "password": TEST_PASSWORD})
+    assert response.status_code == 403
+    assert b"without a valid security token" in response.content
+
+
+def test_dashboard_rejects_post(physician: User, client_for: Callable[[User], Client]) -> None:
+    assert client_for(physician).post("/").status_code == 405
+
+
+def test_pages_forbid_caching_framing_and_foreign_scripts(
+    physician: User, client_for: Callable[[User], Client]
+) -> None:
+    response = client_for(physician).get("/")
+    assert "no-store" in response["Cache-Control"]
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_unknown_page_gives_the_friendly_404(physician: User, client_for: Callable[[User], Client]) -> None:
+    response = client_for(physician).get("/no/such/page/")
+    assert response.status_code == 404
+    assert b"nothing that you may see" in response.content
+
+
+def test_health_check_is_public_and_says_nothing_more_than_ok(client: Client) -> None:
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

@@ -1,0 +1,72 @@
+"""factory_boy factories. Patients are made through the service, so blind indexes are right."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import factory
+from django.utils import timezone
+
+from accounts.models import Department, User
+from accounts.roles import Role
+from records.models import CareAssignment, Patient
+from records.services import care_assignment_create, patient_register
+
+TEST_PASSWORD = "correct horse battery staple 42"
+
+
+class DepartmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Department
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"dept-{n}")
+    name = factory.Sequence(lambda n: f"Department {n}")
+    kind = Department.Kind.WARD
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    role = Role.PHYSICIAN
+    first_name = "Test"
+    last_name = factory.Sequence(lambda n: f"Staff{n}")
+    password = factory.PostGenerationMethodCall("set_password", TEST_PASSWORD)
+
+    @factory.post_generation
+    def _save(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if create:
+            self.save()
+
+
+class PatientFactory(factory.Factory):
+    """Builds a registered patient through ``records.services.patient_register``."""
+
+    class Meta:
+        model = Patient
+
+    mrn = factory.Sequence(lambda n: f"T{500000 + n}")
+    given_name = factory.Faker("first_name")
+    family_name = factory.Faker("last_name")
+    birth_date = factory.Faker("date_of_birth", minimum_age=1, maximum_age=90)
+    sex = "female"
+    phone = "555-010-0000"
+
+    @classmethod
+    def _create(cls, model_class: type[Patient], *args: Any, **kwargs: Any) -> Patient:
+        return patient_register(actor=None, **kwargs)
+
+
+def assign(staff: User, patient: Patient, team_role: str = CareAssignment.TeamRole.ATTENDING) -> CareAssignment:
+    """Put ``staff`` on ``patient``'s care team, starting a day ago."""
+    return care_assignment_create(
+        actor=None,
+        staff=staff,
+        patient=patient,
+        team_role=team_role,
+        starts_at=timezone.now() - datetime.timedelta(days=1),
+    )

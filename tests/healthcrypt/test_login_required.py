@@ -1,0 +1,56 @@
+"""Every URL requires a signed-in user, except an explicit, short list of public ones."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+pytestmark = pytest.mark.django_db
+
+# Public on purpose: signing in, the load balancer's health check, and the admin's own sign-in
+# (which only sends people to the same sign-in rules).
+PUBLIC_URL_NAMES = {"accounts:login", "healthz", "admin:login"}
+
+
+def walk(patterns: list[object], prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str]]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            ns = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from walk(pattern.url_patterns, prefix + str(pattern.pattern), ns)
+        elif isinstance(pattern, URLPattern):
+            yield f"{namespace}{pattern.name or ''}", prefix + str(pattern.pattern)
+
+
+def sample_path(route: str) -> str:
+    """Turn a route or regex into a concrete path with harmless sample values."""
+    path = re.sub(r"<(?:int:)?[a-z_]*(?:id|pk)>", "1", route)
+    path = re.sub(r"<[^>]+>", "x", path)
+    path = re.sub(r"\(\?P<[^>]+>[^)]*\)", "1", path)
+    path = path.replace("^", "").replace("$", "").replace("\\Z", "").replace("\\", "")
+    return "/" + path
+
+
+ALL_URLS = sorted(set(walk(get_resolver().url_patterns)))
+
+
+def test_the_walk_finds_the_urls_it_should() -> None:
+    names = {name for name, _ in ALL_URLS}
+    assert {"accounts:dashboard", "accounts:logout", "admin:index", "healthz"} <= names
+
+
+@pytest.mark.parametrize(("name", "route"), [u for u in ALL_URLS if u[0] not in PUBLIC_URL_NAMES])
+def test_anonymous_request_is_sent_to_sign_in(client: Client, name: str, route: str) -> None:
+    path = sample_path(route)
+    response = client.get(path)
+    if response.status_code == 404:
+        # Admin URLs for objects that do not exist, or unknown apps, still never show data.
+        assert b"admin" in path.encode()
+        return
+    assert response.status_code in (302, 405), f"{name} ({path}) answered {response.status_code}"
+    if response.status_code == 302:
+        location = response["Location"]
+        assert location.startswith(reverse("accounts:login")) or location.startswith(reverse("admin:login")), location

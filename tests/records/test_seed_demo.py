@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import RequestFactory
+
+from accounts.models import Department, User
+from accounts.roles import Role
+from records.models import CareAssignment, Patient
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(*args: str) -> str:
+    out = StringIO()
+    call_command("seed_demo", "--force", "--patients", "24", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_refuses_with_debug_off_unless_forced() -> None:
+    with pytest.raises(CommandError, match="refuses to run with DEBUG off"):
+        call_command("seed_demo", stdout=StringIO())
+    assert not User.objects.exists()
+
+
+def test_refuses_a_silly_patient_count() -> None:
+    with pytest.raises(CommandError, match="between 1 and 10000"):
+        call_command("seed_demo", "--force", "--patients", "0", stdout=StringIO())
+
+
+def test_creates_one_user_per_role_named_after_it() -> None:
+    seed()
+    for role in Role:
+        assert User.objects.get(username=role.value).role == role
+    assert Department.objects.filter(kind=Department.Kind.RADIOLOGY).exists()
+
+
+def test_second_run_creates_nothing_new_and_prints_the_same_credentials() -> None:
+    first = json.loads(seed("--json"))
+    counts = (User.objects.count(), Patient.objects.count(), CareAssignment.objects.count(), Department.objects.count())
+    second = json.loads(seed("--json"))
+    assert second["created"] == {"patients": 0, "assignments": 0}
+    assert (
+        User.objects.count(),
+        Patient.objects.count(),
+        CareAssignment.objects.count(),
+        Department.objects.count(),
+    ) == counts
+    assert first["users"] == second["users"]
+    assert first["created"]["patients"] == 24
+
+
+def test_printed_credentials_sign_in() -> None:
+    output = json.loads(seed("--json"))
+    for row in output["users"]:
+        request = RequestFactory().post("/accounts/login/")
+        user = authenticate(request, username=row["username"], password=row["password"])
+        assert user is not None, row["username"]
+
+
+def test_text_output_lists_every_demo_user() -> None:
+    text = seed()
+    for role in Role:
+        assert role.value in text
+
+
+def test_patients_are_deterministic_and_stored_encrypted() -> None:
+    seed()
+    first = Patient.objects.order_by("id").first()
+    names = (first.given_name, first.family_name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT given_name, family_name FROM records_patient WHERE id = %s", [first.pk])
+        raw = " ".join(cursor.fetchone())
+    assert names[0] not in raw and names[1] not in raw
+
+
+def test_some_patients_have_a_care_team_and_some_do_not() -> None:
+    seed()
+    physician = User.objects.get(username="physician")
+    assigned = CareAssignment.objects.filter(staff=physician).count()
+    assert 0 < assigned < Patient.objects.count()
+    assert Patient.objects.filter(care_assignments__isnull=True).exists()
+
+
+def test_patient_demo_user_is_linked_to_a_patient_record() -> None:
+    seed()
+    assert Patient.objects.filter(portal_user__username="patient").count() == 1
