@@ -91,7 +91,7 @@ def test_malformed_keyrings_are_refused_with_a_clear_message(spec: str, message:
 
 def test_normalise_ignores_case_width_and_spacing() -> None:
     assert normalise("  O'Brien   SMITH ") == normalise("o'brien smith")
-    assert normalise("ＭＲＮ１２") == "mrn12"
+    assert normalise("\uff2d\uff32\uff2e\uff11\uff12") == "mrn12"  # full-width "MRN12"
 
 
 def test_blind_index_is_case_and_space_insensitive_and_separated_by_purpose() -> None:

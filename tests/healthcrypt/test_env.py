@@ -57,7 +57,8 @@ def test_env_secret_unreadable_file_names_the_variable_not_the_path_contents(tmp
 def test_dev_secrets_are_generated_once_private_and_then_reused(tmp_path: Path) -> None:
     path = tmp_path / "dev.env"
     first = load_dev_secrets(path, ["SECRET_KEY", "BLIND_INDEX_KEY"])
-    assert first["SECRET_KEY"] and first["BLIND_INDEX_KEY"]
+    assert first["SECRET_KEY"]
+    assert first["BLIND_INDEX_KEY"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = load_dev_secrets(path, ["SECRET_KEY", "BLIND_INDEX_KEY"])
     assert again == first
