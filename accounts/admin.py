@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpRequest
 
 from accounts.models import Department, User
+from accounts.services import otp_reset, user_role_change
 
 
 @admin.register(Department)
@@ -21,3 +25,22 @@ class UserAdmin(DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("Role", {"fields": ("role", "department")}),
     )
+    actions = ["reset_second_factor"]
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        # A role or department change goes through the service, so it is recorded with its actor.
+        if change and {"role", "department"} & set(form.changed_data):
+            new_role, new_department = obj.role, obj.department
+            original = User.objects.get(pk=obj.pk)
+            obj.role, obj.department = original.role, original.department
+            super().save_model(request, obj, form, change)
+            user_role_change(actor=request.user, user=obj, role=new_role, department=new_department, request=request)
+            obj.refresh_from_db()
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Reset second factor (the person enrols a new authenticator at next sign-in)")
+    def reset_second_factor(self, request: HttpRequest, queryset: Any) -> None:
+        for user in queryset:
+            otp_reset(actor=request.user, user=user, request=request)
+        self.message_user(request, f"Second factor reset for {queryset.count()} account(s).")

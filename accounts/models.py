@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+from base64 import b32encode
+from binascii import unhexlify
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import Q
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+from django_otp.oath import TOTP
 
 from accounts.roles import Role
+from healthcrypt.crypto import blind_index
+from healthcrypt.fields import encrypt
 
 
 class Department(models.Model):
@@ -62,3 +73,122 @@ class User(AbstractUser):
     @property
     def role_label(self) -> str:
         return Role(self.role).label if self.role else "Operator"
+
+
+def default_totp_key() -> str:
+    return secrets.token_hex(20)
+
+
+class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+    """A TOTP authenticator (RFC 6238) whose secret is encrypted at rest.
+
+    django-otp's own ``otp_totp.TOTPDevice`` keeps the secret as plaintext hex in its table, so a
+    database dump would hand out every second factor. This model has the same fields and
+    behaviour (drift, tolerance, replay protection through ``last_t``, throttling) with the key in
+    an encrypted field (docs/decisions/0004-sign-in.md).
+    """
+
+    key = encrypt(models.CharField(max_length=80, default=default_totp_key))
+    step = models.PositiveSmallIntegerField(default=30)
+    t0 = models.BigIntegerField(default=0)
+    digits = models.PositiveSmallIntegerField(default=6)
+    tolerance = models.PositiveSmallIntegerField(default=1)
+    drift = models.SmallIntegerField(default=0)
+    # The time step of the last accepted code: a code is never accepted twice.
+    last_t = models.BigIntegerField(default=-1)
+
+    class Meta(Device.Meta):
+        verbose_name = "TOTP authenticator"
+
+    def __str__(self) -> str:
+        return f"TOTP device #{self.pk} of user {self.user_id}"
+
+    @property
+    def bin_key(self) -> bytes:
+        return unhexlify(self.key.encode())
+
+    def get_throttle_factor(self) -> int:
+        return int(getattr(settings, "OTP_THROTTLE_FACTOR", 1))
+
+    def verify_token(self, token: object) -> bool:
+        verify_allowed, _ = self.verify_is_allowed()
+        if not verify_allowed:
+            return False
+        try:
+            number = int(str(token).strip())
+        except ValueError:
+            verified = False
+        else:
+            totp = TOTP(self.bin_key, self.step, self.t0, self.digits, self.drift)
+            totp.time = time.time()
+            verified = bool(totp.verify(number, self.tolerance, self.last_t + 1))
+            if verified:
+                self.last_t = totp.t()
+                self.drift = totp.drift
+                self.throttle_reset(commit=False)
+                self.set_last_used_timestamp(commit=False)
+                self.save()
+        if not verified:
+            self.throttle_increment(commit=True)
+        return verified
+
+    @property
+    def config_url(self) -> str:
+        """The ``otpauth://`` URI that authenticator apps read from the QR code."""
+        issuer = settings.OTP_ISSUER.replace(":", "")
+        label = quote(f"{issuer}:{self.user.get_username()}")
+        params = urlencode(
+            {
+                "secret": b32encode(self.bin_key).decode("ascii"),
+                "algorithm": "SHA1",
+                "digits": self.digits,
+                "period": self.step,
+            }
+        )
+        return f"otpauth://totp/{label}?{params}&issuer={quote(issuer)}"
+
+    @property
+    def base32_secret(self) -> str:
+        return b32encode(self.bin_key).decode("ascii")
+
+
+class RecoveryCodeDevice(TimestampMixin, ThrottlingMixin, Device):
+    """One-time recovery codes for a lost authenticator. Only keyed hashes of the codes are stored."""
+
+    class Meta(Device.Meta):
+        verbose_name = "recovery codes"
+
+    def __str__(self) -> str:
+        return f"Recovery codes #{self.pk} of user {self.user_id}"
+
+    def get_throttle_factor(self) -> int:
+        return int(getattr(settings, "OTP_THROTTLE_FACTOR", 1))
+
+    def verify_token(self, token: object) -> bool:
+        verify_allowed, _ = self.verify_is_allowed()
+        if not verify_allowed:
+            return False
+        match = self.codes.filter(code_hash=recovery_code_hash(str(token))).first()
+        if match is None:
+            self.throttle_increment(commit=True)
+            return False
+        # Single use: the code is gone the moment it works.
+        match.delete()
+        self.throttle_reset(commit=False)
+        self.set_last_used_timestamp(commit=False)
+        self.save()
+        return True
+
+
+class RecoveryCode(models.Model):
+    device = models.ForeignKey(RecoveryCodeDevice, on_delete=models.CASCADE, related_name="codes")
+    code_hash = models.CharField(max_length=64, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Recovery code #{self.pk}"
+
+
+def recovery_code_hash(code: str) -> str:
+    """Keyed hash of a recovery code, ignoring case, spaces and hyphens."""
+    cleaned = "".join(ch for ch in code if ch.isalnum()).lower()
+    return blind_index(cleaned, purpose="accounts.recovery_code")

@@ -19,7 +19,9 @@ class NavItem:
 # Later features add their entries here, each behind the capability that its views also require.
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Dashboard", "accounts:dashboard"),
+    NavItem("Lockouts", "accounts:lockouts", Capability.MANAGE_LOCKOUTS),
     NavItem("Compliance admin", "admin:index", Capability.ADMIN_SITE),
+    NavItem("Password", "accounts:password_change"),
 )
 
 

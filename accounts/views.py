@@ -1,28 +1,228 @@
-"""Sign-in pages and the role dashboards at ``/``."""
+"""Sign-in (password, then a one-time code), enrolment, step-up, password change, lockouts, dashboards."""
 
 from __future__ import annotations
 
 import logging
+from typing import cast
 
-from django.contrib.auth import views as auth_views
+from axes.handlers.proxy import AxesProxyHandler
+from axes.models import AccessAttempt
+from axes.utils import reset as axes_reset
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.utils.decorators import method_decorator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.decorators import capability_required
+from accounts.forms import CodeForm, PasswordChangeWithCodeForm, PasswordStepForm
+from accounts.models import User
+from accounts.otp import qr_svg
 from accounts.roles import Capability, policy_for
+from accounts.services import (
+    auth_event_emit,
+    otp_enrolment_confirm,
+    pending_login_clear,
+    pending_login_start,
+    pending_login_user,
+    second_factor_failed,
+    second_factor_verify,
+    sign_in_complete,
+    step_up_record,
+    totp_device_confirmed,
+    totp_device_for_enrolment,
+    user_password_change,
+)
+from accounts.signals import AuthEvent
 
 logger = logging.getLogger(__name__)
 
+NEXT_KEY = "hc_next"
+WRONG_CODE = "That code is not right, or it has already been used. Codes change every 30 seconds."
+START_AGAIN = "Your sign-in took too long or was not started. Please enter your password again."
 
-@method_decorator(sensitive_post_parameters("password"), name="dispatch")
-class LoginView(auth_views.LoginView):
-    """Password sign-in. ``next`` is honoured only for paths on this site (Django's own check)."""
 
-    template_name = "registration/login.html"
-    redirect_authenticated_user = True
+def _safe_next(request: HttpRequest, candidate: str | None) -> str:
+    """``candidate`` if it is a path on this site, else the dashboard: ``next`` never leaves the site."""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return reverse("accounts:dashboard")
+
+
+def _lockout(request: HttpRequest, user: User) -> HttpResponse:
+    # AxesMiddleware turns a request marked as locked out into the lockout page (429).
+    pending_login_clear(request)
+    request.axes_locked_out = True  # type: ignore[attr-defined]
+    request.axes_credentials = {"username": user.get_username()}  # type: ignore[attr-defined]
+    return HttpResponse(status=429)
+
+
+def _is_locked(request: HttpRequest, user: User) -> bool:
+    return AxesProxyHandler.is_locked(request, {"username": user.get_username()})
+
+
+@login_not_required
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
+def login_password(request: HttpRequest) -> HttpResponse:
+    """Step one: username and password. Nothing is signed in yet."""
+    if request.user.is_authenticated:
+        return redirect(_safe_next(request, request.GET.get("next")))
+    form = PasswordStepForm(request, data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.get_user()
+        pending_login_start(request, user)
+        request.session[NEXT_KEY] = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+        if totp_device_confirmed(user) is None:
+            return redirect("accounts:enrol")
+        return redirect("accounts:login_code")
+    return render(request, "registration/login.html", {"form": form, "next": request.GET.get("next", "")})
+
+
+@login_not_required
+@sensitive_post_parameters("otp_token")
+@require_http_methods(["GET", "POST"])
+def login_code(request: HttpRequest) -> HttpResponse:
+    """Step two: the one-time code (or a recovery code). A wrong code counts toward the lockout."""
+    user = pending_login_user(request)
+    if user is None:
+        messages.error(request, START_AGAIN)
+        return redirect("accounts:login")
+    if totp_device_confirmed(user) is None:
+        return redirect("accounts:enrol")
+    if _is_locked(request, user):
+        return _lockout(request, user)
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = second_factor_verify(user, form.cleaned_data["otp_token"])
+        if device is not None:
+            next_url = request.session.get(NEXT_KEY) or reverse("accounts:dashboard")
+            sign_in_complete(request, user, device)
+            return redirect(_safe_next(request, next_url))
+        second_factor_failed(request, user, stage="login")
+        if getattr(request, "axes_locked_out", False):
+            return _lockout(request, user)
+        form.add_error("otp_token", WRONG_CODE)
+    return render(request, "accounts/login_code.html", {"form": form, "username": user.get_username()})
+
+
+@login_not_required
+@sensitive_post_parameters("otp_token")
+@require_http_methods(["GET", "POST"])
+def enrol(request: HttpRequest) -> HttpResponse:
+    """First sign-in: scan a QR code, confirm with a first code, receive recovery codes once."""
+    user = pending_login_user(request)
+    if user is None:
+        messages.error(request, START_AGAIN)
+        return redirect("accounts:login")
+    if totp_device_confirmed(user) is not None:
+        # Replacing an authenticator needs an administrator to remove the old one first.
+        return redirect("accounts:login_code")
+    if _is_locked(request, user):
+        return _lockout(request, user)
+    device = totp_device_for_enrolment(user)
+    form = CodeForm(request.POST or None, allow_recovery=False)
+    if request.method == "POST" and form.is_valid():
+        codes = otp_enrolment_confirm(request=request, user=user, device=device, token=form.cleaned_data["otp_token"])
+        if codes is not None:
+            next_url = request.session.get(NEXT_KEY) or reverse("accounts:dashboard")
+            sign_in_complete(request, user, device)
+            # Shown in this one response and never again: only hashes are stored.
+            return render(
+                request, "accounts/recovery_codes.html", {"codes": codes, "next": _safe_next(request, next_url)}
+            )
+        second_factor_failed(request, user, stage="enrolment")
+        if getattr(request, "axes_locked_out", False):
+            return _lockout(request, user)
+        form.add_error("otp_token", WRONG_CODE)
+    secret = device.base32_secret
+    context = {
+        "form": form,
+        "qr_svg": qr_svg(device.config_url),
+        "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
+        "username": user.get_username(),
+        "issuer": settings.OTP_ISSUER,
+    }
+    return render(request, "accounts/enrol.html", context)
+
+
+@sensitive_post_parameters("otp_token")
+@require_http_methods(["GET", "POST"])
+def step_up(request: HttpRequest) -> HttpResponse:
+    """Ask a signed-in person for a fresh code before clinical data, then return them to it."""
+    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    user = cast(User, request.user)  # LoginRequiredMiddleware lets only signed-in users here
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = second_factor_verify(user, form.cleaned_data["otp_token"])
+        if device is not None:
+            step_up_record(request, device)
+            return redirect(next_url)
+        second_factor_failed(request, user, stage="step_up")
+        if getattr(request, "axes_locked_out", False):
+            logout(request)
+            return _lockout(request, user)
+        form.add_error("otp_token", WRONG_CODE)
+    return render(request, "accounts/step_up.html", {"form": form, "next": next_url})
+
+
+@sensitive_post_parameters("old_password", "new_password1", "new_password2", "otp_token")
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Change one's password: the current password and a code from the authenticator are both needed."""
+    user = cast(User, request.user)
+    form = PasswordChangeWithCodeForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if second_factor_verify(user, form.cleaned_data["otp_token"], allow_recovery=False) is None:
+            second_factor_failed(request, user, stage="password_change")
+            if getattr(request, "axes_locked_out", False):
+                logout(request)
+                return _lockout(request, user)
+            form.add_error("otp_token", WRONG_CODE)
+        else:
+            user_password_change(request=request, user=user, new_password=form.cleaned_data["new_password1"])
+            messages.success(request, "Your password has been changed.")
+            return redirect("accounts:dashboard")
+    return render(request, "accounts/password_change.html", {"form": form})
+
+
+@require_GET
+@capability_required(Capability.MANAGE_LOCKOUTS)
+def lockouts(request: HttpRequest) -> HttpResponse:
+    """Security's list of failed sign-in records, locked ones first."""
+    limit = settings.AXES_FAILURE_LIMIT
+    attempts = AccessAttempt.objects.order_by("-failures_since_start", "-attempt_time")
+    page = Paginator(attempts, 50).get_page(request.GET.get("page"))
+    return render(request, "accounts/lockouts.html", {"page": page, "limit": limit})
+
+
+@require_POST
+@capability_required(Capability.MANAGE_LOCKOUTS)
+def lockout_clear(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    """Clear the failures of one username + address, so that person may sign in again now."""
+    attempt = get_object_or_404(AccessAttempt, pk=attempt_id)
+    username, ip = attempt.username, attempt.ip_address
+    axes_reset(username=username, ip=ip)
+    target = User.objects.filter(username=username).first()
+    auth_event_emit(
+        AuthEvent.LOCKOUT_CLEARED,
+        request=request,
+        actor=request.user,
+        target=target,
+        username=username or "",
+        cleared_ip=ip,
+    )
+    messages.success(request, f"Sign-in failures for {username} from {ip} were cleared.")
+    return redirect("accounts:lockouts")
 
 
 @require_GET

@@ -83,9 +83,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # django-otp's framework; the devices (TOTP with an encrypted secret, hashed recovery codes)
+    # are accounts' own models (docs/decisions/0004-sign-in.md).
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
     "axes",
     "auditlog",
     "healthcrypt.apps.HealthcryptConfig",
@@ -104,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Idle time-out, absolute lifetime, and no session without a verified second factor.
+    "accounts.middleware.SessionSecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Every URL requires a signed-in user unless its view is marked @login_not_required.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -179,6 +181,14 @@ AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
 
 # Step-up: how recently a TOTP code must have been entered before a chart is shown.
 STEP_UP_SECONDS = env_int("STEP_UP_SECONDS", 10 * 60)
+# How long the one-time-code step may follow the password step.
+LOGIN_CODE_SECONDS = env_int("LOGIN_CODE_SECONDS", 5 * 60)
+# The name authenticator apps show next to the code.
+OTP_ISSUER = env_str("OTP_ISSUER", "Healthcrypt") or "Healthcrypt"
+# After each wrong code a device waits OTP_THROTTLE_FACTOR * 2^(failures-1) seconds.
+OTP_THROTTLE_FACTOR = env_int("OTP_THROTTLE_FACTOR", 1)
+# How many one-time recovery codes enrolment hands out.
+RECOVERY_CODE_COUNT = 10
 
 # --- Internationalisation -------------------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

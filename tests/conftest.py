@@ -6,13 +6,16 @@ client already signed in as them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
 
-from accounts.models import Department, User
+from accounts.models import Department, TOTPDevice, User
 from accounts.roles import Role
+from accounts.services import AUTH_AT_KEY, LAST_SEEN_KEY, VERIFIED_AT_KEY
 from tests.factories import DepartmentFactory, UserFactory
 
 ROLE_DEPARTMENT_KIND = {
@@ -101,12 +104,32 @@ def operator(db: None) -> User:
     return User.objects.create_superuser("operator", "ops@example.org", "operator password 1234")
 
 
+def totp_device(user: User) -> TOTPDevice:
+    """The user's confirmed authenticator, created on first use."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=user, name="Test authenticator", confirmed=True)
+
+
+def sign_in(client: Client, user: User) -> Client:
+    """Put ``client`` in the state a full password + code sign-in leaves it in."""
+    device = totp_device(user)
+    client.force_login(user)
+    session = client.session
+    now = time.time()
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session[AUTH_AT_KEY] = now
+    session[LAST_SEEN_KEY] = now
+    session[VERIFIED_AT_KEY] = now
+    session.save()
+    return client
+
+
 @pytest.fixture
 def client_for(db: None) -> Callable[[User], Client]:
+    """A test client already signed in (password and code) as the given user."""
+
     def make(user: User) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
+        return sign_in(Client(), user)
 
     return make
 

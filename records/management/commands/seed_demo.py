@@ -1,4 +1,5 @@
-"""Create the demo hospital: departments, one user per role, ~200 synthetic patients, care teams.
+"""Create the demo hospital: departments, one user per role (with a TOTP authenticator), ~200
+synthetic patients, care teams.
 
 Idempotent and deterministic: Faker runs with a fixed seed, patients are matched by MRN through
 the blind index, and a second run creates nothing new. Demo passwords are derived from the
@@ -21,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from faker import Faker
 
-from accounts.models import Department, User
+from accounts.models import Department, TOTPDevice, User
 from accounts.roles import Role
 from records.crypto import mrn_index
 from records.models import CareAssignment, Patient
@@ -68,11 +69,19 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 )
 
 
+def _demo_secret(label: str) -> bytes:
+    return hmac.new(settings.SECRET_KEY.encode(), f"seed_demo:{label}".encode(), hashlib.sha256).digest()
+
+
 def demo_password(username: str) -> str:
     """A readable password for a demo user, stable for this installation's SECRET_KEY."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"seed_demo:{username}".encode(), hashlib.sha256).digest()
-    text = base64.b32encode(digest).decode("ascii").lower()[:16]
+    text = base64.b32encode(_demo_secret(username)).decode("ascii").lower()[:16]
     return "-".join(text[i : i + 4] for i in range(0, 16, 4))
+
+
+def demo_totp_key(username: str) -> str:
+    """The demo user's TOTP secret (hex, 20 bytes), stable for this installation's SECRET_KEY."""
+    return _demo_secret(f"totp:{username}")[:20].hex()
 
 
 class Command(BaseCommand):
@@ -102,15 +111,19 @@ class Command(BaseCommand):
             created_assignments = self._assignments(users, patients)
             self._link_portal_user(users["patient"], patients[0])
 
-        credentials = [
-            {
-                "username": demo.username,
-                "password": demo_password(demo.username),
-                "role": demo.role.value,
-                "department": demo.department,
-            }
-            for demo in DEMO_USERS
-        ]
+        credentials = []
+        for demo in DEMO_USERS:
+            device = TOTPDevice.objects.get(user=users[demo.username], confirmed=True)
+            credentials.append(
+                {
+                    "username": demo.username,
+                    "password": demo_password(demo.username),
+                    "role": demo.role.value,
+                    "department": demo.department,
+                    "totp_secret": device.base32_secret,
+                    "otpauth_uri": device.config_url,
+                }
+            )
         if options["json"]:
             self.stdout.write(
                 json.dumps(
@@ -128,9 +141,13 @@ class Command(BaseCommand):
             f"{created_assignments} new care-team assignments."
         )
         self.stdout.write("Demo users (throwaway credentials for this installation only):")
-        self.stdout.write(f"  {'username':<12} {'password':<20} role")
+        self.stdout.write(f"  {'username':<12} {'password':<20} {'TOTP secret (add to an authenticator app)':<34}")
         for row in credentials:
-            self.stdout.write(f"  {row['username']:<12} {row['password']:<20} {row['role']}")
+            self.stdout.write(f"  {row['username']:<12} {row['password']:<20} {row['totp_secret']}")
+        self.stdout.write("otpauth URIs (for QR generators or `oathtool`):")
+        for row in credentials:
+            self.stdout.write(f"  {row['otpauth_uri']}")
+        self.stdout.write("No authenticator at hand? `python manage.py demo_code USERNAME` prints the current code.")
 
     def _departments(self) -> dict[str, Department]:
         result = {}
@@ -154,8 +171,20 @@ class Command(BaseCommand):
             user.set_password(demo_password(demo.username))
             user.full_clean()
             user.save()
+            self._totp_device(user)
             result[demo.username] = user
         return result
+
+    def _totp_device(self, user: User) -> TOTPDevice:
+        key = demo_totp_key(user.username)
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
+        if device is None:
+            return TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True, key=key)
+        if device.key != key:
+            device.key = key
+            device.last_t = -1
+            device.save(update_fields=["key", "last_t"])
+        return device
 
     def _patients(self, count: int) -> tuple[int, list[Patient]]:
         fake = Faker("en_US")

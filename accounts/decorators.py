@@ -1,0 +1,53 @@
+"""View decorators: capability checks from the role table and step-up before clinical data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from accounts.roles import Capability, has_capability
+from accounts.services import step_up_is_fresh
+
+View = Callable[..., HttpResponse]
+
+
+def capability_required(capability: Capability | str) -> Callable[[View], View]:
+    """403 unless the signed-in user's role has ``capability`` (accounts/roles.py)."""
+    wanted = Capability(capability)
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not has_capability(request.user, wanted):
+                raise PermissionDenied("Your role does not allow this.")
+            return view(request, *args, **kwargs)
+
+        wrapped.required_capability = wanted  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorator
+
+
+def step_up_required(view: View) -> View:
+    """Ask for a fresh one-time code before showing clinical data (STEP_UP_SECONDS).
+
+    Use on every view that *shows* clinical data; views that only add data (a vitals entry, a
+    result) do not need it. After the code the person is returned to the page they asked for.
+    """
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not step_up_is_fresh(request):
+            target = request.get_full_path() if request.method == "GET" else request.path
+            return redirect(f"{reverse('accounts:step_up')}?{urlencode({'next': target})}")
+        return view(request, *args, **kwargs)
+
+    wrapped.step_up = True  # type: ignore[attr-defined]
+    return wrapped

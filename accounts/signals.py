@@ -1,0 +1,32 @@
+"""Authentication and privilege events, for the audit trail (DESIGN.md §6).
+
+``auth_event`` is sent with ``Signal.send()`` (never ``send_robust``) so that a failing receiver
+fails the action. Keyword arguments: ``event`` (AuthEvent), ``actor`` (the user acting, or None),
+``target`` (the user acted upon, or None), ``username`` (the name given, for failures of unknown
+accounts), ``ip`` and ``user_agent`` (from the request), ``detail`` (a small dict, never secrets).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.dispatch import Signal
+
+
+class AuthEvent(StrEnum):
+    LOGIN = "login"
+    LOGOUT = "logout"
+    IDLE_LOGOUT = "idle_logout"
+    LOGIN_FAILED = "login_failed"
+    OTP_FAILED = "otp_failed"
+    LOCKOUT = "lockout"
+    LOCKOUT_CLEARED = "lockout_cleared"
+    OTP_ENROLLED = "otp_enrolled"
+    OTP_RESET = "otp_reset"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    STEP_UP = "step_up"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an event name)
+    ROLE_CHANGED = "role_changed"
+
+
+auth_event = Signal()
