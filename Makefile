@@ -51,6 +51,15 @@ test: install-dev ## Lint, check migrations and run the whole test suite (DATABA
 	DEBUG=0 DJANGO_SETTINGS_MODULE=healthcrypt.settings_test $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: e2e
+e2e: install-dev ## Run only the browser tests (needs Debian's chromium: apt-get install chromium).
+	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: install-dev ## Run the benchmarks (each prints ratios against a baseline from the same run).
+	$(PY) -m bench.field_encryption
+	$(PY) -m bench.login_bruteforce
+
 .PHONY: lint
 lint: install-dev ## Run ruff (lint and format check).
 	$(VENV)/bin/ruff check .
@@ -73,4 +82,4 @@ secrets: install ## Print a fresh set of production secrets (nothing is written)
 
 .PHONY: clean
 clean: ## Remove the virtualenv, the demo database and the demo secrets.
-	rm -rf $(VENV) db.sqlite3 .dev-secrets.env staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 .dev-secrets.env staticfiles artifacts .pytest_cache .ruff_cache

@@ -18,10 +18,10 @@ import django
 
 django.setup()
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from healthcrypt.crypto import field_keyring  # noqa: E402
-from records.models import Patient  # noqa: E402
+from healthcrypt.crypto import field_keyring
+from records.models import Patient
 
 
 def best_of(repeats: int, func: Callable[[], None]) -> float:
