@@ -75,11 +75,21 @@ class User(AbstractUser):
         return Role(self.role).label if self.role else "Operator"
 
 
+class _SettingsThrottleMixin(ThrottlingMixin):
+    """django-otp's throttling (wait factor * 2^(failures-1) s after a wrong code), factor from settings."""
+
+    class Meta:
+        abstract = True
+
+    def get_throttle_factor(self) -> int:
+        return int(getattr(settings, "OTP_THROTTLE_FACTOR", 1))
+
+
 def default_totp_key() -> str:
     return secrets.token_hex(20)
 
 
-class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+class TOTPDevice(TimestampMixin, _SettingsThrottleMixin, Device):
     """A TOTP authenticator (RFC 6238) whose secret is encrypted at rest.
 
     django-otp's own ``otp_totp.TOTPDevice`` keeps the secret as plaintext hex in its table, so a
@@ -106,9 +116,6 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
     @property
     def bin_key(self) -> bytes:
         return unhexlify(self.key.encode())
-
-    def get_throttle_factor(self) -> int:
-        return int(getattr(settings, "OTP_THROTTLE_FACTOR", 1))
 
     def verify_token(self, token: object) -> bool:
         verify_allowed, _ = self.verify_is_allowed()
@@ -152,7 +159,7 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
         return b32encode(self.bin_key).decode("ascii")
 
 
-class RecoveryCodeDevice(TimestampMixin, ThrottlingMixin, Device):
+class RecoveryCodeDevice(TimestampMixin, _SettingsThrottleMixin, Device):
     """One-time recovery codes for a lost authenticator. Only keyed hashes of the codes are stored."""
 
     class Meta(Device.Meta):
@@ -160,9 +167,6 @@ class RecoveryCodeDevice(TimestampMixin, ThrottlingMixin, Device):
 
     def __str__(self) -> str:
         return f"Recovery codes #{self.pk} of user {self.user_id}"
-
-    def get_throttle_factor(self) -> int:
-        return int(getattr(settings, "OTP_THROTTLE_FACTOR", 1))
 
     def verify_token(self, token: object) -> bool:
         verify_allowed, _ = self.verify_is_allowed()

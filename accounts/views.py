@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import Any, cast
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
@@ -70,6 +70,28 @@ def _is_locked(request: HttpRequest, user: User) -> bool:
     return AxesProxyHandler.is_locked(request, {"username": user.get_username()})
 
 
+def _wrong_code(
+    request: HttpRequest, user: User, form: Any, *, stage: str, sign_out: bool = False
+) -> HttpResponse | None:
+    """Count a wrong code toward the lockout; the lockout response if it was the last straw, else None."""
+    second_factor_failed(request, user, stage=stage)
+    if getattr(request, "axes_locked_out", False):
+        if sign_out:
+            logout(request)
+        return _lockout(request, user)
+    form.add_error("otp_token", WRONG_CODE)
+    return None
+
+
+def _pending_user_or_restart(request: HttpRequest) -> User | HttpResponse:
+    """The user of a pending sign-in, or a redirect back to the password step with a message."""
+    user = pending_login_user(request)
+    if user is None:
+        messages.error(request, START_AGAIN)
+        return redirect("accounts:login")
+    return user
+
+
 @login_not_required
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
@@ -93,10 +115,9 @@ def login_password(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def login_code(request: HttpRequest) -> HttpResponse:
     """Step two: the one-time code (or a recovery code). A wrong code counts toward the lockout."""
-    user = pending_login_user(request)
-    if user is None:
-        messages.error(request, START_AGAIN)
-        return redirect("accounts:login")
+    user = _pending_user_or_restart(request)
+    if isinstance(user, HttpResponse):
+        return user
     if totp_device_confirmed(user) is None:
         return redirect("accounts:enrol")
     if _is_locked(request, user):
@@ -108,10 +129,8 @@ def login_code(request: HttpRequest) -> HttpResponse:
             next_url = request.session.get(NEXT_KEY) or reverse("accounts:dashboard")
             sign_in_complete(request, user, device)
             return redirect(_safe_next(request, next_url))
-        second_factor_failed(request, user, stage="login")
-        if getattr(request, "axes_locked_out", False):
-            return _lockout(request, user)
-        form.add_error("otp_token", WRONG_CODE)
+        if (locked := _wrong_code(request, user, form, stage="login")) is not None:
+            return locked
     return render(request, "accounts/login_code.html", {"form": form, "username": user.get_username()})
 
 
@@ -120,10 +139,9 @@ def login_code(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def enrol(request: HttpRequest) -> HttpResponse:
     """First sign-in: scan a QR code, confirm with a first code, receive recovery codes once."""
-    user = pending_login_user(request)
-    if user is None:
-        messages.error(request, START_AGAIN)
-        return redirect("accounts:login")
+    user = _pending_user_or_restart(request)
+    if isinstance(user, HttpResponse):
+        return user
     if totp_device_confirmed(user) is not None:
         # Replacing an authenticator needs an administrator to remove the old one first.
         return redirect("accounts:login_code")
@@ -140,10 +158,8 @@ def enrol(request: HttpRequest) -> HttpResponse:
             return render(
                 request, "accounts/recovery_codes.html", {"codes": codes, "next": _safe_next(request, next_url)}
             )
-        second_factor_failed(request, user, stage="enrolment")
-        if getattr(request, "axes_locked_out", False):
-            return _lockout(request, user)
-        form.add_error("otp_token", WRONG_CODE)
+        if (locked := _wrong_code(request, user, form, stage="enrolment")) is not None:
+            return locked
     secret = device.base32_secret
     context = {
         "form": form,
@@ -167,11 +183,8 @@ def step_up(request: HttpRequest) -> HttpResponse:
         if device is not None:
             step_up_record(request, device)
             return redirect(next_url)
-        second_factor_failed(request, user, stage="step_up")
-        if getattr(request, "axes_locked_out", False):
-            logout(request)
-            return _lockout(request, user)
-        form.add_error("otp_token", WRONG_CODE)
+        if (locked := _wrong_code(request, user, form, stage="step_up", sign_out=True)) is not None:
+            return locked
     return render(request, "accounts/step_up.html", {"form": form, "next": next_url})
 
 
@@ -183,11 +196,8 @@ def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeWithCodeForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
         if second_factor_verify(user, form.cleaned_data["otp_token"], allow_recovery=False) is None:
-            second_factor_failed(request, user, stage="password_change")
-            if getattr(request, "axes_locked_out", False):
-                logout(request)
-                return _lockout(request, user)
-            form.add_error("otp_token", WRONG_CODE)
+            if (locked := _wrong_code(request, user, form, stage="password_change", sign_out=True)) is not None:
+                return locked
         else:
             user_password_change(request=request, user=user, new_password=form.cleaned_data["new_password1"])
             messages.success(request, "Your password has been changed.")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import time_machine
 from axes.models import AccessAttempt
 from django.test import Client
 from django.urls import reverse
@@ -15,34 +14,14 @@ from django.urls import reverse
 from accounts.models import Department, User
 from accounts.roles import Role
 from accounts.services import user_role_change
-from accounts.signals import AuthEvent, auth_event
+from accounts.signals import AuthEvent
 from tests.accounts.helpers import code_step, current_code, is_signed_in, password_step
 from tests.conftest import totp_device
 from tests.factories import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
-START = datetime.datetime(2026, 11, 21, 9, 0, 7, tzinfo=datetime.UTC)
 CHART = "/test/chart/?section=notes"
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        seen.append(kwargs)
-
-    auth_event.connect(receiver, dispatch_uid="test-session-events")
-    yield seen
-    auth_event.disconnect(dispatch_uid="test-session-events")
-
 
 # --- Step-up --------------------------------------------------------------------------------------
 
