@@ -15,3 +15,8 @@ def mrn_index(mrn: str) -> str:
 def name_dob_index(family_name: str, birth_date: datetime.date) -> str:
     """Blind index of family name + birth date, the front desk's second way to find a patient."""
     return blind_index(f"{family_name}|{birth_date.isoformat()}", purpose="patient.name_dob")
+
+
+def family_name_index(family_name: str) -> str:
+    """Blind index of the surname alone, for anomaly rules (same-surname lookups); never for search."""
+    return blind_index(family_name, purpose="patient.family_name")

@@ -1,5 +1,11 @@
-"""The clinical record. Every identifying or clinical value is an encrypted field (records/fields.py);
+"""The clinical record. Every identifying or clinical value is an encrypted field (healthcrypt/fields.py);
 lookups go through blind-index columns. ``__str__`` never shows patient data (audit stores it).
+
+What stays in plaintext, on purpose (docs/decisions/0005-clinical-record.md): foreign keys, workflow
+states (order status, encounter status), the kind of a record (lab or radiology order, observation
+category), event timestamps (needed to sort and page a chart without decrypting all of it), the
+department an order or admission is addressed to, and the confidential/VIP flag (read by anomaly
+rules). None of them names a person or states a finding.
 
 Reads of these models for a person go through records/selectors.py; writes through
 records/services.py. Views never query them directly.
@@ -11,7 +17,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from records.fields import encrypt
+from accounts.models import Department
+from healthcrypt.fields import encrypt
+
+STAFF = settings.AUTH_USER_MODEL
 
 
 class Patient(models.Model):
@@ -29,17 +38,28 @@ class Patient(models.Model):
     address_line = encrypt(models.CharField(max_length=200, blank=True))
     city = encrypt(models.CharField(max_length=100, blank=True))
     postal_code = encrypt(models.CharField(max_length=16, blank=True))
+    state = encrypt(models.CharField(max_length=64, blank=True))
     phone = encrypt(models.CharField(max_length=32, blank=True))
     email = encrypt(models.EmailField(blank=True))
+    national_id = encrypt(models.CharField("National ID / SSN", max_length=32, blank=True))
+    emergency_contact_name = encrypt(models.CharField(max_length=200, blank=True))
+    emergency_contact_phone = encrypt(models.CharField(max_length=32, blank=True))
+    deceased_date = encrypt(models.DateField(null=True, blank=True))
+    # Confidential / VIP: extra scrutiny of every access (anomaly rules read it without decrypting).
+    is_confidential = models.BooleanField(default=False)
 
     # Blind indexes (HMAC of the normalised value) for exact lookup without decrypting.
     mrn_index = models.CharField(max_length=64, unique=True, editable=False)
     name_dob_index = models.CharField(max_length=64, db_index=True, editable=False)
+    # Surname alone, for anomaly rules (same-surname lookups), never for search.
+    family_name_index = models.CharField(max_length=64, db_index=True, editable=False, default="")
 
     # The patient's own portal account, if they have one.
     portal_user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient_record"
+        STAFF, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient_record"
     )
+    # Identifier of the resource this record was imported from (e.g. a FHIR id), for idempotent imports.
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,14 +80,12 @@ class CareAssignment(models.Model):
         PRIMARY_NURSE = "primary_nurse", "Primary nurse"
         NURSE = "nurse", "Nurse"
 
-    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="care_assignments")
+    staff = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="care_assignments")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="care_assignments")
     team_role = models.CharField(max_length=20, choices=TeamRole.choices)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True)
-    assigned_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    assigned_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -81,3 +99,275 @@ class CareAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"Assignment #{self.pk} (staff {self.staff_id}, patient {self.patient_id})"
+
+
+class Encounter(models.Model):
+    """A visit or stay: an admission to a ward, an emergency visit, an outpatient appointment."""
+
+    class Kind(models.TextChoices):
+        INPATIENT = "inpatient", "Inpatient"
+        EMERGENCY = "emergency", "Emergency"
+        AMBULATORY = "ambulatory", "Outpatient"
+        WELLNESS = "wellness", "Check-up"
+        VIRTUAL = "virtual", "Virtual"
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        IN_PROGRESS = "in_progress", "In progress"
+        FINISHED = "finished", "Finished"
+        CANCELLED = "cancelled", "Cancelled"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="encounters")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
+    # The ward or service (plaintext: nurses of the ward may open the chart while the stay is open).
+    department = models.ForeignKey(Department, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    attending = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True)
+    reason = encrypt(models.CharField(max_length=500, blank=True))
+    type_code = encrypt(models.CharField(max_length=64, blank=True))
+    type_display = encrypt(models.CharField(max_length=255, blank=True))
+    location = encrypt(models.CharField(max_length=200, blank=True))
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "starts_at"]), models.Index(fields=["department", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(ends_at__gte=F("starts_at")),
+                name="records_encounter_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Encounter #{self.pk}"
+
+
+class Order(models.Model):
+    """A radiology or laboratory order, addressed to a department; an open one lets that department in."""
+
+    class Kind(models.TextChoices):
+        RADIOLOGY = "radiology", "Radiology"
+        LAB = "lab", "Laboratory"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Priority(models.TextChoices):
+        ROUTINE = "routine", "Routine"
+        URGENT = "urgent", "Urgent"
+        STAT = "stat", "Immediate (stat)"
+
+    OPEN_STATUSES = (Status.OPEN, Status.IN_PROGRESS)
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="orders")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="+")
+    ordered_by = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.ROUTINE)
+    code = encrypt(models.CharField(max_length=64, blank=True))
+    description = encrypt(models.CharField(max_length=255))
+    reason = encrypt(models.CharField(max_length=500, blank=True))
+    ordered_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["department", "status"]), models.Index(fields=["patient", "status"])]
+
+    def __str__(self) -> str:
+        return f"Order #{self.pk}"
+
+
+class Observation(models.Model):
+    """A measurement or result: a vital sign, a laboratory value, an imaging finding, a survey score."""
+
+    class Category(models.TextChoices):
+        VITAL_SIGNS = "vital-signs", "Vital signs"
+        LABORATORY = "laboratory", "Laboratory"
+        IMAGING = "imaging", "Imaging"
+        SURVEY = "survey", "Survey"
+        SOCIAL_HISTORY = "social-history", "Social history"
+        EXAM = "exam", "Examination"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        PRELIMINARY = "preliminary", "Preliminary"
+        FINAL = "final", "Final"
+        AMENDED = "amended", "Amended"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="observations")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="observations"
+    )
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="observations")
+    category = models.CharField(max_length=20, choices=Category.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.FINAL)
+    loinc_code = encrypt(models.CharField("LOINC code", max_length=32, blank=True))
+    display = encrypt(models.CharField(max_length=255))
+    value = encrypt(models.CharField(max_length=255))
+    unit = encrypt(models.CharField(max_length=32, blank=True))
+    effective_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "effective_at"])]
+
+    def __str__(self) -> str:
+        return f"Observation #{self.pk}"
+
+
+class Condition(models.Model):
+    """A diagnosis or problem-list entry."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="conditions")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    code = encrypt(models.CharField(max_length=64, blank=True))
+    display = encrypt(models.CharField(max_length=255))
+    clinical_status = encrypt(models.CharField(max_length=20, default="active"))
+    onset_date = encrypt(models.DateField(null=True, blank=True))
+    abatement_date = encrypt(models.DateField(null=True, blank=True))
+    recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Condition #{self.pk}"
+
+
+class Medication(models.Model):
+    """A prescription (FHIR MedicationRequest)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        STOPPED = "stopped", "Stopped"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="medications")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    code = encrypt(models.CharField(max_length=64, blank=True))
+    display = encrypt(models.CharField(max_length=255))
+    dosage = encrypt(models.CharField(max_length=255, blank=True))
+    prescribed_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    prescribed_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Medication #{self.pk}"
+
+
+class MedicationAdministration(models.Model):
+    """A dose given by a nurse."""
+
+    medication = models.ForeignKey(Medication, on_delete=models.PROTECT, related_name="administrations")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    administered_by = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="+")
+    administered_at = models.DateTimeField()
+    dose = encrypt(models.CharField(max_length=100))
+    note = encrypt(models.CharField(max_length=500, blank=True))
+
+    def __str__(self) -> str:
+        return f"Administration #{self.pk}"
+
+
+class Allergy(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="allergies")
+    substance = encrypt(models.CharField(max_length=255))
+    reaction = encrypt(models.CharField(max_length=255, blank=True))
+    severity = encrypt(models.CharField(max_length=20, blank=True))
+    recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "allergies"
+
+    def __str__(self) -> str:
+        return f"Allergy #{self.pk}"
+
+
+class Procedure(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="procedures")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    code = encrypt(models.CharField(max_length=64, blank=True))
+    display = encrypt(models.CharField(max_length=255))
+    performed_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Procedure #{self.pk}"
+
+
+class Immunization(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="immunizations")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    code = encrypt(models.CharField(max_length=64, blank=True))
+    display = encrypt(models.CharField(max_length=255))
+    occurred_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Immunization #{self.pk}"
+
+
+class ClinicalNote(models.Model):
+    """A signed note. A correction is a new note that ``amends`` the old one; nothing is overwritten."""
+
+    class Kind(models.TextChoices):
+        PROGRESS = "progress", "Progress note"
+        NURSING = "nursing", "Nursing note"
+        RADIOLOGY = "radiology", "Radiology report"
+        LAB = "lab", "Laboratory comment"
+        DISCHARGE = "discharge", "Discharge summary"
+        EMERGENCY = "emergency", "Emergency note"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="notes")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="notes")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    author = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="+")
+    text = encrypt(models.TextField())
+    signed_at = models.DateTimeField()
+    amends = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="amendments")
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "signed_at"])]
+
+    def __str__(self) -> str:
+        return f"Note #{self.pk}"
+
+
+class Attachment(models.Model):
+    """An image or document; the file is encrypted on disk (records/files.py), its name and type too."""
+
+    class Kind(models.TextChoices):
+        IMAGING = "imaging", "Imaging study"
+        DOCUMENT = "document", "Document"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="attachments")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="attachments")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    filename = encrypt(models.CharField(max_length=255))
+    content_type = encrypt(models.CharField(max_length=100))
+    description = encrypt(models.CharField(max_length=255, blank=True))
+    # SHA-256 of the plaintext file, checked on every download (encrypted: it would confirm a guess).
+    sha256 = encrypt(models.CharField(max_length=64))
+    size = models.PositiveBigIntegerField()
+    # Random name of the encrypted file under MEDIA_ROOT/attachments, and the key id it is under.
+    storage_name = models.CharField(max_length=64, unique=True, editable=False)
+    key_id = models.CharField(max_length=32, editable=False)
+    uploaded_by = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Attachment #{self.pk}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from records.crypto import mrn_index, name_dob_index
+from records.crypto import family_name_index, mrn_index, name_dob_index
 from records.models import CareAssignment, Patient
 from records.signals import patient_data_changed
 
@@ -59,6 +59,7 @@ def patient_register(
         email=email,
         mrn_index=mrn_index(mrn),
         name_dob_index=name_dob_index(family_name, birth_date),
+        family_name_index=family_name_index(family_name),
     )
     patient.full_clean()
     patient.save()
