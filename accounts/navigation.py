@@ -19,6 +19,11 @@ class NavItem:
 # Later features add their entries here, each behind the capability that its views also require.
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Dashboard", "accounts:dashboard"),
+    NavItem("My patients", "records:my_patients", Capability.VIEW_PATIENT_LIST),
+    NavItem("Worklist", "records:worklist", Capability.VIEW_WORKLIST),
+    NavItem("Find a patient", "records:search", Capability.SEARCH_PATIENTS),
+    NavItem("Register", "records:register", Capability.REGISTER_PATIENT),
+    NavItem("My record", "records:my_record", Capability.VIEW_OWN_RECORD),
     NavItem("Lockouts", "accounts:lockouts", Capability.MANAGE_LOCKOUTS),
     NavItem("Compliance admin", "admin:index", Capability.ADMIN_SITE),
     NavItem("Password", "accounts:password_change"),

@@ -40,6 +40,7 @@ class Capability(StrEnum):
 
     # Clinical chart
     VIEW_CHART = "view_chart"
+    VIEW_PATIENT_LIST = "view_patient_list"
     WRITE_NOTE = "write_note"
     PLACE_ORDER = "place_order"
     PRESCRIBE = "prescribe"
@@ -49,6 +50,8 @@ class Capability(StrEnum):
     ENTER_RESULT = "enter_result"
     UPLOAD_IMAGE = "upload_image"
     COMPLETE_ORDER = "complete_order"
+    RECORD_DIAGNOSIS = "record_diagnosis"
+    RECORD_ALLERGY = "record_allergy"
     BREAK_GLASS = "break_glass"
     # Registration (demographics only)
     SEARCH_PATIENTS = "search_patients"
@@ -83,6 +86,35 @@ class ChartAccess(StrEnum):
     NONE = "none"  # never
 
 
+class DataCategory(StrEnum):
+    """Sections of a patient's record. Each read is reported to the audit trail with its category."""
+
+    DEMOGRAPHICS = "demographics"
+    CARE_TEAM = "care_team"
+    ENCOUNTERS = "encounters"
+    CONDITIONS = "conditions"
+    ALLERGIES = "allergies"
+    MEDICATIONS = "medications"
+    OBSERVATIONS = "observations"
+    ORDERS = "orders"
+    NOTES = "notes"
+    IMAGING = "imaging"
+    PROCEDURES = "procedures"
+    IMMUNIZATIONS = "immunizations"
+
+
+D = DataCategory
+ALL_CATEGORIES = frozenset(DataCategory)
+# What each kind of access shows. Registration never sees clinical data; departments working from an
+# order see what the order needs (allergies matter for contrast and samples), not the whole chart.
+REGISTRATION_CATEGORIES = frozenset({D.DEMOGRAPHICS, D.CARE_TEAM, D.ENCOUNTERS})
+RADIOLOGY_CATEGORIES = frozenset({D.DEMOGRAPHICS, D.ORDERS, D.IMAGING, D.ALLERGIES, D.CONDITIONS, D.NOTES})
+LAB_CATEGORIES = frozenset({D.DEMOGRAPHICS, D.ORDERS, D.OBSERVATIONS, D.ALLERGIES, D.CONDITIONS})
+PATIENT_CATEGORIES = frozenset(
+    {D.DEMOGRAPHICS, D.ENCOUNTERS, D.CONDITIONS, D.ALLERGIES, D.MEDICATIONS, D.OBSERVATIONS, D.IMMUNIZATIONS}
+)
+
+
 @dataclass(frozen=True)
 class RolePolicy:
     role: Role
@@ -91,6 +123,8 @@ class RolePolicy:
     capabilities: frozenset[Capability]
     # True for roles that do clinical work; they need a department or ward.
     clinical: bool = False
+    # The sections of a record this role may see once the relationship allows it.
+    categories: frozenset[DataCategory] = frozenset()
 
 
 C = Capability
@@ -100,8 +134,22 @@ _POLICIES: tuple[RolePolicy, ...] = (
         Role.PHYSICIAN,
         "Own patients, orders, notes, results.",
         ChartAccess.CARE_TEAM,
-        frozenset({C.VIEW_CHART, C.WRITE_NOTE, C.PLACE_ORDER, C.PRESCRIBE, C.SEARCH_PATIENTS, C.VIEW_DEMOGRAPHICS}),
+        frozenset(
+            {
+                C.VIEW_CHART,
+                C.VIEW_PATIENT_LIST,
+                C.WRITE_NOTE,
+                C.PLACE_ORDER,
+                C.PRESCRIBE,
+                C.RECORD_DIAGNOSIS,
+                C.RECORD_ALLERGY,
+                C.RECORD_VITALS,
+                C.SEARCH_PATIENTS,
+                C.VIEW_DEMOGRAPHICS,
+            }
+        ),
         clinical=True,
+        categories=ALL_CATEGORIES,
     ),
     RolePolicy(
         Role.NURSE,
@@ -110,21 +158,25 @@ _POLICIES: tuple[RolePolicy, ...] = (
         frozenset(
             {
                 C.VIEW_CHART,
+                C.VIEW_PATIENT_LIST,
                 C.WRITE_NOTE,
                 C.RECORD_VITALS,
+                C.RECORD_ALLERGY,
                 C.ADMINISTER_MEDICATION,
                 C.SEARCH_PATIENTS,
                 C.VIEW_DEMOGRAPHICS,
             }
         ),
         clinical=True,
+        categories=ALL_CATEGORIES,
     ),
     RolePolicy(
         Role.RADIOLOGY,
         "Imaging worklist, image upload, reports.",
         ChartAccess.OPEN_ORDER,
-        frozenset({C.VIEW_CHART, C.VIEW_WORKLIST, C.UPLOAD_IMAGE, C.ENTER_RESULT, C.COMPLETE_ORDER}),
+        frozenset({C.VIEW_CHART, C.VIEW_WORKLIST, C.UPLOAD_IMAGE, C.ENTER_RESULT, C.COMPLETE_ORDER, C.WRITE_NOTE}),
         clinical=True,
+        categories=RADIOLOGY_CATEGORIES,
     ),
     RolePolicy(
         Role.LAB,
@@ -132,6 +184,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
         ChartAccess.OPEN_ORDER,
         frozenset({C.VIEW_CHART, C.VIEW_WORKLIST, C.ENTER_RESULT, C.COMPLETE_ORDER}),
         clinical=True,
+        categories=LAB_CATEGORIES,
     ),
     RolePolicy(
         Role.FRONT_DESK,
@@ -147,6 +200,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.ASSIGN_CARE_TEAM,
             }
         ),
+        categories=REGISTRATION_CATEGORIES,
     ),
     RolePolicy(
         Role.EMS,
@@ -154,6 +208,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
         ChartAccess.BREAK_GLASS_ONLY,
         frozenset({C.VIEW_CHART, C.BREAK_GLASS, C.RECORD_VITALS, C.WRITE_NOTE, C.SEARCH_PATIENTS}),
         clinical=True,
+        categories=ALL_CATEGORIES,
     ),
     RolePolicy(
         Role.COMPLIANCE,
@@ -178,6 +233,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
         "Own record summary and who opened it.",
         ChartAccess.OWN_RECORD,
         frozenset({C.VIEW_OWN_RECORD, C.VIEW_OWN_ACCESS_LOG}),
+        categories=PATIENT_CATEGORIES,
     ),
 )
 

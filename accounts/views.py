@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.dashboards import panels_for
 from accounts.decorators import capability_required
 from accounts.forms import CodeForm, PasswordChangeWithCodeForm, PasswordStepForm
 from accounts.models import User
@@ -250,5 +251,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "policy": policy,
         "capabilities": [c.value.replace("_", " ").capitalize() for c in capabilities],
         "opens_charts": Capability.VIEW_CHART in policy.capabilities,
+        "panels": panels_for(request, policy.role),
     }
     return render(request, f"accounts/dashboards/{policy.role.value}.html", context)

@@ -23,7 +23,9 @@ from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -97,6 +99,21 @@ class Keyring:
     def kids(self) -> tuple[str, ...]:
         """Every key id, the current one first."""
         return tuple(kid for kid, _ in self.keys)
+
+    def derive_cipher(self, kid: str, *, salt: bytes, info: bytes) -> AESGCM:
+        """AES-GCM under a key derived from key ``kid`` with HKDF-SHA256 (RFC 5869), for records/files.py.
+
+        Formats that seal many chunks with counter-based nonces need a nonce space of their own: a
+        fresh random 32-byte ``salt`` per file gives each file its own key, so nonces only have to
+        be unique within one file, not across every file ever sealed under ``kid``. ``info``
+        separates purposes. Only the cipher leaves this module, never key bytes. Raise
+        DecryptionError, naming only the key id, when the ring has no such key.
+        """
+        key = dict(self.keys).get(kid)
+        if key is None:
+            raise DecryptionError(f"No key with id '{kid}' in the keyring.")
+        derived = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=info).derive(key)
+        return AESGCM(derived)
 
     @staticmethod
     def _aad(kid: str, context: str) -> bytes:

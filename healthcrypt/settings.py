@@ -102,6 +102,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Address, user agent, request id and session reference for every audit event of the request.
+    "audit.middleware.AuditContextMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Idle time-out, absolute lifetime, and no session without a verified second factor.
@@ -109,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Every URL requires a signed-in user unless its view is marked @login_not_required.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Refusals of the record's read/write paths become 403/404, an unrecorded access a 503.
+    "records.middleware.RecordAccessErrorsMiddleware",
     # AxesMiddleware must be last: it turns a lockout into the "locked out" response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -211,6 +215,8 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "var" / "media")
+# Largest attachment (e.g. an imaging study) accepted, in bytes.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 256 * 1024 * 1024)
 
 # --- Cache ----------------------------------------------------------------------------------------
 _redis_url = env_str("REDIS_URL")

@@ -7,6 +7,8 @@ environment *before* the real settings are read, so the same code path (env_secr
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 30)
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test1:" + "A" * 43)
@@ -20,6 +22,8 @@ from healthcrypt.settings import *  # noqa: F403
 from healthcrypt.settings import MIDDLEWARE
 
 TESTING = True
+# Encrypted attachments written by tests go to a throwaway folder, never to the demo's var/media.
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="healthcrypt-test-media-"))
 # Argon2 is deliberately slow; tests that are about hashing opt back in with override_settings.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -7,6 +7,7 @@ from healthcrypt import views
 
 urlpatterns = [
     path("", include("accounts.urls")),
+    path("", include("records.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
 ]

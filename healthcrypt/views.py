@@ -27,8 +27,12 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _error(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+def render_error(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    """The friendly error page; the message is ours, never request data or patient data."""
     return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
+
+
+_error = render_error
 
 
 @login_not_required

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-# kwargs: actor, patient_id, category, action, purpose
+# kwargs: actor, patient_id, patient_ids (every patient a list or search showed), category, categories
+# (every section shown), action,
+# purpose, explanation (the relationship that allowed it), detail (ids and counts only)
 patient_data_accessed = Signal()
-# kwargs: actor, patient_id, category, action, fields (names only)
+# kwargs: actor, patient_id, category, action, fields (names only), object_id
 patient_data_changed = Signal()
 # kwargs: actor, patient_id, recipient, category, purpose
 disclosure_made = Signal()

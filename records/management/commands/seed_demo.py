@@ -25,6 +25,7 @@ from faker import Faker
 from accounts.models import Department, TOTPDevice, User
 from accounts.roles import Role
 from records.crypto import mrn_index
+from records.demo_clinical import seed_clinical
 from records.models import CareAssignment, Patient
 from records.services import care_assignment_create, patient_register
 
@@ -110,6 +111,9 @@ class Command(BaseCommand):
             created_patients, patients = self._patients(count)
             created_assignments = self._assignments(users, patients)
             self._link_portal_user(users["patient"], patients[0])
+            clinical = seed_clinical(
+                patients=patients, users=users, departments=departments, max_bytes=settings.ATTACHMENT_MAX_BYTES
+            )
 
         credentials = []
         for demo in DEMO_USERS:
@@ -130,7 +134,15 @@ class Command(BaseCommand):
                     {
                         "users": credentials,
                         "patients": len(patients),
-                        "created": {"patients": created_patients, "assignments": created_assignments},
+                        "created": {
+                            "patients": created_patients,
+                            "assignments": created_assignments,
+                            "encounters": clinical.encounters,
+                            "observations": clinical.observations,
+                            "orders": clinical.orders,
+                            "notes": clinical.notes,
+                            "images": clinical.images,
+                        },
                     },
                     indent=2,
                 )
@@ -138,7 +150,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"Demo hospital ready: {len(patients)} patients ({created_patients} new), "
-            f"{created_assignments} new care-team assignments."
+            f"{created_assignments} new care-team assignments, {clinical.encounters} admissions, "
+            f"{clinical.observations} observations, {clinical.orders} orders, {clinical.images} images."
         )
         self.stdout.write("Demo users (throwaway credentials for this installation only):")
         self.stdout.write(f"  {'username':<12} {'password':<20} {'TOTP secret (add to an authenticator app)':<34}")

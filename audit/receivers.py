@@ -1,0 +1,55 @@
+"""Short shims from the signals of records and accounts to audit/services.py (STYLE.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit import services
+
+
+def on_patient_data_accessed(sender: Any, **kwargs: Any) -> None:
+    patient_ids = kwargs.get("patient_ids") or (kwargs.get("patient_id"),)
+    services.access_event_record(
+        actor=kwargs.get("actor"),
+        patient_ids=patient_ids,
+        categories=kwargs.get("categories") or (kwargs["category"],),
+        action=str(kwargs["action"]),
+        purpose=str(kwargs.get("purpose", "")),
+        explanation=str(kwargs.get("explanation", "")),
+        detail=kwargs.get("detail"),
+    )
+
+
+def on_patient_data_changed(sender: Any, **kwargs: Any) -> None:
+    services.change_event_record(
+        actor=kwargs.get("actor"),
+        patient_id=kwargs.get("patient_id"),
+        category=str(kwargs["category"]),
+        action=str(kwargs["action"]),
+        fields=kwargs.get("fields", ()),
+        object_type=getattr(sender, "__name__", str(sender)),
+        object_id=kwargs.get("object_id"),
+    )
+
+
+def on_disclosure_made(sender: Any, **kwargs: Any) -> None:
+    services.access_event_record(
+        actor=kwargs.get("actor"),
+        patient_ids=(kwargs.get("patient_id"),),
+        categories=(kwargs.get("category", "record"),),
+        action="disclose",
+        purpose=str(kwargs.get("purpose", "")),
+        detail={"recipient": str(kwargs.get("recipient", ""))},
+    )
+
+
+def on_auth_event(sender: Any, **kwargs: Any) -> None:
+    services.auth_event_record(
+        event=kwargs["event"],
+        actor=kwargs.get("actor"),
+        target=kwargs.get("target"),
+        username=kwargs.get("username", ""),
+        ip=kwargs.get("ip"),
+        user_agent=kwargs.get("user_agent", ""),
+        detail=kwargs.get("detail", {}),
+    )

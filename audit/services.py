@@ -1,0 +1,89 @@
+"""Writes of the audit trail. Called by the receivers; a failure propagates (fail closed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from audit import context
+from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
+
+
+def _actor_fields(actor: Any) -> dict[str, Any]:
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return {"actor_id": None, "actor_username": "", "actor_role": ""}
+    return {"actor_id": actor.pk, "actor_username": actor.get_username(), "actor_role": actor.role or "operator"}
+
+
+def access_event_record(
+    *,
+    actor: Any,
+    patient_ids: Iterable[int | None],
+    categories: Iterable[str],
+    action: str,
+    purpose: str = "",
+    explanation: str = "",
+    detail: Mapping[str, Any] | None = None,
+) -> list[AccessEvent]:
+    """Store reads of patient data, one event per patient and section shown, in one INSERT (no values)."""
+    ctx = context.current()
+    actor_fields = _actor_fields(actor)
+    events = [
+        AccessEvent(
+            **actor_fields,
+            patient_id=patient_id,
+            category=str(category),
+            action=action,
+            purpose=purpose,
+            explanation=explanation,
+            detail=dict(detail or {}),
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            request_id=ctx.request_id,
+            session_ref=ctx.session_ref,
+        )
+        for patient_id in patient_ids
+        for category in categories
+    ]
+    return AccessEvent.objects.bulk_create(events)
+
+
+def change_event_record(
+    *,
+    actor: Any,
+    patient_id: int | None,
+    category: str,
+    action: str,
+    fields: Iterable[str],
+    object_type: str = "",
+    object_id: int | None = None,
+) -> ChangeEvent:
+    """Store one change of patient data (field names, never values)."""
+    ctx = context.current()
+    return ChangeEvent.objects.create(
+        **_actor_fields(actor),
+        patient_id=patient_id,
+        category=category,
+        action=action,
+        fields=sorted(fields),
+        object_type=object_type,
+        object_id=object_id,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        request_id=ctx.request_id,
+    )
+
+
+def auth_event_record(
+    *, event: str, actor: Any, target: Any, username: str, ip: str | None, user_agent: str, detail: Mapping[str, Any]
+) -> AuthEventRecord:
+    """Store one authentication or privilege event."""
+    return AuthEventRecord.objects.create(
+        event=str(event),
+        actor_id=getattr(actor, "pk", None) if getattr(actor, "is_authenticated", False) else None,
+        target_id=getattr(target, "pk", None),
+        username=username[:150],
+        ip=ip,
+        user_agent=user_agent[:255],
+        detail={k: v for k, v in detail.items() if isinstance(v, str | int | float | bool | dict | list | None)},
+    )

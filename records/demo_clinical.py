@@ -1,0 +1,207 @@
+"""Synthetic clinical history for the demo hospital (used by ``seed_demo``; never on real data).
+
+Goes through records/services.py with the demo staff as actors, so the demo exercises the same
+policy checks and audit signals as the application. Deterministic: a seeded ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import random
+import struct
+import zlib
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from accounts.models import Department, User
+from records import services
+from records.models import ClinicalNote, Encounter, Observation, Order, Patient
+
+VITALS = (
+    ("8867-4", "Heart rate", "/min", (58, 110)),
+    ("8480-6", "Systolic blood pressure", "mm[Hg]", (100, 165)),
+    ("8462-4", "Diastolic blood pressure", "mm[Hg]", (60, 100)),
+    ("8310-5", "Body temperature", "Cel", (36.1, 38.9)),
+    ("59408-5", "Oxygen saturation", "%", (90, 100)),
+)
+LABS = (
+    ("718-7", "Hemoglobin", "g/dL", (10.5, 17.0)),
+    ("2345-7", "Glucose", "mg/dL", (70, 190)),
+    ("2160-0", "Creatinine", "mg/dL", (0.5, 1.9)),
+    ("6690-2", "Leukocytes", "10*3/uL", (3.5, 14.0)),
+)
+IMAGING = (("36643-5", "Chest X-ray, 2 views"), ("24627-2", "CT chest"), ("30746-2", "Ultrasound abdomen"))
+CONDITIONS = (
+    ("38341003", "Hypertension"),
+    ("44054006", "Type 2 diabetes mellitus"),
+    ("195967001", "Asthma"),
+    ("233604007", "Pneumonia"),
+    ("49436004", "Atrial fibrillation"),
+    ("431855005", "Chronic kidney disease stage 1"),
+)
+MEDICATIONS = (
+    ("314076", "Lisinopril 10 MG Oral Tablet", "1 tablet once daily"),
+    ("860975", "Metformin 500 MG Oral Tablet", "1 tablet twice daily with meals"),
+    ("745679", "Albuterol inhaler", "2 puffs every 6 hours as needed"),
+    ("308182", "Amoxicillin 500 MG Oral Capsule", "1 capsule three times daily for 7 days"),
+)
+ALLERGIES = (
+    ("Penicillin", "Hives", "moderate"),
+    ("Iodinated contrast", "Anaphylaxis", "severe"),
+    ("Latex", "Rash", "mild"),
+)
+NOTES = (
+    "Patient seen on morning round. Comfortable at rest, eating and drinking. Plan: continue current treatment, review bloods tomorrow.",
+    "Admitted with shortness of breath. Examination: bibasal crackles. Plan: chest X-ray, full blood count, start antibiotics.",
+    "Discussed results with patient and family. Questions answered. Plan agreed.",
+)
+
+
+@dataclass
+class Counts:
+    encounters: int = 0
+    observations: int = 0
+    orders: int = 0
+    notes: int = 0
+    images: int = 0
+
+
+def tiny_png(seed: int) -> bytes:
+    """A small grey-scale PNG (64 x 64) standing in for an X-ray, different for every seed."""
+    rng = random.Random(seed)  # noqa: S311 - demo pixels, not security
+    width = height = 64
+    rows = b"".join(b"\x00" + bytes(rng.randrange(40, 220) for _ in range(width)) for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _value(rng: random.Random, bounds: tuple[float, float]) -> str:
+    low, high = bounds
+    if isinstance(low, int) and isinstance(high, int):
+        return str(rng.randint(low, high))
+    return f"{rng.uniform(low, high):.1f}"
+
+
+def seed_clinical(
+    *, patients: list[Patient], users: dict[str, User], departments: dict[str, Department], max_bytes: int
+) -> Counts:
+    """Give every patient with a care team a stay, vitals, results, orders, notes; skip those seeded before."""
+    rng = random.Random(20261121)  # noqa: S311 - deterministic demo data
+    counts = Counts()
+    already = set(Encounter.objects.filter(patient__in=patients, source_id="demo").values_list("patient_id", flat=True))
+    physicians = [users["physician"], users["physician2"]]
+    nurses = [users["nurse"], users["nurse2"]]
+    wards = [departments["ward-medicine"], departments["ward-surgery"]]
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for index, patient in enumerate(patients):
+        # Draw the same random numbers whether or not this patient is seeded, so reruns stay deterministic.
+        plan = [rng.random() for _ in range(64)]
+        if index % 4 == 3 or patient.pk in already:
+            continue
+        physician, nurse, ward = physicians[index % 2], nurses[index % 2], wards[index % 2]
+        # Rounds every 8 hours from admission until now; the first patient has a long stay (hundreds of values).
+        rounds = 60 if index == 0 else 2 + int(plan[7] * 4)
+        admitted = now - datetime.timedelta(hours=8 * rounds + int(plan[1] * 12))
+        encounter = services.encounter_admit(
+            actor=None,
+            patient_id=patient.pk,
+            kind=Encounter.Kind.INPATIENT,
+            department=ward,
+            attending=physician,
+            reason="Shortness of breath" if plan[2] < 0.5 else "Elective admission",
+            starts_at=admitted,
+        )
+        Encounter.objects.filter(pk=encounter.pk).update(source_id="demo")
+        counts.encounters += 1
+        code, display = CONDITIONS[int(plan[3] * len(CONDITIONS))]
+        services.condition_record(actor=physician, patient_id=patient.pk, display=display, code=code)
+        if plan[4] < 0.3:
+            substance, reaction, severity = ALLERGIES[int(plan[5] * len(ALLERGIES))]
+            services.allergy_record(
+                actor=nurse, patient_id=patient.pk, substance=substance, reaction=reaction, severity=severity
+            )
+        code, display, dosage = MEDICATIONS[int(plan[6] * len(MEDICATIONS))]
+        services.medication_prescribe(actor=physician, patient_id=patient.pk, display=display, dosage=dosage, code=code)
+        for step in range(rounds):
+            taken = admitted + datetime.timedelta(hours=8 * step)
+            for loinc, name, unit, bounds in VITALS:
+                services.observation_record(
+                    actor=nurse,
+                    patient_id=patient.pk,
+                    category=Observation.Category.VITAL_SIGNS,
+                    display=name,
+                    value=_value(rng, bounds),
+                    unit=unit,
+                    loinc_code=loinc,
+                    effective_at=taken,
+                    encounter_id=encounter.pk,
+                )
+                counts.observations += 1
+        services.note_write(
+            actor=physician, patient_id=patient.pk, kind=ClinicalNote.Kind.PROGRESS, text=NOTES[index % len(NOTES)]
+        )
+        counts.notes += 1
+        # Laboratory: some resulted and completed, some still open on the lab worklist.
+        lab_order = services.order_place(
+            actor=physician,
+            patient_id=patient.pk,
+            kind=Order.Kind.LAB,
+            department=departments["lab"],
+            description="Full blood count and chemistry",
+            code="58410-2",
+            priority=Order.Priority.URGENT if plan[8] < 0.2 else Order.Priority.ROUTINE,
+        )
+        counts.orders += 1
+        if plan[9] < 0.7:
+            for loinc, name, unit, bounds in LABS:
+                services.observation_record(
+                    actor=users["lab"],
+                    patient_id=patient.pk,
+                    category=Observation.Category.LABORATORY,
+                    display=name,
+                    value=_value(rng, bounds),
+                    unit=unit,
+                    loinc_code=loinc,
+                    order_id=lab_order.pk,
+                )
+                counts.observations += 1
+            services.order_complete(actor=users["lab"], order_id=lab_order.pk)
+        # Radiology: a third of the patients have an imaging order; half of those have an image.
+        if plan[10] < 0.35:
+            code, display = IMAGING[int(plan[11] * len(IMAGING))]
+            image_order = services.order_place(
+                actor=physician,
+                patient_id=patient.pk,
+                kind=Order.Kind.RADIOLOGY,
+                department=departments["radiology"],
+                description=display,
+                code=code,
+                reason="Query consolidation",
+            )
+            counts.orders += 1
+            if plan[12] < 0.5:
+                services.attachment_upload(
+                    actor=users["radiology"],
+                    order_id=image_order.pk,
+                    source=io.BytesIO(tiny_png(patient.pk)),
+                    filename=f"image-{image_order.pk}.png",
+                    content_type="image/png",
+                    description=display,
+                    max_bytes=max_bytes,
+                )
+                services.note_write(
+                    actor=users["radiology"],
+                    patient_id=patient.pk,
+                    kind=ClinicalNote.Kind.RADIOLOGY,
+                    text="Report: no acute abnormality. Heart size normal.",
+                    order_id=image_order.pk,
+                )
+                services.order_complete(actor=users["radiology"], order_id=image_order.pk)
+                counts.images += 1
+    return counts

@@ -1,0 +1,123 @@
+"""Who may open which patient's record, and why (DESIGN.md §3).
+
+The role table (accounts/roles.py) says what kind of access a role has; these pure-ish functions
+check the *relationship* that access needs for one particular patient: an active care-team
+assignment, an encounter where the user is attending, an open stay on the nurse's ward, an open
+order for the user's department, the patient's own record. Every decision carries its explanation,
+which the audit trail stores with the access ("why").
+
+No relationship: 404 (the record's existence is not confirmed). Role too weak: 403.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.roles import ChartAccess, DataCategory, Role, policy_for
+from records.models import CareAssignment, Encounter, Order, Patient
+
+ORDER_KIND_FOR_ROLE = {Role.RADIOLOGY: Order.Kind.RADIOLOGY, Role.LAB: Order.Kind.LAB}
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """The outcome of a policy check. ``status`` is the HTTP status a refusal maps to."""
+
+    allowed: bool
+    status: int
+    explanation: str
+    categories: frozenset[DataCategory] = frozenset()
+    order_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def forbidden(cls, why: str) -> AccessDecision:
+        return cls(False, 403, why)
+
+    @classmethod
+    def not_found(cls) -> AccessDecision:
+        return cls(False, 404, "no_relationship")
+
+
+def active_assignments(at: datetime.datetime) -> Q:
+    """Care-team assignments in force at ``at``."""
+    return Q(starts_at__lte=at) & (Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+
+
+def open_encounters() -> Q:
+    return Q(status__in=[Encounter.Status.PLANNED, Encounter.Status.IN_PROGRESS])
+
+
+def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> AccessDecision:
+    """Decide whether ``user`` may see ``patient_id``'s record now, and which sections of it.
+
+    Cheap: at most three small indexed queries, so it can run on every chart request.
+    """
+    policy = policy_for(user)
+    if policy is None or policy.chart_access == ChartAccess.NONE:
+        return AccessDecision.forbidden("role_without_chart_access")
+    at = at or timezone.now()
+    categories = policy.categories
+    # A relationship implies the patient exists, so only registration needs its own existence check.
+    match policy.chart_access:
+        case ChartAccess.DEMOGRAPHICS_ONLY:
+            if not Patient.objects.filter(pk=patient_id).exists():
+                return AccessDecision.not_found()
+            return AccessDecision(True, 200, "registration", categories)
+        case ChartAccess.OWN_RECORD:
+            if Patient.objects.filter(pk=patient_id, portal_user_id=user.pk).exists():
+                return AccessDecision(True, 200, "own_record", categories)
+            return AccessDecision.not_found()
+        case ChartAccess.CARE_TEAM | ChartAccess.CARE_TEAM_OR_WARD:
+            if CareAssignment.objects.filter(active_assignments(at), staff_id=user.pk, patient_id=patient_id).exists():
+                return AccessDecision(True, 200, "care_team", categories)
+            encounters = Encounter.objects.filter(open_encounters(), patient_id=patient_id)
+            if encounters.filter(attending_id=user.pk).exists():
+                return AccessDecision(True, 200, "attending", categories)
+            if (
+                policy.chart_access == ChartAccess.CARE_TEAM_OR_WARD
+                and user.department_id is not None
+                and encounters.filter(department_id=user.department_id).exists()
+            ):
+                return AccessDecision(True, 200, "ward", categories)
+            return AccessDecision.not_found()
+        case ChartAccess.OPEN_ORDER:
+            order_ids = tuple(
+                Order.objects.filter(
+                    patient_id=patient_id,
+                    kind=ORDER_KIND_FOR_ROLE[policy.role],
+                    department_id=user.department_id,
+                    status__in=Order.OPEN_STATUSES,
+                ).values_list("pk", flat=True)
+            )
+            if order_ids and user.department_id is not None:
+                return AccessDecision(True, 200, "order", categories, order_ids)
+            return AccessDecision.not_found()
+        case ChartAccess.BREAK_GLASS_ONLY:
+            # Emergency grants arrive with the break-the-glass feature; until then, nothing.
+            return AccessDecision.not_found()
+    return AccessDecision.forbidden("unknown_access_rule")  # pragma: no cover - every rule is matched above
+
+
+def order_access(user: Any, order_id: int) -> tuple[AccessDecision, Order | None]:
+    """Access to one order from a department worklist: the order must be open and for the user's department."""
+    policy = policy_for(user)
+    if policy is None or policy.role not in ORDER_KIND_FOR_ROLE:
+        return AccessDecision.forbidden("role_without_worklist"), None
+    order = (
+        Order.objects.filter(
+            pk=order_id,
+            kind=ORDER_KIND_FOR_ROLE[policy.role],
+            department_id=user.department_id,
+            status__in=Order.OPEN_STATUSES,
+        )
+        .only("id", "patient_id", "kind", "department_id", "status", "encounter_id")
+        .first()
+    )
+    if order is None or user.department_id is None:
+        return AccessDecision.not_found(), None
+    return AccessDecision(True, 200, "order", policy.categories, (order.pk,)), order

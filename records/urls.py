@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from records import views
+
+app_name = "records"
+
+urlpatterns = [
+    path("patients/", views.my_patients, name="my_patients"),
+    path("patients/search/", views.search, name="search"),
+    path("patients/register/", views.register, name="register"),
+    path("patients/registrations/", views.registrations, name="registrations"),
+    path("patients/<int:patient_id>/", views.chart, name="chart"),
+    path("patients/<int:patient_id>/registration/", views.registration_detail, name="registration_detail"),
+    path("patients/<int:patient_id>/registration/edit/", views.edit_demographics, name="edit_demographics"),
+    path("patients/<int:patient_id>/admit/", views.admit, name="admit"),
+    path("patients/<int:patient_id>/encounters/<int:encounter_id>/discharge/", views.discharge, name="discharge"),
+    path("patients/<int:patient_id>/care-team/", views.assign, name="assign"),
+    path("patients/<int:patient_id>/care-team/<int:assignment_id>/end/", views.unassign, name="unassign"),
+    path("patients/<int:patient_id>/notes/", views.note_new, name="note_new"),
+    path("patients/<int:patient_id>/notes/<int:note_id>/amend/", views.note_amend, name="note_amend"),
+    path("patients/<int:patient_id>/vitals/", views.vitals_new, name="vitals_new"),
+    path("patients/<int:patient_id>/orders/", views.order_new, name="order_new"),
+    path("patients/<int:patient_id>/orders/<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),
+    path("patients/<int:patient_id>/prescriptions/", views.prescription_new, name="prescription_new"),
+    path(
+        "patients/<int:patient_id>/prescriptions/<int:medication_id>/administer/",
+        views.administer,
+        name="administer",
+    ),
+    path("patients/<int:patient_id>/conditions/", views.condition_new, name="condition_new"),
+    path("patients/<int:patient_id>/allergies/", views.allergy_new, name="allergy_new"),
+    path("worklist/", views.worklist, name="worklist"),
+    path("orders/<int:order_id>/", views.order_detail, name="order_detail"),
+    path("orders/<int:order_id>/results/", views.order_result, name="order_result"),
+    path("orders/<int:order_id>/report/", views.order_report, name="order_report"),
+    path("orders/<int:order_id>/upload/", views.order_upload, name="order_upload"),
+    path("orders/<int:order_id>/complete/", views.order_complete, name="order_complete"),
+    path("attachments/<int:attachment_id>/", views.attachment_download, name="attachment_download"),
+    path("my-record/", views.my_record, name="my_record"),
+]

@@ -1,0 +1,147 @@
+"""Every role x every records URL x a patient they treat / one they do not, generated from the role table.
+
+The expected answer comes from accounts/roles.py alone: no capability -> 403; a capability but no
+relationship to the patient -> 404; both -> the page (200) or, for an empty POST, the form's 400.
+A URL added to records/urls.py without a row here fails ``test_every_records_url_is_in_the_matrix``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+from accounts.roles import ROLE_POLICIES, Capability, ChartAccess, DataCategory, Role
+from records.models import ClinicalNote
+from records.services import note_write
+from records.urls import urlpatterns
+from tests.records.conftest import Ward
+
+pytestmark = pytest.mark.django_db
+
+C = Capability
+D = DataCategory
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    method: str
+    capability: Capability
+    scope: str  # "patient", "order", "none", "self"
+    category: DataCategory | None = None
+
+
+SPECS = [
+    Spec("my_patients", "GET", C.VIEW_PATIENT_LIST, "none"),
+    Spec("search", "GET", C.SEARCH_PATIENTS, "none"),
+    Spec("register", "GET", C.REGISTER_PATIENT, "none"),
+    Spec("registrations", "GET", C.REGISTER_PATIENT, "none"),
+    Spec("worklist", "GET", C.VIEW_WORKLIST, "none"),
+    Spec("my_record", "GET", C.VIEW_OWN_RECORD, "self"),
+    Spec("chart", "GET", C.VIEW_CHART, "patient", D.DEMOGRAPHICS),
+    Spec("registration_detail", "GET", C.VIEW_DEMOGRAPHICS, "patient", D.DEMOGRAPHICS),
+    Spec("edit_demographics", "POST", C.EDIT_DEMOGRAPHICS, "patient", D.DEMOGRAPHICS),
+    Spec("admit", "POST", C.ADMIT_PATIENT, "patient", D.ENCOUNTERS),
+    Spec("assign", "POST", C.ASSIGN_CARE_TEAM, "patient", D.CARE_TEAM),
+    Spec("note_new", "POST", C.WRITE_NOTE, "patient", D.NOTES),
+    Spec("note_amend", "POST", C.WRITE_NOTE, "patient", D.NOTES),
+    Spec("vitals_new", "POST", C.RECORD_VITALS, "patient", D.OBSERVATIONS),
+    Spec("order_new", "POST", C.PLACE_ORDER, "patient", D.ORDERS),
+    Spec("prescription_new", "POST", C.PRESCRIBE, "patient", D.MEDICATIONS),
+    Spec("administer", "POST", C.ADMINISTER_MEDICATION, "patient", D.MEDICATIONS),
+    Spec("condition_new", "POST", C.RECORD_DIAGNOSIS, "patient", D.CONDITIONS),
+    Spec("allergy_new", "POST", C.RECORD_ALLERGY, "patient", D.ALLERGIES),
+    Spec("order_detail", "GET", C.VIEW_WORKLIST, "order"),
+    Spec("order_result", "POST", C.ENTER_RESULT, "order"),
+    Spec("order_report", "POST", C.WRITE_NOTE, "order"),
+    Spec("order_upload", "POST", C.UPLOAD_IMAGE, "order"),
+]
+# Routes that change state on a specific object and have no form: covered by their own tests.
+OBJECT_ACTIONS = {"discharge", "unassign", "order_cancel", "order_complete", "attachment_download"}
+
+
+def test_every_records_url_is_in_the_matrix() -> None:
+    names = {p.name for p in urlpatterns}
+    assert names == {s.name for s in SPECS} | OBJECT_ACTIONS
+
+
+def related(role: Role, spec: Spec) -> bool:
+    """Does the persona of ``role`` have the relationship the treated patient offers (from the table)?"""
+    access = ROLE_POLICIES[role].chart_access
+    # Care team and ward: the ward fixture assigns the physician and nurse personas; open order: it has
+    # an open order for radiology and for the lab. Break-the-glass only, own record and none: no.
+    return access in (
+        ChartAccess.CARE_TEAM,
+        ChartAccess.CARE_TEAM_OR_WARD,
+        ChartAccess.DEMOGRAPHICS_ONLY,
+        ChartAccess.OPEN_ORDER,
+    )
+
+
+def expected(role: Role, spec: Spec, *, treated: bool) -> int:
+    policy = ROLE_POLICIES[role]
+    if spec.capability not in policy.capabilities:
+        return 403
+    ok = 200 if spec.method == "GET" else 400
+    if spec.scope == "none":
+        return ok
+    if spec.scope == "self":
+        return ok  # the patient persona is linked to the treated patient
+    if spec.scope == "order":
+        if not access_matches_order(role):
+            return 403  # order routes are the worklist roles' own; others' role is too weak
+        return ok if treated else 404
+    if policy.chart_access == ChartAccess.OWN_RECORD:
+        return 404
+    if policy.chart_access == ChartAccess.DEMOGRAPHICS_ONLY:
+        return ok if spec.category in policy.categories else 404
+    if not treated or not related(role, spec):
+        return 404
+    return ok if spec.category in policy.categories else 404
+
+
+def access_matches_order(role: Role) -> bool:
+    return ROLE_POLICIES[role].chart_access == ChartAccess.OPEN_ORDER
+
+
+def url_for(spec: Spec, ward: Ward, role: Role, *, treated: bool, note_id: int) -> str:
+    patient = ward.treated if treated else ward.other
+    if spec.scope == "none" or spec.scope == "self":
+        return reverse(f"records:{spec.name}")
+    if spec.scope == "order":
+        order = ward.lab_order if role != Role.RADIOLOGY else ward.radiology_order
+        return reverse(f"records:{spec.name}", args=[order.pk if treated else 999_999])
+    if spec.name == "note_amend":
+        return reverse("records:note_amend", args=[patient.pk, note_id])
+    if spec.name == "administer":
+        return reverse("records:administer", args=[patient.pk, ward.medication.pk])
+    return reverse(f"records:{spec.name}", args=[patient.pk])
+
+
+@pytest.mark.parametrize("treated", [True, False], ids=["treated", "other"])
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("role", list(Role))
+def test_matrix(
+    role: Role,
+    spec: Spec,
+    treated: bool,
+    ward: Ward,
+    physician: User,
+    make_persona: Callable[..., User],
+    patient_user: User,
+    client_for: Callable[[User], Client],
+) -> None:
+    persona = {Role.PHYSICIAN: physician, Role.PATIENT: patient_user}.get(role)
+    if persona is None:
+        persona = User.objects.filter(role=role).first() or make_persona(role)
+    note = note_write(actor=physician, patient_id=ward.treated.pk, kind=ClinicalNote.Kind.PROGRESS, text="n")
+    url = url_for(spec, ward, role, treated=treated, note_id=note.pk)
+    client = client_for(persona)
+    response = client.get(url) if spec.method == "GET" else client.post(url, {})
+    want = expected(role, spec, treated=treated)
+    assert response.status_code == want, (role, spec.name, treated, response.status_code)
