@@ -215,6 +215,12 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "var" / "media")
+# Small uploads stay in memory; larger ones are spooled to disk encrypted under a throwaway key
+# (records/uploads.py), never in plaintext as Django's own temporary-file handler would.
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "records.uploads.EncryptedTemporaryFileUploadHandler",
+]
 # Largest attachment (e.g. an imaging study) accepted, in bytes.
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 256 * 1024 * 1024)
 
