@@ -253,7 +253,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
     setup_test_environment()
+    original_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, serialize=False)
+    try:
+        run(args)
+    finally:
+        connection.creation.destroy_test_db(original_name, verbosity=0)
+
+
+def run(args: argparse.Namespace) -> None:
     doctor, patient_id, plain_id = build(200, 20)
     with override_settings(ROOT_URLCONF=__name__):
         client = sign_in(Client(), doctor)

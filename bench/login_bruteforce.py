@@ -60,7 +60,15 @@ def main() -> None:
     args = parser.parse_args()
 
     setup_test_environment()
+    original_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0)
+    try:
+        run(args)
+    finally:
+        connection.creation.destroy_test_db(original_name, verbosity=0)
+
+
+def run(args: argparse.Namespace) -> None:
     with override_settings(PASSWORD_HASHERS=ARGON2):
         user = User.objects.create_user("victim", password=PASSWORD, role=Role.PHYSICIAN)
 

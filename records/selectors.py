@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 OBSERVATIONS_PER_PAGE = 50
 NOTES_PER_PAGE = 20
 LIST_PER_PAGE = 25
+# Short sections (problems, allergies, medications, images) show the newest this many; the long ones
+# (observations, notes) are paged.
+SECTION_LIMIT = 200
 
 D = DataCategory
 
@@ -409,12 +412,12 @@ def chart_for(
     if D.CONDITIONS in visible:
         sections["conditions"] = tuple(
             ConditionRow(c.pk, c.display, c.code, c.clinical_status, c.onset_date, c.abatement_date)
-            for c in Condition.objects.filter(patient_id=patient_id).order_by("-recorded_at")
+            for c in Condition.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
         )
     if D.ALLERGIES in visible:
         sections["allergies"] = tuple(
             AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at)
-            for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")
+            for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
         )
     if D.MEDICATIONS in visible:
         sections["medications"] = tuple(
@@ -423,7 +426,7 @@ def chart_for(
             )
             for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
                 "status", "-prescribed_at"
-            )
+            )[:SECTION_LIMIT]
         )
     if D.OBSERVATIONS in visible:
         observations = Observation.objects.filter(patient_id=patient_id)
@@ -484,7 +487,7 @@ def chart_for(
                 a.uploaded_at,
                 a.order_id,
             )
-            for a in _with_staff(attachments, "uploaded_by").order_by("-uploaded_at")
+            for a in _with_staff(attachments, "uploaded_by").order_by("-uploaded_at")[:SECTION_LIMIT]
         )
     if D.PROCEDURES in visible:
         sections["procedures"] = tuple(
