@@ -32,8 +32,8 @@ from django.urls import include, path
 from django.utils import timezone
 
 from accounts.models import Department, User
-from accounts.roles import Capability, DataCategory, Role, has_capability
-from records import forms, selectors
+from accounts.roles import DataCategory, Role
+from records import selectors
 from records.models import (
     Allergy,
     Attachment,
@@ -54,6 +54,7 @@ from records.services import (
     observation_record,
     patient_register,
 )
+from records.views import chart_context
 from tests.conftest import sign_in
 
 
@@ -161,18 +162,7 @@ def plain_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         medications=sections["medications"],
         care_team=(),
     )
-    context = {
-        "chart": chart,
-        "note_form": forms.NoteForm(),
-        "vitals_form": forms.VitalsForm(),
-        "order_form": forms.OrderForm(),
-        "prescription_form": forms.PrescriptionForm(),
-        "condition_form": forms.ConditionForm(),
-        "allergy_form": forms.AllergyForm(),
-        "administer_form": forms.AdministerForm(),
-        "can": {cap.value: has_capability(request.user, cap) for cap in Capability},
-    }
-    return render(request, "records/chart.html", context)
+    return render(request, "records/chart.html", chart_context(request, chart))
 
 
 REAL_PATIENT: dict[int, int] = {}

@@ -536,12 +536,29 @@ def note_amend(*, actor: Any, note_id: int, text: str) -> ClinicalNote:
     return amendment
 
 
+def _chart_entry_add(
+    *, actor: Any, capability: Capability, category: DataCategory, entry: Any, fields: tuple[str, ...]
+) -> Any:
+    """The shape of every "add an entry to this patient's chart" service: role, relationship, save, signal."""
+    _require(actor, capability)
+    _require_relationship(actor, entry.patient_id, category)
+    _save(entry)
+    _changed(
+        type(entry),
+        actor=actor,
+        patient_id=entry.patient_id,
+        category=category,
+        action="create",
+        fields=fields,
+        object_id=entry.pk,
+    )
+    return entry
+
+
 @transaction.atomic
 def medication_prescribe(*, actor: Any, patient_id: int, display: str, dosage: str, code: str = "") -> Medication:
     """A physician prescribes a medication."""
-    _require(actor, Capability.PRESCRIBE)
-    _require_relationship(actor, patient_id, D.MEDICATIONS)
-    medication = Medication(
+    entry = Medication(
         patient_id=patient_id,
         display=display,
         dosage=dosage,
@@ -549,17 +566,13 @@ def medication_prescribe(*, actor: Any, patient_id: int, display: str, dosage: s
         prescribed_by=actor,
         prescribed_at=timezone.now(),
     )
-    _save(medication)
-    _changed(
-        Medication,
+    return _chart_entry_add(
         actor=actor,
-        patient_id=patient_id,
+        capability=Capability.PRESCRIBE,
         category=D.MEDICATIONS,
-        action="create",
+        entry=entry,
         fields=("display", "dosage", "code"),
-        object_id=medication.pk,
     )
-    return medication
 
 
 @transaction.atomic
@@ -598,9 +611,7 @@ def condition_record(
     *, actor: Any, patient_id: int, display: str, code: str = "", onset_date: datetime.date | None = None
 ) -> Condition:
     """A physician records a diagnosis."""
-    _require(actor, Capability.RECORD_DIAGNOSIS)
-    _require_relationship(actor, patient_id, D.CONDITIONS)
-    condition = Condition(
+    entry = Condition(
         patient_id=patient_id,
         display=display,
         code=code,
@@ -608,25 +619,19 @@ def condition_record(
         recorded_by=actor,
         recorded_at=timezone.now(),
     )
-    _save(condition)
-    _changed(
-        Condition,
+    return _chart_entry_add(
         actor=actor,
-        patient_id=patient_id,
+        capability=Capability.RECORD_DIAGNOSIS,
         category=D.CONDITIONS,
-        action="create",
+        entry=entry,
         fields=("display", "code", "onset_date"),
-        object_id=condition.pk,
     )
-    return condition
 
 
 @transaction.atomic
 def allergy_record(*, actor: Any, patient_id: int, substance: str, reaction: str = "", severity: str = "") -> Allergy:
     """A physician or nurse records an allergy."""
-    _require(actor, Capability.RECORD_ALLERGY)
-    _require_relationship(actor, patient_id, D.ALLERGIES)
-    allergy = Allergy(
+    entry = Allergy(
         patient_id=patient_id,
         substance=substance,
         reaction=reaction,
@@ -634,17 +639,13 @@ def allergy_record(*, actor: Any, patient_id: int, substance: str, reaction: str
         recorded_by=actor,
         recorded_at=timezone.now(),
     )
-    _save(allergy)
-    _changed(
-        Allergy,
+    return _chart_entry_add(
         actor=actor,
-        patient_id=patient_id,
+        capability=Capability.RECORD_ALLERGY,
         category=D.ALLERGIES,
-        action="create",
+        entry=entry,
         fields=("substance", "reaction", "severity"),
-        object_id=allergy.pk,
     )
-    return allergy
 
 
 @transaction.atomic

@@ -275,8 +275,12 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         observations_page=request.GET.get("obs_page", 1),
         notes_page=request.GET.get("notes_page", 1),
     )
-    user = request.user
-    context = {
+    return render(request, "records/chart.html", chart_context(request, record))
+
+
+def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, Any]:
+    """Everything the chart template needs besides the record: empty forms and what the user may do."""
+    return {
         "chart": record,
         "note_form": forms.NoteForm(),
         "vitals_form": forms.VitalsForm(),
@@ -285,9 +289,12 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         "condition_form": forms.ConditionForm(),
         "allergy_form": forms.AllergyForm(),
         "administer_form": forms.AdministerForm(),
-        "can": {cap.value: has_capability(user, cap) for cap in Capability},
+        "can": _abilities(request),
     }
-    return render(request, "records/chart.html", context)
+
+
+def _abilities(request: HttpRequest) -> dict[str, bool]:
+    return {cap.value: has_capability(request.user, cap) for cap in Capability}
 
 
 def _chart_write(
@@ -489,7 +496,7 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
         "result_form": forms.ResultForm(),
         "upload_form": forms.UploadForm(max_bytes=settings.ATTACHMENT_MAX_BYTES),
         "report_form": forms.NoteForm(initial={"kind": "radiology" if order.kind == "Radiology" else "lab"}),
-        "can": {cap.value: has_capability(request.user, cap) for cap in Capability},
+        "can": _abilities(request),
     }
     return render(request, "records/order_detail.html", context)
 
