@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from audit import context
+from audit.chain import seal_and_insert
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
 
 
@@ -45,7 +46,7 @@ def access_event_record(
         for patient_id in patient_ids
         for category in categories
     ]
-    return AccessEvent.objects.bulk_create(events)
+    return seal_and_insert(events)  # type: ignore[return-value]
 
 
 def change_event_record(
@@ -60,30 +61,42 @@ def change_event_record(
 ) -> ChangeEvent:
     """Store one change of patient data (field names, never values)."""
     ctx = context.current()
-    return ChangeEvent.objects.create(
-        **_actor_fields(actor),
-        patient_id=patient_id,
-        category=category,
-        action=action,
-        fields=sorted(fields),
-        object_type=object_type,
-        object_id=object_id,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        request_id=ctx.request_id,
+    (event,) = seal_and_insert(
+        [
+            ChangeEvent(
+                **_actor_fields(actor),
+                patient_id=patient_id,
+                category=category,
+                action=action,
+                fields=sorted(fields),
+                object_type=object_type,
+                object_id=object_id,
+                ip=ctx.ip,
+                user_agent=ctx.user_agent,
+                request_id=ctx.request_id,
+            )
+        ]
     )
+    return event  # type: ignore[return-value]
 
 
 def auth_event_record(
     *, event: str, actor: Any, target: Any, username: str, ip: str | None, user_agent: str, detail: Mapping[str, Any]
 ) -> AuthEventRecord:
     """Store one authentication or privilege event."""
-    return AuthEventRecord.objects.create(
-        event=str(event),
-        actor_id=getattr(actor, "pk", None) if getattr(actor, "is_authenticated", False) else None,
-        target_id=getattr(target, "pk", None),
-        username=username[:150],
-        ip=ip,
-        user_agent=user_agent[:255],
-        detail={k: v for k, v in detail.items() if isinstance(v, str | int | float | bool | dict | list | None)},
+    (record,) = seal_and_insert(
+        [
+            AuthEventRecord(
+                event=str(event),
+                actor_id=getattr(actor, "pk", None) if getattr(actor, "is_authenticated", False) else None,
+                target_id=getattr(target, "pk", None),
+                username=username[:150],
+                ip=ip,
+                user_agent=user_agent[:255],
+                detail={
+                    k: v for k, v in detail.items() if isinstance(v, str | int | float | bool | dict | list | None)
+                },
+            )
+        ]
     )
+    return record  # type: ignore[return-value]

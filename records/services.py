@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Department
 from accounts.roles import Capability, DataCategory, Role, has_capability
 from records.crypto import family_name_index, mrn_index, name_dob_index
+from records.db import mark_actor
 from records.models import (
     Allergy,
     Attachment,
@@ -87,8 +88,10 @@ def _changed(
 
 
 def _require(actor: Any, capability: Capability) -> None:
+    """Refuse a role without ``capability``; mark the transaction as the application's (records/db.py)."""
     if actor is not None and not has_capability(actor, capability):
         raise PermissionDenied("Your role does not allow this.")
+    mark_actor(actor)
 
 
 def _require_relationship(actor: Any, patient_id: int, category: DataCategory) -> str:
@@ -103,8 +106,9 @@ def _require_relationship(actor: Any, patient_id: int, category: DataCategory) -
     return decision.explanation
 
 
-def _save(instance: Any) -> None:
+def _save(instance: Any, actor: Any = None) -> None:
     instance.full_clean()
+    mark_actor(actor)
     instance.save()
 
 
@@ -153,7 +157,7 @@ def patient_register(
         **details,
     )
     _set_indexes(patient)
-    _save(patient)
+    _save(patient, actor)
     _changed(
         Patient,
         actor=actor,
@@ -190,7 +194,7 @@ def patient_update_demographics(*, actor: Any, patient_id: int, **changes: Any) 
     for name in changed:
         setattr(patient, name, changes[name])
     _set_indexes(patient)
-    _save(patient)
+    _save(patient, actor)
     _changed(
         Patient,
         actor=actor,
@@ -229,7 +233,7 @@ def encounter_admit(
         reason=reason,
         starts_at=starts_at or timezone.now(),
     )
-    _save(encounter)
+    _save(encounter, actor)
     _changed(
         Encounter,
         actor=actor,
@@ -253,7 +257,7 @@ def encounter_discharge(*, actor: Any, encounter_id: int, ends_at: datetime.date
         raise ValidationError("This encounter is already closed.")
     encounter.status = Encounter.Status.FINISHED
     encounter.ends_at = ends_at or timezone.now()
-    _save(encounter)
+    _save(encounter, actor)
     _changed(
         Encounter,
         actor=actor,
@@ -291,7 +295,7 @@ def care_assignment_create(
         ends_at=ends_at,
         assigned_by=actor,
     )
-    _save(assignment)
+    _save(assignment, actor)
     _changed(
         CareAssignment,
         actor=actor,
@@ -312,7 +316,7 @@ def care_assignment_end(*, actor: Any, assignment_id: int) -> CareAssignment:
     if assignment is None:
         raise RecordNotFound
     assignment.ends_at = max(timezone.now(), assignment.starts_at + datetime.timedelta(seconds=1))
-    _save(assignment)
+    _save(assignment, actor)
     _changed(
         CareAssignment,
         actor=actor,
@@ -359,7 +363,7 @@ def order_place(
         priority=priority,
         ordered_at=timezone.now(),
     )
-    _save(order)
+    _save(order, actor)
     _changed(
         Order,
         actor=actor,
@@ -389,7 +393,7 @@ def order_complete(*, actor: Any, order_id: int) -> Order:
     order.status = Order.Status.COMPLETED
     order.completed_at = timezone.now()
     order.completed_by = actor
-    _save(order)
+    _save(order, actor)
     _changed(
         Order,
         actor=actor,
@@ -411,7 +415,7 @@ def order_cancel(*, actor: Any, order_id: int) -> Order:
         raise RecordNotFound
     _require_relationship(actor, order.patient_id, D.ORDERS)
     order.status = Order.Status.CANCELLED
-    _save(order)
+    _save(order, actor)
     _changed(
         Order,
         actor=actor,
@@ -465,7 +469,7 @@ def observation_record(
         effective_at=effective_at or timezone.now(),
         recorded_by=actor,
     )
-    _save(observation)
+    _save(observation, actor)
     _changed(
         Observation,
         actor=actor,
@@ -491,7 +495,7 @@ def note_write(*, actor: Any, patient_id: int, kind: str, text: str, order_id: i
     note = ClinicalNote(
         patient_id=patient_id, order_id=order_id, kind=kind, author=actor, text=text, signed_at=timezone.now()
     )
-    _save(note)
+    _save(note, actor)
     _changed(
         ClinicalNote,
         actor=actor,
@@ -523,7 +527,7 @@ def note_amend(*, actor: Any, note_id: int, text: str) -> ClinicalNote:
         signed_at=timezone.now(),
         amends_id=original.pk,
     )
-    _save(amendment)
+    _save(amendment, actor)
     _changed(
         ClinicalNote,
         actor=actor,
@@ -542,7 +546,7 @@ def _chart_entry_add(
     """The shape of every "add an entry to this patient's chart" service: role, relationship, save, signal."""
     _require(actor, capability)
     _require_relationship(actor, entry.patient_id, category)
-    _save(entry)
+    _save(entry, actor)
     _changed(
         type(entry),
         actor=actor,
@@ -593,7 +597,7 @@ def medication_administer(*, actor: Any, medication_id: int, dose: str, note: st
         dose=dose,
         note=note,
     )
-    _save(given)
+    _save(given, actor)
     _changed(
         MedicationAdministration,
         actor=actor,
@@ -680,7 +684,7 @@ def attachment_upload(
             uploaded_by=actor,
             uploaded_at=timezone.now(),
         )
-        _save(attachment)
+        _save(attachment, actor)
         if order.status == Order.Status.OPEN:
             order.status = Order.Status.IN_PROGRESS
             order.save(update_fields=["status"])

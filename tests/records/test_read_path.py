@@ -99,7 +99,7 @@ def test_chart_page_query_count_does_not_grow_with_observations(
             unit="/min",
         )
     client = client_for(physician)
-    with django_assert_max_num_queries(32):
+    with django_assert_max_num_queries(40):
         response = client.get(reverse("records:chart", args=[ward.treated.pk]))
     assert response.status_code == 200
     assert response.context["chart"].observations_page.total == count

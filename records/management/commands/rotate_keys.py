@@ -52,6 +52,7 @@ from django.db.models import Count
 
 from healthcrypt.crypto import CIPHERTEXT_VERSION, DecryptionError, Keyring, field_keyring, token_header
 from healthcrypt.fields import EncryptedField
+from records.db import mark_actor
 from records.files import attachments_dir, delete_stored, file_key_id, reencrypt_file
 from records.models import Attachment
 
@@ -347,6 +348,8 @@ class Command(BaseCommand):
         for update in updates:
             by_columns.setdefault(tuple(column for column, _, _ in update.changes), []).append(update)
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            # The database's change triggers must see this is the application, not a direct edit.
+            mark_actor(None, job="rotate_keys")
             for columns, group in by_columns.items():
                 sets = ", ".join(f"{qn(column)} = %s" for column in columns)
                 checks = " AND ".join(f"{qn(column)} = %s" for column in columns)
@@ -488,6 +491,7 @@ class Command(BaseCommand):
             return 0
         try:
             with transaction.atomic(using=self.alias):
+                mark_actor(None, job="rotate_keys")
                 moved = (
                     Attachment.objects.using(self.alias)
                     .filter(pk=pk, storage_name=storage_name)

@@ -25,6 +25,7 @@ from faker import Faker
 from accounts.models import Department, TOTPDevice, User
 from accounts.roles import Role
 from records.crypto import mrn_index
+from records.db import mark_actor
 from records.demo_clinical import seed_clinical
 from records.models import CareAssignment, Patient
 from records.services import care_assignment_create, patient_register
@@ -106,6 +107,7 @@ class Command(BaseCommand):
             raise CommandError("--patients must be between 1 and 10000.")
 
         with transaction.atomic():
+            mark_actor(None, job="seed_demo")
             departments = self._departments()
             users = self._users(departments)
             created_patients, patients = self._patients(count)
