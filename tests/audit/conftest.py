@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from tests.records.conftest import ward  # noqa: F401  (the small ward of the records tests)
