@@ -7,7 +7,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
 
 from accounts.models import Department, User
-from accounts.services import otp_reset, user_role_change
+from accounts.services import auth_event_emit, otp_reset, user_role_change
+from accounts.signals import AuthEvent
 
 
 @admin.register(Department)
@@ -25,9 +26,23 @@ class UserAdmin(DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("Role", {"fields": ("role", "department")}),
     )
+    # A new account is created with its role (the database refuses a non-operator without one).
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "usable_password", "password1", "password2")}),
+        ("Role", {"fields": ("role", "department")}),
+    )
     actions = ["reset_second_factor"]
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            auth_event_emit(
+                AuthEvent.ACCOUNT_CREATED, request=request, actor=request.user, target=obj, role=obj.role or "operator"
+            )
+            return
+        if "is_active" in form.changed_data:
+            event = AuthEvent.ACCOUNT_REACTIVATED if obj.is_active else AuthEvent.ACCOUNT_DEACTIVATED
+            auth_event_emit(event, request=request, actor=request.user, target=obj)
         # A role or department change goes through the service, so it is recorded with its actor.
         if change and {"role", "department"} & set(form.changed_data):
             new_role, new_department = obj.role, obj.department

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
@@ -69,6 +70,14 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+    def clean(self) -> None:
+        # The same rule as the check constraints, as a form error instead of a database error.
+        super().clean()
+        if not self.is_superuser and not self.role:
+            raise ValidationError({"role": "Every account except an operator's needs a role."})
+        if self.is_superuser and self.role:
+            raise ValidationError({"role": "Operators (superusers) hold no clinical role."})
 
     @property
     def role_label(self) -> str:

@@ -27,6 +27,9 @@ class AuthEvent(StrEnum):
     STEP_UP = "step_up"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an event name)
     ROLE_CHANGED = "role_changed"
+    ACCOUNT_CREATED = "account_created"
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    ACCOUNT_REACTIVATED = "account_reactivated"
 
 
 auth_event = Signal()

@@ -16,3 +16,25 @@ class AuditConfig(AppConfig):
         patient_data_changed.connect(receivers.on_patient_data_changed, dispatch_uid="audit.changed")
         disclosure_made.connect(receivers.on_disclosure_made, dispatch_uid="audit.disclosure")
         auth_event.connect(receivers.on_auth_event, dispatch_uid="audit.auth")
+        register_change_history()
+
+
+def register_change_history() -> None:
+    """django-auditlog's post_save/post_delete history: the safety net for writes that bypass services
+    (admin, shell). Every encrypted field is masked completely, blind indexes and secrets are left out."""
+    from auditlog.registry import auditlog
+    from django.apps import apps
+
+    from healthcrypt.fields import EncryptedField
+
+    secrets_and_indexes = {"password", "key", "code_hash", "mrn_index", "name_dob_index", "family_name_index"}
+    for label in ("records", "accounts"):
+        for model in apps.get_app_config(label).get_models():
+            if auditlog.contains(model):
+                continue
+            fields = model._meta.concrete_fields
+            encrypted = [f.name for f in fields if isinstance(f, EncryptedField)]
+            excluded = [f.name for f in fields if f.name in secrets_and_indexes]
+            auditlog.register(
+                model, exclude_fields=excluded, mask_fields=encrypted, mask_callable="audit.masking.redact"
+            )

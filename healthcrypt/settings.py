@@ -104,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Address, user agent, request id and session reference for every audit event of the request.
     "audit.middleware.AuditContextMiddleware",
+    # Actor and address for django-auditlog's change history (admin and shell writes).
+    "auditlog.middleware.AuditlogMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Idle time-out, absolute lifetime, and no session without a verified second factor.

@@ -1,0 +1,288 @@
+"""List filters of the audit admin.
+
+Every filter *validates* its value and refuses anything else (``IncorrectLookupParameters``, which the
+admin turns into its "invalid filter" page), for two reasons: a value that filtered nothing would
+silently show the whole trail, and the filters are written to the audit-of-the-audit event, which
+must never carry free text that could be a patient identifier (audit/reports.py).
+
+The choice lists of text columns come from a cached ``SELECT DISTINCT``: Django's own
+``AllValuesFieldListFilter`` runs that scan on every page view, which a table of millions of rows
+cannot afford.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.core.cache import cache
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.roles import DataCategory, Role
+from accounts.signals import AuthEvent
+from audit.guards import CLINICAL_TABLES
+
+# Stands for the empty string in a query string (an event without a role, a purpose...).
+EMPTY = "-"
+VOCABULARY_SECONDS = 300
+# A column with more distinct values than this is not a vocabulary; the list is cut there.
+VOCABULARY_MAX = 200
+_ID_RE = re.compile(r"^[0-9]{1,18}$")
+
+
+def day_bounds(
+    date_from: datetime.date | None, date_to: datetime.date | None
+) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """``[start of date_from, start of the day after date_to)`` in the current time zone; both ends optional."""
+    start = timezone.make_aware(datetime.datetime.combine(date_from, datetime.time.min)) if date_from else None
+    end = (
+        timezone.make_aware(datetime.datetime.combine(date_to + datetime.timedelta(days=1), datetime.time.min))
+        if date_to
+        else None
+    )
+    return start, end
+
+
+def distinct_values(model: type[Model], field: str) -> list[str]:
+    """The distinct values of ``model.field`` (at most VOCABULARY_MAX), cached for VOCABULARY_SECONDS."""
+    key = f"audit:admin:vocabulary:{model._meta.label_lower}:{field}"
+    values: list[str] | None = cache.get(key)
+    if values is None:
+        values = list(model._default_manager.order_by(field).values_list(field, flat=True).distinct()[:VOCABULARY_MAX])
+        cache.set(key, values, VOCABULARY_SECONDS)
+    return values
+
+
+def _other_parameters(changelist: ChangeList, exclude: Sequence[str]) -> list[tuple[str, str]]:
+    """The query string of the page minus ``exclude``, as (name, value) pairs for hidden form fields."""
+    return [
+        (name, value)
+        for name, values in sorted(changelist.filter_params.items())
+        if name not in exclude
+        for value in values
+    ]
+
+
+class VocabularyFilter(admin.SimpleListFilter):
+    """Exact match on a text column whose values form a small vocabulary (role, action, category...)."""
+
+    field: ClassVar[str]
+    # Values always offered (e.g. every role), with their labels; the column's own values are added.
+    static_choices: ClassVar[Sequence[tuple[str, str]]] = ()
+    from_database: ClassVar[bool] = True
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        choices = dict(self.static_choices)
+        if self.from_database:
+            for value in distinct_values(model_admin.model, self.field):
+                choices.setdefault(value or EMPTY, value or "(none)")
+        return sorted(choices.items(), key=lambda item: (item[0] == EMPTY, str(item[1]).lower()))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value not in {choice for choice, _ in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"Unknown value for the {self.parameter_name} filter.")
+        return queryset.filter(**{self.field: "" if value == EMPTY else value})
+
+
+class IdInputFilter(admin.SimpleListFilter):
+    """A typed-in numeric id (actor, patient...): too many values for a list of links."""
+
+    template = "admin/audit/input_filter.html"
+    field: ClassVar[str]
+    placeholder: ClassVar[str] = "id"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return []
+
+    def has_output(self) -> bool:
+        # Always shown, although it has no list of choices; Django would otherwise drop the filter
+        # *and its value*, silently widening the list.
+        return True
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = (self.value() or "").strip()
+        if not value:
+            return queryset
+        if not _ID_RE.match(value):
+            raise IncorrectLookupParameters(f"The {self.parameter_name} filter takes a number.")
+        return self.filter_id(queryset, int(value))
+
+    def filter_id(self, queryset: QuerySet[Any], value: int) -> QuerySet[Any]:
+        return queryset.filter(**{self.field: value})
+
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+        name = str(self.parameter_name)
+        yield {
+            "parameter_name": name,
+            "value": self.value() or "",
+            "placeholder": self.placeholder,
+            "hidden": _other_parameters(changelist, [name]),
+            "clear_query_string": changelist.get_query_string(remove=[name]),
+        }
+
+
+class DateRangeFilter(admin.ListFilter):
+    """From/To dates (inclusive) on the ``at`` column, in the current time zone."""
+
+    title = "date range"
+    template = "admin/audit/date_range_filter.html"
+    field = "at"
+    parameter_from = "at_from"
+    parameter_to = "at_to"
+
+    def __init__(self, request: HttpRequest, params: dict[str, list[str]], model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        for name in self.expected_parameters():
+            if name in params:
+                self.used_parameters[name] = params.pop(name)[-1]
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return [self.parameter_from, self.parameter_to]
+
+    def _date(self, name: str) -> datetime.date | None:
+        raw = (self.used_parameters.get(name) or "").strip()
+        if not raw:
+            return None
+        try:
+            return datetime.date.fromisoformat(raw)
+        except ValueError:
+            raise IncorrectLookupParameters(f"{name} takes a date (YYYY-MM-DD).") from None
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        start, end = day_bounds(self._date(self.parameter_from), self._date(self.parameter_to))
+        if start is not None:
+            queryset = queryset.filter(**{f"{self.field}__gte": start})
+        if end is not None:
+            queryset = queryset.filter(**{f"{self.field}__lt": end})
+        return queryset
+
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+        names = self.expected_parameters()
+        yield {
+            "parameter_from": self.parameter_from,
+            "parameter_to": self.parameter_to,
+            "value_from": self.used_parameters.get(self.parameter_from, ""),
+            "value_to": self.used_parameters.get(self.parameter_to, ""),
+            "hidden": _other_parameters(changelist, names),
+            "clear_query_string": changelist.get_query_string(remove=names),
+            "active": any(self.used_parameters.get(name) for name in names),
+        }
+
+
+class ActorRoleFilter(VocabularyFilter):
+    title = "actor role"
+    parameter_name = field = "actor_role"
+    # Operators (superusers) hold no role; the audit service records them as "operator".
+    static_choices = (*((role.value, str(role.label)) for role in Role), ("operator", "Operator"))
+
+
+class ActionFilter(VocabularyFilter):
+    title = "action"
+    parameter_name = field = "action"
+
+
+class CategoryFilter(VocabularyFilter):
+    title = "data category"
+    parameter_name = field = "category"
+    static_choices = tuple((category.value, category.value) for category in DataCategory)
+
+
+class PurposeFilter(VocabularyFilter):
+    title = "purpose"
+    parameter_name = field = "purpose"
+
+
+class ObjectTypeFilter(VocabularyFilter):
+    title = "object type"
+    parameter_name = field = "object_type"
+
+
+class AuthEventFilter(VocabularyFilter):
+    title = "event type"
+    parameter_name = field = "event"
+    static_choices = tuple((event.value, event.value) for event in AuthEvent)
+
+
+class OperationFilter(VocabularyFilter):
+    title = "operation"
+    parameter_name = field = "operation"
+    static_choices = (("INSERT", "INSERT"), ("UPDATE", "UPDATE"), ("DELETE", "DELETE"))
+
+
+class TableFilter(VocabularyFilter):
+    title = "table"
+    parameter_name = field = "table_name"
+    static_choices = tuple((table, table) for table in CLINICAL_TABLES)
+
+
+class ActorIdFilter(IdInputFilter):
+    title = "actor (user id)"
+    parameter_name = field = "actor_id"
+    placeholder = "user id"
+
+
+class TargetIdFilter(IdInputFilter):
+    title = "target account (user id)"
+    parameter_name = field = "target_id"
+    placeholder = "user id"
+
+
+class PatientIdFilter(IdInputFilter):
+    title = "patient (patient id)"
+    parameter_name = field = "patient_id"
+    placeholder = "patient id"
+
+
+class MarkerActorFilter(ActorIdFilter):
+    """The actor of a direct change is the marker ``user:<id>`` the application set (records/db.py)."""
+
+    field = "actor_marker"
+
+    def filter_id(self, queryset: QuerySet[Any], value: int) -> QuerySet[Any]:
+        return queryset.filter(actor_marker=f"user:{value}")
+
+
+class DirectFilter(admin.SimpleListFilter):
+    """Changes made behind the application's back carry no actor marker."""
+
+    title = "made by"
+    parameter_name = "direct"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Outside the application"), ("no", "The application")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == "yes":
+            return queryset.filter(actor_marker="")
+        if value == "no":
+            return queryset.exclude(actor_marker="")
+        raise IncorrectLookupParameters("Unknown value for the direct filter.")
+
+
+def filter_parameters(list_filter: Sequence[Any]) -> set[str]:
+    """The query-string names the given list filter classes read."""
+    names: set[str] = set()
+    for item in list_filter:
+        if isinstance(item, type) and issubclass(item, DateRangeFilter):
+            names.update((item.parameter_from, item.parameter_to))
+        elif isinstance(item, type) and issubclass(item, admin.SimpleListFilter) and item.parameter_name:
+            names.add(item.parameter_name)
+        else:
+            raise TypeError("The audit admin only uses its own, validating list filters.")
+    return names
