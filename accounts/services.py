@@ -25,6 +25,7 @@ from django_otp import login as otp_login
 from accounts.models import Department, RecoveryCode, RecoveryCodeDevice, TOTPDevice, User, recovery_code_hash
 from accounts.roles import Role
 from accounts.signals import AuthEvent, auth_event
+from healthcrypt.crypto import blind_index
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def auth_event_emit(
         event=event,
         actor=actor,
         target=target,
-        username=username or getattr(target, "username", "") or getattr(actor, "username", ""),
+        username=username_for_records(username)
+        if username
+        else getattr(target, "username", "") or getattr(actor, "username", ""),
         ip=get_client_ip_address(request) if request is not None else None,
         user_agent=get_client_user_agent(request)[:255] if request is not None else "",
         detail=detail,
@@ -229,3 +232,22 @@ def user_role_change(
         after={"role": locked.role, "department": locked.department_id},
     )
     return locked
+
+
+def username_for_records(username: str) -> str:
+    """What the audit trail and the lockout table keep of a typed username.
+
+    An existing account's username is kept as it is. Anything else (a typo, a patient's name typed
+    into the wrong box, a password) is kept only as a keyed hash, so repeated attempts with the same
+    string can still be correlated and locked out without the string itself being stored.
+    """
+    username = username[:150]
+    if not username or User.objects.filter(username=username).exists():
+        return username
+    return "unknown:" + blind_index(username, purpose="accounts.unknown_username")[:16]
+
+
+def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str:
+    """AXES_USERNAME_CALLABLE: lock out by the same recorded form of the username."""
+    raw = (credentials or {}).get("username") or request.POST.get("username", "")
+    return username_for_records(str(raw))

@@ -23,11 +23,11 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.cache import cache
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from accounts.roles import DataCategory, Role
 from accounts.signals import AuthEvent
 from audit.guards import CLINICAL_TABLES
+from audit.reports import AUDIT_TRAIL_CATEGORY, day_bounds
 
 # Stands for the empty string in a query string (an event without a role, a purpose...).
 EMPTY = "-"
@@ -35,19 +35,6 @@ VOCABULARY_SECONDS = 300
 # A column with more distinct values than this is not a vocabulary; the list is cut there.
 VOCABULARY_MAX = 200
 _ID_RE = re.compile(r"^[0-9]{1,18}$")
-
-
-def day_bounds(
-    date_from: datetime.date | None, date_to: datetime.date | None
-) -> tuple[datetime.datetime | None, datetime.datetime | None]:
-    """``[start of date_from, start of the day after date_to)`` in the current time zone; both ends optional."""
-    start = timezone.make_aware(datetime.datetime.combine(date_from, datetime.time.min)) if date_from else None
-    end = (
-        timezone.make_aware(datetime.datetime.combine(date_to + datetime.timedelta(days=1), datetime.time.min))
-        if date_to
-        else None
-    )
-    return start, end
 
 
 def distinct_values(model: type[Model], field: str) -> list[str]:
@@ -192,12 +179,17 @@ class ActorRoleFilter(VocabularyFilter):
 class ActionFilter(VocabularyFilter):
     title = "action"
     parameter_name = field = "action"
+    static_choices = (("view", "view"), ("export", "export"))
 
 
 class CategoryFilter(VocabularyFilter):
     title = "data category"
     parameter_name = field = "category"
-    static_choices = tuple((category.value, category.value) for category in DataCategory)
+    # The trail's own category (audit/reports.py) is offered before anyone has looked at the trail.
+    static_choices = (
+        *((category.value, category.value) for category in DataCategory),
+        (AUDIT_TRAIL_CATEGORY, AUDIT_TRAIL_CATEGORY),
+    )
 
 
 class PurposeFilter(VocabularyFilter):

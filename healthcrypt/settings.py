@@ -182,8 +182,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0)
-# Do not store what was typed into the username field when it matches no account.
-AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+# What was typed as a username is kept only if it is an account's; anything else as a keyed hash.
+AXES_USERNAME_CALLABLE = "accounts.services.axes_username"
+# Never store the password field.
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "username"]
 
 # Step-up: how recently a TOTP code must have been entered before a chart is shown.
 STEP_UP_SECONDS = env_int("STEP_UP_SECONDS", 10 * 60)
@@ -253,6 +255,14 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+
+# --- Audit ----------------------------------------------------------------------------------------
+# Independent hash chains per audit table (audit/chain.py): more means less waiting between writers.
+AUDIT_CHAIN_PARTITIONS = env_int("AUDIT_CHAIN_PARTITIONS", 16)
+# Events are kept at least this long (ASTM E2147); the application itself never deletes any.
+AUDIT_RETENTION_YEARS = max(10, env_int("AUDIT_RETENTION_YEARS", 10))
+# Only masked values in django-auditlog's history (audit/masking.py).
+AUDITLOG_MASK_CALLABLE = "audit.masking.redact"
 
 # --- Healthcrypt ----------------------------------------------------------------------------------
 HOSPITAL_NAME = env_str("HOSPITAL_NAME", "Healthcrypt General Hospital") or "Healthcrypt General Hospital"
