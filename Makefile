@@ -59,6 +59,7 @@ e2e: install-dev ## Run only the browser tests (needs Debian's chromium: apt-get
 bench: install-dev ## Run the benchmarks (each prints ratios against a baseline from the same run).
 	$(PY) -m bench.field_encryption
 	$(PY) -m bench.login_bruteforce
+	$(PY) -m bench.audit_write
 	$(PY) -m bench.rotate_keys
 
 .PHONY: lint

@@ -81,3 +81,19 @@ def test_application_role_may_insert_but_not_rewrite_audit_rows(
                     cursor.execute(statement)
         finally:
             cursor.execute("RESET ROLE")
+
+
+@pytest.mark.django_db
+def test_pgaudit_logs_direct_reads_where_it_is_installed() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('shared_preload_libraries')")
+        (preloaded,) = cursor.fetchone()
+        if "pgaudit" not in preloaded:
+            pytest.skip(
+                "pgaudit is not loaded on this server (docs/operations/database-roles.md says how to enable it)"
+            )
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
+        cursor.execute("SET pgaudit.log = 'read'")
+        cursor.execute("SELECT count(*) FROM records_patient")
+        cursor.execute("SHOW pgaudit.log")
+        assert cursor.fetchone()[0] == "read"
