@@ -53,7 +53,6 @@ NOT_FILTERS = frozenset(
 _ORDER_RE = re.compile(r"^-?[0-9]{1,3}(\.-?[0-9]{1,3})*$")
 _REQUEST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
 # Where get_search_results leaves the patients an MRN search matched, for the audit event.
-_SEARCH_PATIENTS_ATTR = "_audit_search_patient_ids"
 SHORT = 40
 
 
@@ -169,7 +168,7 @@ class AuditTrailAdmin(admin.ModelAdmin):
 
         The filters' values are safe to store: lookup_allowed admits only the validating filters,
         which have refused anything but a known value, a number or a date by now. The search term is
-        never stored, only that there was one (it may be an MRN) and which patients it matched.
+        never stored, only that there was one (MRNs are looked up by POST and arrive as a patient id filter).
         """
         detail: dict[str, Any] = {
             "model": self.opts.model_name,
@@ -177,8 +176,6 @@ class AuditTrailAdmin(admin.ModelAdmin):
         }
         if request.GET.get(SEARCH_VAR, "").strip():
             detail["search"] = True
-            if matched := getattr(request, _SEARCH_PATIENTS_ATTR, None):
-                detail["search_matched_patients"] = matched
         if _ORDER_RE.match(request.GET.get(ORDER_VAR, "")):
             detail["ordering"] = request.GET[ORDER_VAR]
         return {**detail, **extra}
