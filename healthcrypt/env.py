@@ -87,6 +87,10 @@ SECRET_GENERATORS: dict[str, Callable[[], str]] = {
     "FIELD_ENCRYPTION_KEYS": lambda: f"dev1:{_random_key()}",
     "BLIND_INDEX_KEY": _random_key,
     "AUDIT_HMAC_KEY": _random_key,
+    "AUDIT_MARKER_KEY": _random_key,
+    # Not a required secret (only the checkpoint job needs it), but demo mode makes one: an Ed25519
+    # private key is any 32 random bytes.
+    "AUDIT_CHECKPOINT_SIGNING_KEY": _random_key,
 }
 
 

@@ -23,7 +23,7 @@ DEBUG = env_bool("DEBUG", False)
 # --- Secrets -------------------------------------------------------------------------------------
 # Each is read from NAME or NAME_FILE. None of them is derived from another: a leaked SECRET_KEY
 # (sessions, CSRF) must not reveal patient data, and a leaked field key must not forge sessions.
-REQUIRED_SECRETS = ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY"]
+REQUIRED_SECRETS = ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY", "AUDIT_MARKER_KEY"]
 _secrets = {name: env_secret(name) for name in REQUIRED_SECRETS}
 
 DEV_SECRETS_FILE = Path(env_str("HEALTHCRYPT_DEV_SECRETS_FILE") or BASE_DIR / ".dev-secrets.env")
@@ -41,10 +41,25 @@ SECRET_KEY = _secrets["SECRET_KEY"] or ""
 # Field encryption keyring, "kid:base64-key" entries separated by commas; the first encrypts, all
 # decrypt (records/crypto.py, docs/operations/keys.md).
 FIELD_ENCRYPTION_KEYS = _secrets["FIELD_ENCRYPTION_KEYS"] or ""
+# Old column-bound ciphertexts (hc1, bound to their column but not their row) are refused unless this
+# is on. Turn it on only while `manage.py rotate_keys` moves existing rows to the row-bound format
+# (docs/operations/keys.md); a security check warns while it is on.
+FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND = env_bool("FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND", False)
 # HMAC key for blind indexes (exact-match lookup of encrypted values).
 BLIND_INDEX_KEY = _secrets["BLIND_INDEX_KEY"] or ""
 # HMAC key for the audit hash chain.
 AUDIT_HMAC_KEY = _secrets["AUDIT_HMAC_KEY"] or ""
+# HMAC key of the per-transaction actor marker that proves a clinical-table write came from the
+# application (records/db.py); the database never holds it, so a marker cannot be forged in SQL.
+AUDIT_MARKER_KEY = _secrets["AUDIT_MARKER_KEY"] or ""
+# Ed25519 private key (base64url 32-byte seed) that signs audit checkpoints (audit/checkpoints.py).
+# Optional for the web workers: only `manage.py audit_checkpoint` needs it, so a deployment can keep
+# it on the host that runs the timer alone. Demo mode generates a throwaway one.
+AUDIT_CHECKPOINT_SIGNING_KEY = env_secret("AUDIT_CHECKPOINT_SIGNING_KEY") or ""
+if DEBUG and not AUDIT_CHECKPOINT_SIGNING_KEY:
+    AUDIT_CHECKPOINT_SIGNING_KEY = load_dev_secrets(DEV_SECRETS_FILE, ["AUDIT_CHECKPOINT_SIGNING_KEY"])[
+        "AUDIT_CHECKPOINT_SIGNING_KEY"
+    ]
 
 # --- Hosts and HTTPS ------------------------------------------------------------------------------
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
@@ -261,6 +276,14 @@ LOGGING = {
 AUDIT_CHAIN_PARTITIONS = env_int("AUDIT_CHAIN_PARTITIONS", 16)
 # Events are kept at least this long (ASTM E2147); the application itself never deletes any.
 AUDIT_RETENTION_YEARS = max(10, env_int("AUDIT_RETENTION_YEARS", 10))
+# Where `manage.py audit_checkpoint` appends signed checkpoints: a directory on storage the database
+# host cannot rewrite (WORM bucket mount, append-only volume). Empty: pass --out.
+AUDIT_CHECKPOINT_DIR = env_str("AUDIT_CHECKPOINT_DIR") or ""
+# Optionally also send each checkpoint to syslog: a socket path (/dev/log) or host:port (UDP).
+AUDIT_CHECKPOINT_SYSLOG = env_str("AUDIT_CHECKPOINT_SYSLOG") or ""
+# The Ed25519 public key (base64url, 32 bytes) that `verify_audit --checkpoints` trusts. Keep a copy
+# outside the database and the application host; empty: derived from the signing key.
+AUDIT_CHECKPOINT_PUBLIC_KEY = env_str("AUDIT_CHECKPOINT_PUBLIC_KEY") or ""
 # Only masked values in django-auditlog's history (audit/masking.py).
 AUDITLOG_MASK_CALLABLE = "audit.masking.redact"
 

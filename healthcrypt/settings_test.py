@@ -14,6 +14,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-" + "x" 
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test1:" + "A" * 43)
 os.environ.setdefault("BLIND_INDEX_KEY", "B" * 43)
 os.environ.setdefault("AUDIT_HMAC_KEY", "C" * 43)
+os.environ.setdefault("AUDIT_MARKER_KEY", "D" * 43)
+os.environ.setdefault("AUDIT_CHECKPOINT_SIGNING_KEY", "E" * 43)
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ["DEBUG"] = os.environ.get("TEST_DEBUG", "0")

@@ -12,7 +12,7 @@ import pytest
 from healthcrypt.crypto import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_NAMES = ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY")
+SECRET_NAMES = ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY", "AUDIT_MARKER_KEY")
 
 
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -35,6 +35,7 @@ def full_secrets() -> dict[str, str]:
         "FIELD_ENCRYPTION_KEYS": f"k1:{generate_key()}",
         "BLIND_INDEX_KEY": generate_key(),
         "AUDIT_HMAC_KEY": generate_key(),
+        "AUDIT_MARKER_KEY": generate_key(),
     }
 
 
