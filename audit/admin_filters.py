@@ -21,12 +21,13 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.cache import cache
-from django.db.models import Model, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.http import HttpRequest
 
 from accounts.roles import DataCategory, Role
 from accounts.signals import AuthEvent
 from audit.guards import CLINICAL_TABLES
+from audit.models import DirectChangeSeal
 from audit.reports import AUDIT_TRAIL_CATEGORY, day_bounds
 
 # Stands for the empty string in a query string (an event without a role, a purpose...).
@@ -211,7 +212,7 @@ class AuthEventFilter(VocabularyFilter):
 class OperationFilter(VocabularyFilter):
     title = "operation"
     parameter_name = field = "operation"
-    static_choices = (("INSERT", "INSERT"), ("UPDATE", "UPDATE"), ("DELETE", "DELETE"))
+    static_choices = tuple((op, op) for op in ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "DDL"))
 
 
 class TableFilter(VocabularyFilter):
@@ -239,31 +240,43 @@ class PatientIdFilter(IdInputFilter):
 
 
 class MarkerActorFilter(ActorIdFilter):
-    """The actor of a direct change is the marker ``user:<id>`` the application set (records/db.py)."""
+    """The application user a direct change was made for: the actor of its *verified* marker.
+
+    A marker is only taken at its word once the sealer has checked its MAC (audit/sealing.py): an
+    unverified ``user:5`` typed in psql names nobody.
+    """
 
     field = "actor_marker"
 
     def filter_id(self, queryset: QuerySet[Any], value: int) -> QuerySet[Any]:
-        return queryset.filter(actor_marker=f"user:{value}")
+        seals = DirectChangeSeal.objects.filter(direct_change_id=OuterRef("pk"), verified=True, actor=f"user:{value}")
+        return queryset.filter(Exists(seals))
 
 
 class DirectFilter(admin.SimpleListFilter):
-    """Changes made behind the application's back carry no actor marker."""
+    """Whether a direct change came from the application: its marker verified when it was sealed."""
 
     title = "made by"
     parameter_name = "direct"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Outside the application"), ("no", "The application")]
+        return [
+            ("yes", "Outside the application"),
+            ("no", "The application (verified marker)"),
+            ("unsealed", "Not yet sealed"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value is None:
             return queryset
+        seals = DirectChangeSeal.objects.filter(direct_change_id=OuterRef("pk"))
         if value == "yes":
-            return queryset.filter(actor_marker="")
+            return queryset.filter(Exists(seals.filter(verified=False)))
         if value == "no":
-            return queryset.exclude(actor_marker="")
+            return queryset.filter(Exists(seals.filter(verified=True)))
+        if value == "unsealed":
+            return queryset.filter(~Exists(seals))
         raise IncorrectLookupParameters("Unknown value for the direct filter.")
 
 

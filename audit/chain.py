@@ -113,8 +113,11 @@ def partitions() -> int:
     return int(getattr(settings, "AUDIT_CHAIN_PARTITIONS", 16))
 
 
-def seal_and_insert(rows: Sequence[Chained]) -> list[Chained]:
+def seal_and_insert(rows: Sequence[Chained], *, partition: int | None = None) -> list[Chained]:
     """Link ``rows`` (all of one model) onto one chain and insert them, atomically.
+
+    The chain is picked at random among ``partitions()``, unless ``partition`` names one (the
+    direct-change seals keep a single chain: one sealer, and a total order of what it sealed).
 
     The head row is locked first with an UPDATE (which also takes SQLite's write lock before the read,
     so two SQLite writers cannot both read the same head), then read, extended and saved.
@@ -122,17 +125,24 @@ def seal_and_insert(rows: Sequence[Chained]) -> list[Chained]:
     if not rows:
         return []
     with transaction.atomic():
-        return _seal_and_insert(rows)
+        return _seal_and_insert(rows, partition)
 
 
-def _seal_and_insert(rows: Sequence[Chained]) -> list[Chained]:
-    model = type(rows[0])
-    partition = secrets.randbelow(partitions())
-    heads = AuditChainHead.objects.filter(stream=model.STREAM, partition=partition)
+def lock_head(stream: str, partition: int) -> AuditChainHead:
+    """Lock (creating it if need be) and return the head of one chain, inside the caller's transaction."""
+    heads = AuditChainHead.objects.filter(stream=stream, partition=partition)
     if not heads.update(last_seq=F("last_seq")):
-        AuditChainHead.objects.get_or_create(stream=model.STREAM, partition=partition)
+        AuditChainHead.objects.get_or_create(stream=stream, partition=partition)
         heads.update(last_seq=F("last_seq"))
-    head = heads.get()
+    return heads.get()
+
+
+def _seal_and_insert(rows: Sequence[Chained], partition: int | None) -> list[Chained]:
+    model = type(rows[0])
+    if partition is None:
+        partition = secrets.randbelow(partitions())
+    heads = AuditChainHead.objects.filter(stream=model.STREAM, partition=partition)
+    head = lock_head(model.STREAM, partition)
     now = timezone.now()
     seq, prev = head.last_seq, head.last_hash
     for row in rows:

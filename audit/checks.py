@@ -6,11 +6,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
+from django.db import DatabaseError, connections
+from django.db.migrations.recorder import MigrationRecorder
 
 from accounts.signals import auth_event
+from audit.guards import MAINTENANCE_ROLE, guard_problems
 from records.signals import disclosure_made, patient_data_accessed, patient_data_changed
 
 AUDIT_MIDDLEWARE = "audit.middleware.AuditContextMiddleware"
+GUARDS_MIGRATION = ("audit", "0004_guards_v2")
 
 
 @register(Tags.security)
@@ -29,3 +34,50 @@ def check_audit_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     if AUDIT_MIDDLEWARE not in settings.MIDDLEWARE:
         errors.append(Error(f"{AUDIT_MIDDLEWARE} is not in MIDDLEWARE.", id="healthcrypt.E011"))
     return errors
+
+
+@register(Tags.security, Tags.database)
+def check_database_guards(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The database's audit guards must be in place and switched on (audit/guards.py: guard_problems).
+
+    Tagged ``database``: it runs where Django checks databases (``migrate``, ``check --database``) and
+    at server start (healthcrypt/checks.py: refuse_unsafe_start). Before the guards' migration is
+    applied there is nothing to check yet, and ``migrate`` must still be able to install them.
+    """
+    messages: list[CheckMessage] = []
+    for alias in databases or ():
+        connection = connections[alias]
+        try:
+            recorder = MigrationRecorder(connection)
+            if not recorder.has_table() or GUARDS_MIGRATION not in recorder.applied_migrations():
+                messages.append(
+                    CheckWarning(
+                        f"The audit guards are not installed in database '{alias}' yet.",
+                        hint="Run `python manage.py migrate`.",
+                        id="healthcrypt.W012",
+                    )
+                )
+                continue
+            problems = guard_problems(connection)
+        except DatabaseError as exc:
+            # Fail closed: a guard that cannot be checked is not known to be there.
+            messages.append(
+                Error(
+                    f"Cannot check the audit guards of database '{alias}' ({type(exc).__name__}).",
+                    id="healthcrypt.E013",
+                )
+            )
+            continue
+        for problem in problems:
+            # On a developer's cluster, running the tests leaves the maintenance role behind: advice
+            # there, an error anywhere else.
+            level = CheckWarning if settings.DEBUG and MAINTENANCE_ROLE in problem else Error
+            messages.append(
+                level(
+                    f"Audit guard problem in database '{alias}': {problem}.",
+                    hint="Re-run `python manage.py migrate`, and find out who changed it: "
+                    "docs/operations/database-roles.md.",
+                    id="healthcrypt.E012",
+                )
+            )
+    return messages

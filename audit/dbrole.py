@@ -1,5 +1,7 @@
 """SQL that gives the application's PostgreSQL role only what it needs: no UPDATE, DELETE or TRUNCATE
-on the audit tables, no DDL. Used by ``manage.py audit_db_role`` and quoted in docs/operations/database-roles.md.
+on the audit tables, nothing at all but SELECT on ``audit_directchange`` (the guards' definer trigger
+writes it), only ``last_seq``/``last_hash`` of the chain heads, no DDL. Used by ``manage.py
+audit_db_role`` and quoted in docs/operations/database-roles.md.
 """
 
 from __future__ import annotations
@@ -8,15 +10,34 @@ from psycopg import sql
 
 from audit.guards import GUARDED_TABLES
 
+DIRECT_CHANGES = "audit_directchange"
+CHAIN_HEADS = "audit_auditchainhead"
+
 
 def grant_statements(role: str) -> list[sql.Composed]:
     """Statements run by the database owner (who also runs migrations) for the application role ``role``."""
     r = sql.Identifier(role)
     statements = [
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(r),
+        # No objects of its own in the schema: nothing for a missed schema qualification to find.
+        sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(r),
         sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(r),
+        sql.SQL("REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA public FROM {}").format(r),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(r),
     ]
     for table in GUARDED_TABLES:
         statements.append(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(sql.Identifier(table), r))
+    # Written by the guards' SECURITY DEFINER trigger only: a forged row would be a false alarm.
+    statements.append(
+        sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(sql.Identifier(DIRECT_CHANGES), r)
+    )
+    # Extending a chain moves its head: UPDATE of the two link columns only, never DELETE, and never
+    # a change of which chain a head belongs to. A head moved by hand no longer matches its chain's
+    # last event (verify_audit); a head moved back together with a deleted tail needs the owner, and
+    # the signed checkpoints catch that (audit/checkpoints.py).
+    heads = sql.Identifier(CHAIN_HEADS)
+    statements += [
+        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(heads, r),
+        sql.SQL("GRANT UPDATE (last_seq, last_hash) ON {} TO {}").format(heads, r),
+    ]
     return statements

@@ -1,26 +1,41 @@
-"""Database-level guards of the audit trail, installed by migrations (audit/migrations/0002_guards.py).
+"""Database-level guards of the audit trail (DESIGN.md §6), installed by audit/migrations/0004_guards_v2.py.
 
 - Append-only: triggers reject UPDATE and DELETE (and, on PostgreSQL, TRUNCATE) on every audit table,
-  on SQLite and on PostgreSQL alike. The only way past them is the maintenance switch used by the
-  test runner's ``flush`` (audit/management/commands/flush.py, refused outside DEBUG/TESTING): on
-  PostgreSQL the session setting ``healthcrypt.audit_maintenance = on``, on SQLite a row in
-  ``audit_guard_bypass``. Anyone able to flip those can also drop a trigger; that is why the rows are
-  also hash-chained (audit/chain.py), and why production runs as a role without DDL rights and with
-  only INSERT/SELECT on these tables (docs/operations/database-roles.md).
+  on SQLite and on PostgreSQL alike. The only way past them is the maintenance switch of the test
+  runner's ``flush`` (audit/management/commands/flush.py): on SQLite a row in ``audit_guard_bypass``;
+  on PostgreSQL the setting ``healthcrypt.audit_maintenance = on`` *and* a login that is a member of
+  the role ``healthcrypt_maintenance`` *and* a database whose name starts with ``test_``. Any session
+  can set a setting; only the test runner's flush creates that role, and its existence outside a test
+  database is itself reported (:func:`guard_problems`).
 - Direct changes (PostgreSQL): triggers on every clinical table write one ``audit_directchange`` row
-  per row changed, with the per-transaction actor marker the application sets (records/db.py). A
-  change without a marker was made behind the application's back.
+  per row changed (and one per TRUNCATE), with the login (``session_user``, not ``current_user``,
+  which inside a SECURITY DEFINER function is the owner), address, backend pid, transaction id,
+  application_name and the application's actor marker (records/db.py). The application seals those
+  rows into a chain and checks the marker's MAC (audit/sealing.py).
+- Cannot be redirected: every function is SECURITY DEFINER with ``search_path = pg_catalog, pg_temp``
+  and names every object it uses with its schema, so a temporary table or function of the caller's
+  cannot stand in for ``public.audit_directchange``.
+- Cannot be silenced quietly: every trigger is ``ENABLE ALWAYS``, so ``session_replication_role =
+  replica`` does not switch it off; :func:`guard_problems` reports a missing or disabled trigger, a
+  trigger that calls another function, and a function whose body or settings were changed; it runs
+  in ``verify_audit`` and as a system check. When the migrating role is a superuser, an event trigger
+  also records DDL on the guarded objects (``ALTER TABLE ... DISABLE TRIGGER``, ``DROP TRIGGER``,
+  ``CREATE OR REPLACE FUNCTION``) into ``audit_directchange`` as operation ``DDL``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from psycopg import sql
 
 GUARDED_TABLES = (
     "audit_accessevent",
     "audit_changeevent",
     "audit_autheventrecord",
     "audit_directchange",
+    "audit_directchangeseal",
     "auditlog_logentry",
 )
 CLINICAL_TABLES = (
@@ -39,70 +54,203 @@ CLINICAL_TABLES = (
     "records_attachment",
 )
 MESSAGE = "audit rows are append-only"
+MAINTENANCE_ROLE = "healthcrypt_maintenance"
+TEST_DATABASE_PREFIX = "test_"
+SEARCH_PATH = "pg_catalog, pg_temp"  # pg_temp last: a caller's temporary objects never shadow ours
+EVENT_TRIGGERS = ("healthcrypt_ddl_end", "healthcrypt_ddl_drop")
 
-PG_GUARD_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION healthcrypt_audit_append_only() RETURNS trigger AS $$
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    returns: str
+    body: str
+    volatility: str = "VOLATILE"
+
+    def create(self) -> str:
+        # $fn$ quoting: the body is stored verbatim as pg_proc.prosrc, which guard_problems compares.
+        return (
+            f"CREATE OR REPLACE FUNCTION public.{self.name}() RETURNS {self.returns} LANGUAGE plpgsql "
+            f"{self.volatility} SECURITY DEFINER SET search_path = {SEARCH_PATH} AS $fn${self.body}$fn$"
+        )
+
+
+# Open only for the test runner's flush: the setting, a test database, and membership of a role that
+# only flush creates. Any one alone is not enough: any session can set a setting, and the owner can
+# name a database (but then it is another database).
+MAINTENANCE = Function(
+    "healthcrypt_audit_maintenance",
+    "boolean",
+    f"""
 BEGIN
-    IF current_setting('healthcrypt.audit_maintenance', true) = 'on' THEN
+    IF pg_catalog.current_setting('healthcrypt.audit_maintenance', true) IS DISTINCT FROM 'on' THEN
+        RETURN false;
+    END IF;
+    IF NOT pg_catalog.starts_with(pg_catalog.current_database()::text, '{TEST_DATABASE_PREFIX}') THEN
+        RETURN false;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{MAINTENANCE_ROLE}') THEN
+        RETURN false;
+    END IF;
+    RETURN pg_catalog.pg_has_role(SESSION_USER, '{MAINTENANCE_ROLE}', 'MEMBER');
+END;
+""",  # noqa: S608  (constants of this module, no input)
+    "STABLE",
+)
+
+APPEND_ONLY = Function(
+    "healthcrypt_audit_append_only",
+    "trigger",
+    f"""
+BEGIN
+    IF public.healthcrypt_audit_maintenance() THEN
         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
         IF TG_OP = 'UPDATE' THEN RETURN NEW; END IF;
         RETURN NULL;
     END IF;
     RAISE EXCEPTION '{MESSAGE} (% on %)', TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
 END;
-$$ LANGUAGE plpgsql;
-"""
+""",
+)
 
-PG_DIRECT_CHANGE_FUNCTION = """
-CREATE OR REPLACE FUNCTION healthcrypt_record_row_change() RETURNS trigger AS $$
+# One row per changed row; one row with no row id per TRUNCATE (statement level). The test runner's
+# flush truncates every table between tests, in maintenance: that is not recorded.
+ROW_CHANGE = Function(
+    "healthcrypt_record_row_change",
+    "trigger",
+    """
 DECLARE
     changed_id bigint;
 BEGIN
-    IF TG_OP = 'DELETE' THEN changed_id := OLD.id; ELSE changed_id := NEW.id; END IF;
-    INSERT INTO audit_directchange (at, table_name, operation, row_id, actor_marker, db_user, client_addr)
+    IF TG_OP = 'TRUNCATE' THEN
+        IF public.healthcrypt_audit_maintenance() THEN RETURN NULL; END IF;
+        changed_id := NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        changed_id := OLD.id;
+    ELSE
+        changed_id := NEW.id;
+    END IF;
+    INSERT INTO public.audit_directchange
+        (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
+         application_name, command)
     VALUES (
-        now(), TG_TABLE_NAME, TG_OP, changed_id,
-        COALESCE(current_setting('healthcrypt.actor', true), ''),
-        current_user,
-        COALESCE(host(inet_client_addr()), '')
+        pg_catalog.now(), TG_TABLE_NAME, TG_OP, changed_id,
+        pg_catalog.left(COALESCE(pg_catalog.current_setting('healthcrypt.actor', true), ''), 200),
+        SESSION_USER,
+        COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
+        pg_catalog.pg_backend_pid(),
+        pg_catalog.txid_current(),
+        pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
+        ''
     );
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql SECURITY DEFINER;
-"""
+""",
+)
+
+# DDL on our objects (event triggers, superuser only). Reports the command and the object, never
+# the statement text (a DEFAULT could hold anything).
+RECORD_DDL = Function(
+    "healthcrypt_record_ddl",
+    "event_trigger",
+    """
+DECLARE
+    item record;
+    identities text[];
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        identities := ARRAY(SELECT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects());
+    ELSE
+        identities := ARRAY(SELECT object_identity FROM pg_catalog.pg_event_trigger_ddl_commands());
+    END IF;
+    FOR item IN SELECT DISTINCT identity FROM pg_catalog.unnest(identities) AS identity LOOP
+        IF item.identity ~ '(^|[ .])(records_|audit_|auditlog_|healthcrypt_)' THEN
+            INSERT INTO public.audit_directchange
+                (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
+                 application_name, command)
+            VALUES (
+                pg_catalog.now(), pg_catalog.left(item.identity, 64), 'DDL', NULL, '', SESSION_USER,
+                COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
+                pg_catalog.pg_backend_pid(), pg_catalog.txid_current(),
+                pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
+                pg_catalog.left(TG_TAG, 32)
+            );
+        END IF;
+    END LOOP;
+END;
+""",
+)
+
+FUNCTIONS = (MAINTENANCE, APPEND_ONLY, ROW_CHANGE)
+
+
+def expected_triggers() -> list[tuple[str, str, str]]:
+    """(table, trigger, function) for every trigger the guards need on PostgreSQL."""
+    triggers = []
+    for table in GUARDED_TABLES:
+        triggers.append((table, f"{table}_append_only", APPEND_ONLY.name))
+        triggers.append((table, f"{table}_no_truncate", APPEND_ONLY.name))
+    for table in CLINICAL_TABLES:
+        triggers.append((table, f"{table}_row_change", ROW_CHANGE.name))
+        triggers.append((table, f"{table}_truncate_change", ROW_CHANGE.name))
+    return triggers
+
+
+def _pg_trigger_sql(table: str, trigger: str, function: str) -> str:
+    if trigger.endswith("_append_only"):
+        when = "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"
+    elif trigger.endswith("_no_truncate"):
+        when = "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"
+    elif trigger.endswith("_row_change"):
+        when = "AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW"
+    else:
+        when = "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"
+    return f"CREATE TRIGGER {trigger} {when.format(t=f'public.{table}')} EXECUTE FUNCTION public.{function}()"
 
 
 def install(schema_editor: Any) -> None:
-    """Create the guard triggers for the current database vendor."""
+    """Create (or bring up to date) the guards for the current database vendor. Idempotent."""
     vendor = schema_editor.connection.vendor
 
-    def execute(sql: str) -> None:
+    def execute(statement: str) -> None:
         # No parameters: the PL/pgSQL bodies contain '%' placeholders of their own.
-        schema_editor.execute(sql, None)
+        schema_editor.execute(statement, None)
 
     if vendor == "postgresql":
-        execute(PG_GUARD_FUNCTION)
-        for table in GUARDED_TABLES:
-            execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION healthcrypt_audit_append_only()"
-            )
-            execute(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION healthcrypt_audit_append_only()"
-            )
-        execute(PG_DIRECT_CHANGE_FUNCTION)
-        for table in CLINICAL_TABLES:
-            execute(
-                f"CREATE TRIGGER {table}_row_change AFTER INSERT OR UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION healthcrypt_record_row_change()"
-            )
+        for function in FUNCTIONS:
+            execute(function.create())
+        for table, trigger, function_name in expected_triggers():
+            # Drop and create: an existing trigger of this name may call the first version's function.
+            execute(f"DROP TRIGGER IF EXISTS {trigger} ON public.{table}")
+            execute(_pg_trigger_sql(table, trigger, function_name))
+            execute(f"ALTER TABLE public.{table} ENABLE ALWAYS TRIGGER {trigger}")
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+            superuser = bool(cursor.fetchone()[0])
+        if superuser:
+            # Event triggers need a superuser; without one, guard_problems still finds a disabled
+            # trigger, but not one that was disabled and re-enabled in between (see database-roles.md).
+            execute(RECORD_DDL.create())
+            for name, event, tags in (
+                (
+                    "healthcrypt_ddl_end",
+                    "ddl_command_end",
+                    "'ALTER TABLE', 'ALTER FUNCTION', 'CREATE FUNCTION', 'CREATE TRIGGER', 'ALTER TRIGGER'",
+                ),
+                ("healthcrypt_ddl_drop", "sql_drop", "'DROP TRIGGER', 'DROP FUNCTION', 'DROP TABLE'"),
+            ):
+                execute(f"DROP EVENT TRIGGER IF EXISTS {name}")
+                execute(
+                    f"CREATE EVENT TRIGGER {name} ON {event} WHEN TAG IN ({tags}) "
+                    f"EXECUTE FUNCTION public.{RECORD_DDL.name}()"
+                )
+                execute(f"ALTER EVENT TRIGGER {name} ENABLE ALWAYS")
     elif vendor == "sqlite":
         execute("CREATE TABLE IF NOT EXISTS audit_guard_bypass (enabled integer NOT NULL)")
         for table in GUARDED_TABLES:
             for operation in ("UPDATE", "DELETE"):
                 trigger = (  # constant table names, no user input
-                    f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "  # noqa: S608
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{operation.lower()} BEFORE {operation} ON {table} "  # noqa: S608
                     "WHEN NOT EXISTS (SELECT 1 FROM audit_guard_bypass) "
                     f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
                 )
@@ -110,18 +258,135 @@ def install(schema_editor: Any) -> None:
 
 
 def uninstall(schema_editor: Any) -> None:
+    """Drop what :func:`install` added on top of the first version (audit/migrations/0002_guards.py)."""
     vendor = schema_editor.connection.vendor
     execute = schema_editor.execute
     if vendor == "postgresql":
-        for table in GUARDED_TABLES:
-            execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-            execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
-        for table in CLINICAL_TABLES:
-            execute(f"DROP TRIGGER IF EXISTS {table}_row_change ON {table}")
-        execute("DROP FUNCTION IF EXISTS healthcrypt_audit_append_only()")
-        execute("DROP FUNCTION IF EXISTS healthcrypt_record_row_change()")
+        for name in EVENT_TRIGGERS:
+            execute(f"DROP EVENT TRIGGER IF EXISTS {name}")
+        execute(f"DROP FUNCTION IF EXISTS public.{RECORD_DDL.name}()")
+        for table, trigger, _ in expected_triggers():
+            execute(f"DROP TRIGGER IF EXISTS {trigger} ON public.{table}")
+        for function in reversed(FUNCTIONS):
+            execute(f"DROP FUNCTION IF EXISTS public.{function.name}()")
     elif vendor == "sqlite":
-        for table in GUARDED_TABLES:
-            for operation in ("update", "delete"):
-                execute(f"DROP TRIGGER IF EXISTS {table}_no_{operation}")
-        execute("DROP TABLE IF EXISTS audit_guard_bypass")
+        for operation in ("update", "delete"):
+            execute(f"DROP TRIGGER IF EXISTS audit_directchangeseal_no_{operation}")
+
+
+def ensure_maintenance_role(cursor: Any) -> None:
+    """Create the maintenance role and make the current login a member (the test runner's flush only).
+
+    Roles belong to the whole cluster, so concurrent test runs may race to create it: a duplicate
+    is fine. Never call this on a production cluster: guard_problems reports the role there.
+    """
+    cursor.execute(
+        sql.SQL(
+            "DO $do$ BEGIN CREATE ROLE {} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $do$"
+        ).format(sql.Identifier(MAINTENANCE_ROLE))
+    )
+    cursor.execute("SELECT pg_catalog.pg_has_role(SESSION_USER, %s, 'MEMBER')", [MAINTENANCE_ROLE])
+    if not cursor.fetchone()[0]:
+        cursor.execute(sql.SQL("GRANT {} TO SESSION_USER").format(sql.Identifier(MAINTENANCE_ROLE)))
+
+
+def guard_problems(connection: Any) -> list[str]:
+    """Every missing, disabled or altered guard of this database, one sentence each (empty: all in place).
+
+    PostgreSQL: each trigger exists, is ``ENABLE ALWAYS`` and calls its own function; each function is
+    SECURITY DEFINER with the fixed search_path and its installed body; no event trigger of ours is
+    disabled; the maintenance role does not exist outside a test database. SQLite: each append-only
+    trigger exists and the maintenance switch is closed.
+    """
+    if connection.vendor == "postgresql":
+        return _pg_guard_problems(connection)
+    if connection.vendor == "sqlite":
+        return _sqlite_guard_problems(connection)
+    return []
+
+
+def _pg_guard_problems(connection: Any) -> list[str]:
+    problems: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, t.tgname, t.tgenabled, p.proname, pn.nspname "
+            "FROM pg_catalog.pg_trigger t "
+            "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' "
+            "JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid "
+            "JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace "
+            "WHERE NOT t.tgisinternal"
+        )
+        found = {
+            (table, trigger): (enabled, f"{schema}.{function}") for table, trigger, enabled, function, schema in cursor
+        }
+        for table, trigger, function in expected_triggers():
+            if (table, trigger) not in found:
+                problems.append(f"guard trigger {trigger} on {table} is missing")
+                continue
+            enabled, calls = found[(table, trigger)]
+            if enabled != "A":
+                state = {"D": "disabled", "O": "not ENABLE ALWAYS (replica sessions skip it)", "R": "replica-only"}
+                problems.append(f"guard trigger {trigger} on {table} is {state.get(enabled, enabled)}")
+            if calls != f"public.{function}":
+                problems.append(f"guard trigger {trigger} on {table} calls {calls}, not public.{function}")
+        cursor.execute(
+            "SELECT p.proname, p.prosecdef, p.proconfig, p.prosrc FROM pg_catalog.pg_proc p "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'public' "
+            "WHERE p.proname = ANY(%s)",
+            [[f.name for f in (*FUNCTIONS, RECORD_DDL)]],
+        )
+        functions = {name: (definer, config or [], source) for name, definer, config, source in cursor}
+        cursor.execute(
+            "SELECT evtname, evtenabled FROM pg_catalog.pg_event_trigger WHERE evtname = ANY(%s)",
+            [list(EVENT_TRIGGERS)],
+        )
+        event_triggers = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT pg_catalog.current_database()::text, EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s)",
+            [MAINTENANCE_ROLE],
+        )
+        database, maintenance_role = cursor.fetchone()
+    checked = list(FUNCTIONS) + ([RECORD_DDL] if event_triggers else [])
+    for function in checked:
+        if function.name not in functions:
+            problems.append(f"guard function public.{function.name}() is missing")
+            continue
+        definer, config, source = functions[function.name]
+        if not definer:
+            problems.append(f"guard function public.{function.name}() is not SECURITY DEFINER")
+        if f"search_path={SEARCH_PATH}" not in config:
+            problems.append(f"guard function public.{function.name}() has no fixed search_path ({SEARCH_PATH})")
+        if source != function.body:
+            problems.append(f"guard function public.{function.name}() was replaced: its body is not the installed one")
+    for name, enabled in sorted(event_triggers.items()):
+        if enabled != "A":
+            problems.append(f"event trigger {name} is not ENABLE ALWAYS (state {enabled})")
+    if maintenance_role and not database.startswith(TEST_DATABASE_PREFIX):
+        problems.append(
+            f"the maintenance role {MAINTENANCE_ROLE} exists on this cluster: its members can switch the "
+            "append-only guards off in test databases; drop it (only the test runner creates it)"
+        )
+    return problems
+
+
+def _sqlite_guard_problems(connection: Any) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        names = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_guard_bypass'")
+        has_bypass = cursor.fetchone() is not None
+        open_switch = False
+        if has_bypass:
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM audit_guard_bypass)")
+            open_switch = bool(cursor.fetchone()[0])
+    problems = [
+        f"guard trigger {table}_no_{operation} on {table} is missing"
+        for table in GUARDED_TABLES
+        for operation in ("update", "delete")
+        if f"{table}_no_{operation}" not in names
+    ]
+    if open_switch:
+        problems.append("the maintenance switch (a row in audit_guard_bypass) is open: the append-only guards are off")
+    return problems

@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from audit.chain import AuditChainHead, Chained
 
-__all__ = ["AccessEvent", "AuditChainHead", "AuthEventRecord", "ChangeEvent", "DirectChange"]
+__all__ = [
+    "AccessEvent",
+    "AuditChainHead",
+    "AuthEventRecord",
+    "ChangeEvent",
+    "DirectChange",
+    "DirectChangeSeal",
+]
 
 
 class AccessEvent(Chained):
@@ -95,19 +102,26 @@ class AuthEventRecord(Chained):
 
 
 class DirectChange(models.Model):
-    """A row change on a clinical table, written by a PostgreSQL trigger (not by the application).
+    """A row change on a clinical table (or DDL on a guarded object), written by a PostgreSQL trigger.
 
-    ``actor_marker`` is the per-transaction marker the application sets before every write
-    (records/db.py); an empty one means the change was made behind the application's back.
+    Written by the definer functions of audit/guards.py only, never by the application (its role may
+    not INSERT here). ``db_user`` is the login (``session_user``); ``txid`` the transaction the change
+    was made in; ``actor_marker`` the application's per-transaction marker (records/db.py), which the
+    sealer (audit/sealing.py) checks against ``txid`` and ``AUDIT_MARKER_KEY``: whether it verified is
+    on the row's :class:`DirectChangeSeal`. ``row_id`` is empty for a TRUNCATE and for DDL.
     """
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     table_name = models.CharField(max_length=64)
     operation = models.CharField(max_length=8)
     row_id = models.BigIntegerField(null=True)
-    actor_marker = models.CharField(max_length=64, blank=True)
+    actor_marker = models.CharField(max_length=200, blank=True)
     db_user = models.CharField(max_length=64, blank=True)
     client_addr = models.CharField(max_length=64, blank=True)
+    backend_pid = models.IntegerField(null=True)
+    txid = models.BigIntegerField(null=True)
+    application_name = models.CharField(max_length=64, blank=True)
+    command = models.CharField(max_length=32, blank=True)  # the DDL command tag, for operation "DDL"
 
     class Meta:
         ordering = ["-id"]
@@ -118,4 +132,41 @@ class DirectChange(models.Model):
 
     @property
     def is_direct(self) -> bool:
+        """No marker at all; whether a marker is genuine is known once sealed (``DirectChangeSeal.verified``)."""
         return not self.actor_marker
+
+
+class DirectChangeSeal(Chained):
+    """A sealed copy of one :class:`DirectChange`, chained like every other audit event (audit/sealing.py).
+
+    Rows of ``audit_directchange`` are written by a trigger that cannot compute an HMAC; the sealer
+    copies each one here, with the verdict on its marker, onto a single chain. A direct change deleted
+    or altered after it was sealed no longer matches its seal, which ``verify_audit`` reports.
+    """
+
+    STREAM = "direct"
+
+    at = models.DateTimeField(default=timezone.now)  # when it was sealed
+    direct_change_id = models.BigIntegerField(unique=True)
+    change_at = models.DateTimeField(db_index=True)
+    table_name = models.CharField(max_length=64)
+    operation = models.CharField(max_length=8)
+    row_id = models.BigIntegerField(null=True)
+    actor_marker = models.CharField(max_length=200, blank=True)
+    db_user = models.CharField(max_length=64, blank=True)
+    client_addr = models.CharField(max_length=64, blank=True)
+    backend_pid = models.IntegerField(null=True)
+    txid = models.BigIntegerField(null=True)
+    application_name = models.CharField(max_length=64, blank=True)
+    command = models.CharField(max_length=32, blank=True)
+    verified = models.BooleanField()
+    actor = models.CharField(max_length=64, blank=True)  # from a verified marker: user:<id> or system:<job>
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "direct change seal"
+        indexes = [models.Index(fields=["verified", "change_at"])]
+        constraints = [models.UniqueConstraint(fields=["partition", "seq"], name="audit_direct_chain_unique")]
+
+    def __str__(self) -> str:
+        return f"Seal of direct change #{self.direct_change_id}"

@@ -3,6 +3,9 @@
 Streams each (table, partition) in ``seq`` order with a server-side cursor, recomputing every HMAC,
 so memory stays flat and a million events take seconds. The first problem of each partition is
 reported, naming the event by table, partition, sequence number and id.
+
+Then the direct database changes: each sealed one must still match its seal (audit/sealing.py), and
+the database's guards must all be in place and switched on (audit/guards.py: ``guard_problems``).
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from audit.chain import CHAIN_FIELDS, GENESIS, AuditChainHead, Chained, content_fields, link_hash
-from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
+from django.db import connection
 
-CHAINED_MODELS: tuple[type[Chained], ...] = (AccessEvent, ChangeEvent, AuthEventRecord)
+from audit.chain import CHAIN_FIELDS, GENESIS, AuditChainHead, Chained, content_fields, link_hash
+from audit.guards import guard_problems
+from audit.models import AccessEvent, AuthEventRecord, ChangeEvent, DirectChange, DirectChangeSeal
+from audit.sealing import COPIED, seal_direct_changes
+
+CHAINED_MODELS: tuple[type[Chained], ...] = (AccessEvent, ChangeEvent, AuthEventRecord, DirectChangeSeal)
 FETCH = 5000
+MAX_DIRECT_PROBLEMS = 100  # one line per bad direct change, up to this many; then a count
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class Problem:
     partition: int
     seq: int | None
     event_id: int | None
-    kind: str  # altered, inserted, missing, truncated
+    kind: str  # altered, inserted, missing, truncated; deleted (a sealed direct change)
     detail: str
 
     def __str__(self) -> str:
@@ -36,10 +44,21 @@ class Problem:
         return f"{self.kind.upper()}: {where}: {self.detail}"
 
 
+@dataclass(frozen=True)
+class GuardProblem:
+    """A database guard that is missing, disabled or altered (audit/guards.py)."""
+
+    detail: str
+
+    def __str__(self) -> str:
+        return f"GUARD: {self.detail}"
+
+
 @dataclass
 class Summary:
     events: int = 0
     partitions: int = 0
+    sealed: int = 0  # direct changes sealed by this run
 
 
 def _partition_rows(model: type[Chained], partition: int) -> Iterator[dict[str, object]]:
@@ -81,15 +100,64 @@ def verify_partition(
         return Problem(
             stream, partition, last_seq + 1, None, "truncated", f"events {last_seq + 1} to {head.last_seq} are gone"
         )
-    if last_seq > head.last_seq or prev != head.last_hash:
+    if last_seq > head.last_seq:
         return Problem(stream, partition, last_seq, None, "inserted", "the chain goes past its recorded head")
+    if prev != head.last_hash:
+        return Problem(
+            stream, partition, last_seq, None, "altered", "the recorded head does not match the last event (rewritten)"
+        )
     return None
 
 
-def verify_all() -> tuple[list[Problem], Summary]:
-    """Check every chain of every audit table."""
+def verify_direct_changes() -> list[Problem]:
+    """Every sealed direct change must still exist and match the copy in its seal."""
     problems: list[Problem] = []
+    bad = 0
+    seals = DirectChangeSeal.objects.order_by("id").values_list("id", "seq", "direct_change_id", "change_at", *COPIED)
+    chunk: list[tuple[object, ...]] = []
+
+    def check(rows: list[tuple[object, ...]]) -> None:
+        nonlocal bad
+        ids = [row[2] for row in rows]
+        current = {
+            row[0]: row[1:]
+            for row in DirectChange.objects.filter(pk__in=ids).values_list("id", "at", *COPIED).iterator()
+        }
+        for seal_id, seq, change_id, *copy in rows:
+            if change_id not in current:
+                kind, detail = "deleted", f"direct change #{change_id} was deleted after it was sealed"
+            elif tuple(copy) != tuple(current[change_id]):
+                kind, detail = "altered", f"direct change #{change_id} no longer matches its seal"
+            else:
+                continue
+            bad += 1
+            if len(problems) < MAX_DIRECT_PROBLEMS:
+                problems.append(Problem(DirectChangeSeal.STREAM, 0, int(seq), int(seal_id), kind, detail))  # type: ignore[call-overload]
+
+    for row in seals.iterator(chunk_size=FETCH):
+        chunk.append(row)
+        if len(chunk) >= FETCH:
+            check(chunk)
+            chunk = []
+    if chunk:
+        check(chunk)
+    if bad > len(problems):
+        problems.append(
+            Problem(DirectChangeSeal.STREAM, 0, None, None, "deleted", f"and {bad - len(problems)} more direct changes")
+        )
+    return problems
+
+
+def verify_all(*, seal: bool = True) -> tuple[list[Problem | GuardProblem], Summary]:
+    """Check every chain of every audit table, the sealed direct changes, and the database's guards.
+
+    With ``seal`` (the default), new direct changes are sealed first (audit/sealing.py), so that the
+    check covers them and a later deletion of any of them is caught.
+    """
+    problems: list[Problem | GuardProblem] = []
     summary = Summary()
+    if seal:
+        summary.sealed = seal_direct_changes().sealed
     for model in CHAINED_MODELS:
         heads = {h.partition: h for h in AuditChainHead.objects.filter(stream=model.STREAM)}
         used = set(model.objects.values_list("partition", flat=True).distinct()) | set(heads)
@@ -98,4 +166,6 @@ def verify_all() -> tuple[list[Problem], Summary]:
             problem = verify_partition(model, partition, heads.get(partition), summary)
             if problem is not None:
                 problems.append(problem)
+    problems.extend(verify_direct_changes())
+    problems.extend(GuardProblem(detail) for detail in guard_problems(connection))
     return problems, summary

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register, run_checks
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from healthcrypt.crypto import Keyring, decode_key
 
@@ -114,7 +115,14 @@ def refuse_unsafe_start() -> None:
 
     Called by wsgi.py and asgi.py, so that a server started without ``manage.py`` fails closed too.
     """
-    messages = run_checks(tags=[Tags.security], include_deployment_checks=not settings.DEBUG)
+    # With the default database, so that the audit guards are checked too (audit/checks.py); the
+    # connection is closed again, so that no worker forked after this inherits it.
+    try:
+        messages = run_checks(
+            tags=[Tags.security], include_deployment_checks=not settings.DEBUG, databases=[DEFAULT_DB_ALIAS]
+        )
+    finally:
+        connections.close_all()
     errors = [message for message in messages if message.is_serious()]
     if errors:
         lines = "\n".join(f"  {message.id}: {message.msg} {message.hint or ''}".rstrip() for message in errors)

@@ -1,8 +1,11 @@
 """The per-transaction actor marker that tells the database's change triggers "this is the application".
 
 Every write transaction of the write path sets ``healthcrypt.actor`` (a transaction-local setting on
-PostgreSQL) before it changes a clinical row; the triggers of audit/guards.py copy it into each
-``audit_directchange`` row. A change that arrives without it was made straight in the database.
+PostgreSQL) before it changes a clinical row; the triggers of audit/guards.py copy it, with the
+transaction id, into each ``audit_directchange`` row. The marker carries a MAC over the transaction
+id and the actor made with ``AUDIT_MARKER_KEY`` (healthcrypt/markers.py), which the database does not
+hold: a marker typed in psql, or copied from another transaction, does not verify when the rows are
+sealed (audit/sealing.py), and the change counts as made straight in the database.
 SQLite has no such triggers, so this is a no-op there.
 """
 
@@ -10,16 +13,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from healthcrypt.markers import make_marker
 
 
-def mark_actor(actor: Any, *, job: str = "") -> None:
-    """Mark the current transaction as the application's, acting for ``actor`` (or a named system job)."""
+def mark_actor(actor: Any, *, job: str = "", using: str = DEFAULT_DB_ALIAS) -> None:
+    """Mark the current transaction as the application's, acting for ``actor`` (or a named system job).
+
+    Call it inside the transaction that makes the change: the marker names that transaction's id
+    and is worthless in any other.
+    """
+    connection = connections[using]
     if connection.vendor != "postgresql":
         return
     if actor is not None and getattr(actor, "pk", None) is not None:
-        marker = f"user:{actor.pk}"
+        who = f"user:{actor.pk}"
     else:
-        marker = f"system:{job or 'app'}"
+        who = f"system:{job or 'app'}"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('healthcrypt.actor', %s, true)", [marker])
+        # txid_current() assigns the transaction id now if the transaction has none yet; the
+        # trigger reads the same value (the top-level id, also from inside a savepoint).
+        cursor.execute("SELECT pg_catalog.txid_current()")
+        (txid,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT pg_catalog.set_config('healthcrypt.actor', %s, true)", [make_marker(actor=who, txid=txid)]
+        )

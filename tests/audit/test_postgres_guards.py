@@ -1,86 +1,353 @@
-"""PostgreSQL only: direct changes to clinical rows are caught, and the application role cannot rewrite history."""
+"""PostgreSQL only: direct changes to clinical rows are caught, and neither the application's own role
+nor the owner can quietly get past the guards (issue 8, attacks 1, 2, 3 and 5).
+
+The attacker logs in with psycopg as a role made by ``audit_db_role``'s statements (the server trusts
+127.0.0.1, so any LOGIN role can connect), or as the owner/superuser the tests run as.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
+from io import StringIO
 
 import psycopg
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection
 from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
+from audit import guards
+from audit.chain import AuditChainHead
+from audit.checks import check_database_guards
 from audit.dbrole import grant_statements
-from audit.models import AccessEvent, DirectChange
+from audit.models import AuthEventRecord, DirectChange, DirectChangeSeal
+from audit.sealing import seal_direct_changes
+from audit.services import auth_event_record
+from audit.verify import verify_all
+from records.models import CareAssignment
 from records.services import note_write
-from tests.factories import PatientFactory
+from tests.audit.test_integrity import guards_bypassed
+from tests.factories import PatientFactory, assign
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="triggers of this kind exist on PostgreSQL only"
-)
+pytestmark = [
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="these guards exist on PostgreSQL only"),
+    pytest.mark.django_db(transaction=True),
+]
 
 
-def raw_connection() -> psycopg.Connection:
+def raw_connection(user: str | None = None) -> psycopg.Connection:
+    """A connection of its own, as ``user`` (default: the tests' own login, the owner and superuser)."""
     s = connection.settings_dict
     return psycopg.connect(
         dbname=s["NAME"],
-        user=s["USER"],
+        user=user or s["USER"],
         host=s["HOST"] or None,
         port=s["PORT"] or None,
-        password=s["PASSWORD"] or None,
+        password=None if user else (s["PASSWORD"] or None),
         autocommit=True,
     )
 
 
-@pytest.mark.django_db(transaction=True)
-def test_update_through_a_raw_connection_is_recorded_as_a_direct_change(physician: User) -> None:
+def as_owner(statement: str, params: list[object] | None = None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params or [])
+
+
+@pytest.fixture
+def app_role() -> Iterator[str]:
+    """A LOGIN role with exactly the application's grants (audit/dbrole.py); dropped afterwards."""
+    role = f"hc_attacker_{secrets.token_hex(4)}"
+    as_owner(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)).as_string(None))
+    with connection.cursor() as cursor:
+        for statement in grant_statements(role):
+            cursor.execute(statement.as_string(cursor.connection))
+    try:
+        yield role
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
+            name = psycopg.sql.Identifier(role).as_string(cursor.connection)
+            cursor.execute(f"DROP OWNED BY {name}")
+            cursor.execute(f"DROP ROLE {name}")
+
+
+@pytest.fixture
+def restore_guards() -> Iterator[None]:
+    """For tests that switch a guard off as the owner: put every guard back afterwards."""
+    yield
+    with connection.schema_editor() as editor:
+        guards.install(editor)
+
+
+def run_verify() -> tuple[int, str]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("verify_audit", stdout=out, stderr=err)
+    except CommandError as exc:
+        return 1, err.getvalue() + str(exc)
+    return 0, out.getvalue()
+
+
+def seal_of(change: DirectChange) -> DirectChangeSeal:
+    return DirectChangeSeal.objects.get(direct_change_id=change.pk)
+
+
+# --- The legitimate path ----------------------------------------------------------------------------
+
+
+def test_application_writes_carry_a_verified_marker(physician: User) -> None:
     patient = PatientFactory()
-    with raw_connection() as conn:
-        conn.execute("UPDATE records_patient SET is_confidential = true WHERE id = %s", [patient.pk])
-    direct = DirectChange.objects.filter(table_name="records_patient", operation="UPDATE", row_id=patient.pk)
-    assert direct.count() == 1
-    change = direct.get()
-    assert change.is_direct
-    assert change.actor_marker == ""
-
-
-@pytest.mark.django_db(transaction=True)
-def test_application_writes_carry_the_actor_marker(physician: User) -> None:
-    patient = PatientFactory()
-    from tests.factories import assign
-
     assign(physician, patient)
     note = note_write(actor=physician, patient_id=patient.pk, kind="progress", text="Fine.")
     marked = DirectChange.objects.get(table_name="records_clinicalnote", row_id=note.pk)
-    assert marked.actor_marker == f"user:{physician.pk}"
-    assert not marked.is_direct
-    assert not DirectChange.objects.filter(actor_marker="").exists()
+    assert marked.actor_marker.startswith(f"v1:user:{physician.pk}:{marked.txid}:")
+    assert marked.db_user == connection.settings_dict["USER"]
+    assert marked.backend_pid
+    assert marked.txid
+    result = seal_direct_changes()
+    assert result.sealed >= 1
+    seal = seal_of(marked)
+    assert seal.verified
+    assert seal.actor == f"user:{physician.pk}"
+    assert not DirectChangeSeal.objects.filter(table_name="records_clinicalnote", verified=False).exists()
 
 
-@pytest.mark.django_db
-def test_application_role_may_insert_but_not_rewrite_audit_rows(
-    physician: User, client_for: Callable[[User], Client]
+def test_seal_audit_is_idempotent(physician: User) -> None:
+    patient = PatientFactory()
+    assign(physician, patient)
+    note_write(actor=physician, patient_id=patient.pk, kind="progress", text="Fine.")
+    first, second = StringIO(), StringIO()
+    call_command("seal_audit", stdout=first, stderr=StringIO())
+    sealed = DirectChangeSeal.objects.count()
+    call_command("seal_audit", stdout=second, stderr=StringIO())
+    assert sealed == DirectChange.objects.count() > 0
+    assert DirectChangeSeal.objects.count() == sealed
+    assert "Sealed 0 direct change(s)" in second.getvalue()
+    assert run_verify()[0] == 0
+
+
+# --- Attack 1: shadowing the direct-change table -------------------------------------------------------
+
+
+def test_temp_table_shadowing_does_not_capture_the_triggers_rows(app_role: str, physician: User) -> None:
+    patient = PatientFactory()
+    assignment = assign(physician, patient)
+    before = DirectChange.objects.count()
+    with raw_connection(app_role) as attacker:
+        attacker.execute("CREATE TEMP TABLE audit_directchange AS SELECT * FROM public.audit_directchange WITH NO DATA")
+        attacker.execute("SET search_path = pg_temp, public")
+        attacker.execute("UPDATE records_patient SET is_confidential = true WHERE id = %s", [patient.pk])
+        attacker.execute("DELETE FROM records_careassignment WHERE id = %s", [assignment.pk])
+        captured = attacker.execute("SELECT count(*) FROM pg_temp.audit_directchange").fetchone()[0]
+    assert captured == 0
+    rows = DirectChange.objects.filter(pk__gt=0).order_by("id")[before:]
+    assert {(r.table_name, r.operation, r.row_id) for r in rows} == {
+        ("records_patient", "UPDATE", patient.pk),
+        ("records_careassignment", "DELETE", assignment.pk),
+    }
+    assert {r.db_user for r in rows} == {app_role}
+    assert not CareAssignment.objects.filter(pk=assignment.pk).exists()
+
+
+# --- Attack 2: forging or replaying the application's marker ----------------------------------------
+
+
+def test_forged_and_replayed_markers_are_sealed_as_unverified(app_role: str, physician: User) -> None:
+    patient = PatientFactory()
+    assign(physician, patient)
+    note = note_write(actor=physician, patient_id=patient.pk, kind="progress", text="Fine.")
+    genuine = DirectChange.objects.get(table_name="records_clinicalnote", row_id=note.pk)
+    with raw_connection(app_role) as attacker:
+        with attacker.transaction():
+            attacker.execute("SELECT set_config('healthcrypt.actor', %s, true)", [f"user:{physician.pk}"])
+            attacker.execute("UPDATE records_patient SET is_confidential = true WHERE id = %s", [patient.pk])
+        with attacker.transaction():
+            # A valid marker, read from the trail (the application role may SELECT it), in another transaction.
+            attacker.execute("SELECT set_config('healthcrypt.actor', %s, true)", [genuine.actor_marker])
+            attacker.execute("UPDATE records_patient SET is_confidential = false WHERE id = %s", [patient.pk])
+    seal_direct_changes()
+    forged, replayed = DirectChange.objects.filter(db_user=app_role).order_by("id")
+    assert forged.actor_marker == f"user:{physician.pk}"
+    assert replayed.actor_marker == genuine.actor_marker
+    assert replayed.txid != genuine.txid
+    for change in (forged, replayed):
+        seal = seal_of(change)
+        assert not seal.verified
+        assert seal.actor == ""
+        assert seal.db_user == app_role
+    assert seal_of(genuine).verified
+
+
+# --- Attack 3: switching the guards off, erasing the evidence ---------------------------------------
+
+
+def test_maintenance_switch_is_refused_to_a_role_that_is_not_a_member(app_role: str) -> None:
+    auth_event_record(event="login", actor=None, target=None, username="someone", ip=None, user_agent="", detail={})
+    with connection.cursor() as cursor:
+        guards.ensure_maintenance_role(cursor)  # the role exists; the attacker is not in it
+        cursor.execute(
+            psycopg.sql.SQL("GRANT DELETE, UPDATE ON audit_autheventrecord TO {}")
+            .format(psycopg.sql.Identifier(app_role))
+            .as_string(cursor.connection)
+        )
+    with raw_connection(app_role) as attacker:
+        attacker.execute("SELECT set_config('healthcrypt.audit_maintenance', 'on', false)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            attacker.execute("DELETE FROM audit_autheventrecord")
+    assert AuthEventRecord.objects.exists()
+
+
+def test_truncate_of_a_clinical_table_is_recorded() -> None:
+    with raw_connection() as owner:
+        owner.execute("TRUNCATE records_immunization")
+    change = DirectChange.objects.get(table_name="records_immunization", operation="TRUNCATE")
+    assert change.row_id is None
+    assert change.db_user == connection.settings_dict["USER"]
+    seal_direct_changes()
+    assert not seal_of(change).verified
+
+
+def test_replica_mode_does_not_silence_the_guards() -> None:
+    patient = PatientFactory()
+    auth_event_record(event="login", actor=None, target=None, username="someone", ip=None, user_agent="", detail={})
+    with raw_connection() as superuser:
+        superuser.execute("SET session_replication_role = replica")
+        superuser.execute("UPDATE records_patient SET is_confidential = true WHERE id = %s", [patient.pk])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            superuser.execute("DELETE FROM audit_autheventrecord")
+    assert DirectChange.objects.filter(table_name="records_patient", operation="UPDATE", row_id=patient.pk).exists()
+
+
+def test_disabled_trigger_fails_verify_audit_and_the_system_check(restore_guards: None) -> None:
+    assert run_verify()[0] == 0
+    assert check_database_guards(databases=["default"]) == []
+    as_owner("ALTER TABLE records_patient DISABLE TRIGGER USER")
+    code, output = run_verify()
+    assert code == 1
+    assert "GUARD: guard trigger records_patient_row_change on records_patient is disabled" in output
+    assert "records_patient_truncate_change" in output
+    errors = check_database_guards(databases=["default"])
+    assert any("records_patient_row_change" in error.msg and error.is_serious() for error in errors)
+
+
+def test_trigger_disabled_and_enabled_again_is_recorded_as_ddl(restore_guards: None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not cursor.fetchone()[0]:
+            pytest.skip("event triggers need a superuser; the tests do not run as one here")
+    with raw_connection() as owner:
+        owner.execute("ALTER TABLE records_allergy DISABLE TRIGGER records_allergy_row_change")
+        owner.execute("ALTER TABLE records_allergy ENABLE ALWAYS TRIGGER records_allergy_row_change")
+    ddl = DirectChange.objects.filter(operation="DDL", table_name="public.records_allergy")
+    assert ddl.count() == 2
+    assert {change.command for change in ddl} == {"ALTER TABLE"}
+    assert {change.db_user for change in ddl} == {connection.settings_dict["USER"]}
+
+
+def test_replaced_function_and_replica_only_trigger_are_reported(restore_guards: None) -> None:
+    as_owner(
+        "CREATE OR REPLACE FUNCTION public.healthcrypt_record_row_change() RETURNS trigger LANGUAGE plpgsql "
+        "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN RETURN NULL; END; $fn$"
+    )
+    as_owner("ALTER TABLE records_order ENABLE TRIGGER records_order_row_change")
+    problems = guards.guard_problems(connection)
+    assert "guard function public.healthcrypt_record_row_change() was replaced: its body is not the installed one" in (
+        problems
+    )
+    assert any("records_order_row_change on records_order is not ENABLE ALWAYS" in p for p in problems)
+
+
+def test_maintenance_role_outside_a_test_database_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    with connection.cursor() as cursor:
+        guards.ensure_maintenance_role(cursor)
+    assert guards.guard_problems(connection) == []
+    monkeypatch.setattr(guards, "TEST_DATABASE_PREFIX", "production_")
+    assert any(guards.MAINTENANCE_ROLE in problem for problem in guards.guard_problems(connection))
+
+
+def test_deleting_or_editing_a_sealed_direct_change_fails_verify_audit() -> None:
+    patient = PatientFactory()
+    with raw_connection() as owner:
+        owner.execute("UPDATE records_patient SET is_confidential = true WHERE id = %s", [patient.pk])
+        owner.execute("UPDATE records_patient SET is_confidential = false WHERE id = %s", [patient.pk])
+    first, second = DirectChange.objects.filter(table_name="records_patient", operation="UPDATE").order_by("id")
+    assert run_verify()[0] == 0  # seals both
+    with guards_bypassed():
+        as_owner("DELETE FROM audit_directchange WHERE id = %s", [first.pk])
+        as_owner("UPDATE audit_directchange SET db_user = 'app' WHERE id = %s", [second.pk])
+    code, output = run_verify()
+    assert code == 1
+    assert f"DELETED: direct partition 0 seq {seal_of(first).seq}" in output
+    assert f"direct change #{first.pk} was deleted after it was sealed" in output
+    assert f"direct change #{second.pk} no longer matches its seal" in output
+
+
+def test_deleting_a_seal_breaks_the_direct_chain() -> None:
+    patient = PatientFactory()
+    with raw_connection() as owner:
+        for _ in range(3):
+            owner.execute(
+                "UPDATE records_patient SET is_confidential = NOT is_confidential WHERE id = %s", [patient.pk]
+            )
+    seal_direct_changes()
+    middle = DirectChangeSeal.objects.order_by("seq")[1]
+    with guards_bypassed():
+        as_owner("DELETE FROM audit_directchangeseal WHERE id = %s", [middle.pk])
+        as_owner("DELETE FROM audit_directchange WHERE id = %s", [middle.direct_change_id])
+    problems, _ = verify_all()
+    assert any(str(p).startswith(f"MISSING: direct partition 0 seq {middle.seq}") for p in problems)
+
+
+# --- Attack 5: the application role's own rights ------------------------------------------------------
+
+
+def test_application_role_cannot_forge_direct_changes_nor_rewrite_audit_rows(
+    app_role: str, physician: User, client_for: Callable[[User], Client]
 ) -> None:
     client_for(physician).get(reverse("accounts:dashboard"))
-    AccessEvent.objects.exists()
-    with connection.cursor() as cursor:
-        cursor.execute("DROP ROLE IF EXISTS hc_test_app")
-        cursor.execute("CREATE ROLE hc_test_app")
-        for statement in grant_statements("hc_test_app"):
-            cursor.execute(statement)
-        cursor.execute("SET ROLE hc_test_app")
-        try:
-            cursor.execute("SELECT count(*) FROM audit_accessevent")
-            for statement in (
-                "UPDATE audit_autheventrecord SET username = 'x'",
-                "DELETE FROM audit_autheventrecord",
-                "TRUNCATE audit_accessevent",
-            ):
-                with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
-                    cursor.execute(statement)
-        finally:
-            cursor.execute("RESET ROLE")
+    auth_event_record(event="login", actor=None, target=None, username="someone", ip=None, user_agent="", detail={})
+    with raw_connection(app_role) as attacker:
+        attacker.execute("SELECT count(*) FROM audit_accessevent")
+        attacker.execute("SELECT count(*) FROM audit_directchange")
+        for statement in (
+            "INSERT INTO audit_directchange (at, table_name, operation, actor_marker, db_user, client_addr, "
+            "application_name, command) VALUES (now(), 'records_patient', 'UPDATE', '', 'x', '', '', '')",
+            "UPDATE audit_directchange SET db_user = 'x'",
+            "DELETE FROM audit_directchange",
+            "TRUNCATE audit_directchange",
+            "UPDATE audit_autheventrecord SET username = 'x'",
+            "DELETE FROM audit_autheventrecord",
+            "TRUNCATE audit_accessevent",
+            "DELETE FROM audit_directchangeseal",
+            "DELETE FROM audit_auditchainhead",
+            "UPDATE audit_auditchainhead SET partition = partition + 1",
+            "TRUNCATE records_patient",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                attacker.execute(statement)
+        # Moving a head is allowed (the chains need it), and caught.
+        head = AuditChainHead.objects.filter(stream="auth").first()
+        attacker.execute("UPDATE audit_auditchainhead SET last_hash = %s WHERE id = %s", ["f" * 64, head.pk])
+    problems, _ = verify_all()
+    assert any(
+        str(p) == f"ALTERED: auth partition {head.partition} seq {head.last_seq}: "
+        "the recorded head does not match the last event (rewritten)"
+        for p in problems
+    )
+
+
+def test_application_role_cannot_run_ddl_on_guarded_tables(app_role: str) -> None:
+    with raw_connection(app_role) as attacker:
+        for statement in (
+            "ALTER TABLE records_patient DISABLE TRIGGER USER",
+            "DROP TRIGGER records_patient_row_change ON records_patient",
+            "CREATE TABLE public.audit_shadow (id int)",
+        ):
+            with pytest.raises((psycopg.errors.InsufficientPrivilege, DatabaseError)):
+                attacker.execute(statement)
 
 
 @pytest.mark.django_db
