@@ -71,13 +71,14 @@ def check_database_guards(app_configs: Any = None, databases: Any = None, **kwar
         for problem in problems:
             # On a developer's cluster, running the tests leaves the maintenance role behind: advice
             # there, an error anywhere else.
-            level = CheckWarning if settings.DEBUG and MAINTENANCE_ROLE in problem else Error
+            role = MAINTENANCE_ROLE in problem
+            level = CheckWarning if settings.DEBUG and role else Error
+            hint = (
+                f"DROP ROLE {MAINTENANCE_ROLE}; and never run the tests on this cluster."
+                if role
+                else "Find out who changed it (docs/operations/database-roles.md), then re-install the guards."
+            )
             messages.append(
-                level(
-                    f"Audit guard problem in database '{alias}': {problem}.",
-                    hint="Re-run `python manage.py migrate`, and find out who changed it: "
-                    "docs/operations/database-roles.md.",
-                    id="healthcrypt.E012",
-                )
+                level(f"Audit guard problem in database '{alias}': {problem}.", hint=hint, id="healthcrypt.E012")
             )
     return messages
