@@ -7,13 +7,16 @@ test_postgres_guards.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
 
+from accounts.models import User
 from audit import guards
 from audit.chain import AuditChainHead
 from audit.models import DirectChange, DirectChangeSeal
@@ -172,3 +175,33 @@ def test_sqlite_guard_problems_name_a_dropped_trigger_and_an_open_switch() -> No
         "guard trigger audit_directchangeseal_no_delete on audit_directchangeseal is missing",
         "the maintenance switch (a row in audit_guard_bypass) is open: the append-only guards are off",
     ]
+
+
+# --- The compliance admin ------------------------------------------------------------------------------
+
+
+def test_admin_lists_the_login_and_the_sealers_verdict_and_filters_by_it(
+    compliance: User, client_for: Callable[[User], Client]
+) -> None:
+    genuine = direct_change(make_marker(actor="user:5", txid=1000), txid=1000, backend_pid=4242)
+    forged = direct_change("user:5", txid=1001, db_user="vendor_dba", client_addr="10.1.2.3")
+    seal_direct_changes()
+    pending = direct_change(txid=1002)
+    officer = client_for(compliance)
+    url = reverse("admin:audit_directchange_changelist")
+
+    def ids(**params: str) -> set[int]:
+        response = officer.get(url, params)
+        assert response.status_code == 200
+        return {obj.pk for obj in response.context["cl"].result_list}
+
+    assert ids() == {genuine.pk, forged.pk, pending.pk}
+    assert ids(direct="yes") == {forged.pk}
+    assert ids(direct="no") == {genuine.pk}
+    assert ids(direct="unsealed") == {pending.pk}
+    assert ids(actor_id="5") == {genuine.pk}  # the forged "user:5" names nobody
+    page = officer.get(url).content.decode()
+    for text in ("NOT verified: outside the application", "verified (the application)", "not yet sealed"):
+        assert text in page
+    for text in ("vendor_dba", "10.1.2.3", "4242", "1001"):
+        assert text in page
