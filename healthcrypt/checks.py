@@ -7,6 +7,8 @@ start without ever calling the check framework. An *error* stops the start; warn
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -110,19 +112,31 @@ def check_password_hashers(app_configs: Any = None, **kwargs: Any) -> list[Check
     return [Error("The first PASSWORD_HASHERS entry is not Argon2.", id="healthcrypt.E006")]
 
 
+def _security_checks() -> list[CheckMessage]:
+    # With the default database, so that the audit guards are checked too (audit/checks.py); the
+    # connection is closed again, so that no worker forked after this inherits it.
+    try:
+        return run_checks(
+            tags=[Tags.security], include_deployment_checks=not settings.DEBUG, databases=[DEFAULT_DB_ALIAS]
+        )
+    finally:
+        connections.close_all()
+
+
 def refuse_unsafe_start() -> None:
     """Run the security checks and raise ImproperlyConfigured if any of them is an error.
 
     Called by wsgi.py and asgi.py, so that a server started without ``manage.py`` fails closed too.
     """
-    # With the default database, so that the audit guards are checked too (audit/checks.py); the
-    # connection is closed again, so that no worker forked after this inherits it.
     try:
-        messages = run_checks(
-            tags=[Tags.security], include_deployment_checks=not settings.DEBUG, databases=[DEFAULT_DB_ALIAS]
-        )
-    finally:
-        connections.close_all()
+        asyncio.get_running_loop()
+    except RuntimeError:
+        messages = _security_checks()
+    else:
+        # ASGI servers import the application inside their event loop, where Django refuses database
+        # access: the checks run in a thread of their own there.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            messages = pool.submit(_security_checks).result()
     errors = [message for message in messages if message.is_serious()]
     if errors:
         lines = "\n".join(f"  {message.id}: {message.msg} {message.hint or ''}".rstrip() for message in errors)

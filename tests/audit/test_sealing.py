@@ -19,6 +19,7 @@ from django.urls import reverse
 from accounts.models import User
 from audit import guards
 from audit.chain import AuditChainHead
+from audit.checks import check_database_guards
 from audit.models import DirectChange, DirectChangeSeal
 from audit.sealing import seal_direct_changes
 from audit.services import auth_event_record
@@ -205,3 +206,8 @@ def test_admin_lists_the_login_and_the_sealers_verdict_and_filters_by_it(
         assert text in page
     for text in ("vendor_dba", "10.1.2.3", "4242", "1001"):
         assert text in page
+
+
+def test_system_check_passes_with_the_guards_in_place_and_only_where_databases_are_checked() -> None:
+    assert check_database_guards(databases=["default"]) == []
+    assert check_database_guards() == []  # plain `manage.py check`: no database, nothing to say
