@@ -222,3 +222,21 @@ def test_checkpoint_command_reads_heads_in_one_snapshot_outside_any_transaction(
     assert "Checkpoint 1 written" in out.getvalue()
     payload = json.loads(checkpoint_files(tmp_path)[0].read_text())["payload"]
     assert sum(h["seq"] for h in payload["chains"] if h["stream"] == "auth") == payload["counts"]["auth"] == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="direct-change triggers exist on PostgreSQL only")
+@pytest.mark.django_db(transaction=True)
+def test_checkpoint_seals_pending_direct_changes_and_fixes_their_count(tmp_path: Path) -> None:
+    from audit.models import DirectChangeSeal
+    from tests.audit.test_postgres_guards import raw_connection
+    from tests.factories import PatientFactory
+
+    patient = PatientFactory()
+    with raw_connection() as conn:
+        conn.execute("UPDATE records_patient SET is_confidential = true WHERE id = %s", [patient.pk])
+    call_command("audit_checkpoint", "--out", str(tmp_path), stdout=StringIO())
+    payload = json.loads(checkpoint_files(tmp_path)[0].read_text())["payload"]
+    sealed = DirectChangeSeal.objects.count()
+    assert sealed >= 2  # the factory's insert (marked) and the raw update (not)
+    assert payload["counts"]["direct"] == sealed
+    assert [h["seq"] for h in payload["chains"] if h["stream"] == "direct"] == [sealed]

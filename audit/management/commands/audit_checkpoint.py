@@ -1,7 +1,7 @@
 """``python manage.py audit_checkpoint``: sign every audit chain's head and append it outside the database.
 
 Run it from a timer (docs/operations/audit-checkpoints.md), every 5 minutes. It first
-seals pending direct-database changes into their chain (when the sealer is installed), so the
+seals pending direct-database changes into their chain (audit/sealing.py), so the
 checkpoint also fixes how many of those were recorded.
 """
 
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.checkpoints import CheckpointError, fingerprint, signing_key, write_checkpoint
+from audit.sealing import seal_direct_changes
 
 
 class Command(BaseCommand):
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         syslog_address = options["syslog"] if options["syslog"] is not None else settings.AUDIT_CHECKPOINT_SYSLOG
         try:
             key = signing_key()
-            sealed = _seal_pending()
+            sealed = seal_direct_changes().sealed
             written = write_checkpoint(Path(directory), syslog_address=syslog_address)
         except (CheckpointError, OSError) as exc:
             raise CommandError(f"No checkpoint written: {exc}") from None
@@ -45,13 +46,3 @@ class Command(BaseCommand):
             f"Checkpoint {written.sequence} written to {written.path}: {written.chains} chain heads, "
             f"{written.events} events, signed by key {fingerprint(key.public_key())}, sha256 {written.digest}."
         )
-
-
-def _seal_pending() -> int:
-    """Seal pending direct changes, where the sealer exists; the number sealed."""
-    try:
-        from audit.sealing import seal_direct_changes  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return 0
-    result = seal_direct_changes()
-    return int(getattr(result, "sealed", result) or 0)
