@@ -18,7 +18,7 @@ from django_otp.oath import TOTP
 
 from accounts.roles import Role
 from healthcrypt.crypto import blind_index
-from healthcrypt.fields import encrypt
+from healthcrypt.fields import RowIdentity, encrypt
 
 
 class Department(models.Model):
@@ -98,7 +98,7 @@ def default_totp_key() -> str:
     return secrets.token_hex(20)
 
 
-class TOTPDevice(TimestampMixin, _SettingsThrottleMixin, Device):
+class TOTPDevice(RowIdentity, TimestampMixin, _SettingsThrottleMixin, Device):
     """A TOTP authenticator (RFC 6238) whose secret is encrypted at rest.
 
     django-otp's own ``otp_totp.TOTPDevice`` keeps the secret as plaintext hex in its table, so a

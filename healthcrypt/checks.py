@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register, run_checks
+from django.core.checks import CheckMessage, Error, Tags, Warning, register, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -141,3 +141,24 @@ def refuse_unsafe_start() -> None:
     if errors:
         lines = "\n".join(f"  {message.id}: {message.msg} {message.hint or ''}".rstrip() for message in errors)
         raise ImproperlyConfigured(f"Healthcrypt refuses to start:\n{lines}")
+
+
+@register(Tags.security)
+def check_column_bound_ciphertext(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn while old column-bound values (hc1 tokens, format 1 files) are accepted.
+
+    They are bound to their column but not their row, so while this is on a value copied from
+    another row of the same column decrypts. It is meant for the time of one rotate_keys run
+    (docs/operations/keys.md), so it warns rather than refuses to start.
+    """
+    if not getattr(settings, "FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND", False):
+        return []
+    return [
+        Warning(
+            "FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND is on: column-bound ciphertexts are accepted, so a value "
+            "copied from another row of the same column is not detected.",
+            hint="Run `python manage.py rotate_keys` until it reports no column-bound values left, then remove "
+            "FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND from the environment.",
+            id="healthcrypt.W020",
+        )
+    ]

@@ -4,9 +4,16 @@ This is the one place that touches key material (docs/decisions/0002-field-encry
 lives in the project package rather than in ``records`` because ``accounts`` needs it too (TOTP
 secrets are credentials and are encrypted at rest) and the app arrows point ``records -> accounts``.
 
-Token format: ``hc1:<kid>:<base64url(nonce || ciphertext || tag)>``, AES-256-GCM with a random
-96-bit nonce. The associated data binds the token to its key id and to a *context* (for fields,
-``app_label.Model.field``), so a ciphertext copied into another column does not decrypt.
+Token format: ``hc2:<kid>:<base64url(nonce || ciphertext || tag)>``, AES-256-GCM with a random
+96-bit nonce. The associated data ``hc2:<kid>:<context>:<row>`` binds the token to its key id, to a
+*context* (for fields, ``app_label.Model.field``) and to a *row* (the row's ``row_uid``), so a
+ciphertext copied into another column, or into the same column of another row, does not decrypt
+(docs/decisions/0007-row-bound-ciphertext.md).
+
+The earlier ``hc1`` tokens had ``hc1:<kid>:<context>`` as associated data: bound to their column
+only. They are opened only when the caller says so (``accept_column_bound``): the field layer does
+while ``FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND`` is on, and ``rotate_keys`` always does, to move them
+to ``hc2``. Nothing writes ``hc1`` any more.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import hmac
 import re
 import secrets
 import unicodedata
+import uuid
 from base64 import b64decode, urlsafe_b64decode, urlsafe_b64encode
 from binascii import Error as BinasciiError
 from dataclasses import dataclass, field
@@ -31,7 +39,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-CIPHERTEXT_VERSION = "hc1"
+COLUMN_BOUND_VERSION = "hc1"
+ROW_BOUND_VERSION = "hc2"
+# The version every new token is written in.
+CIPHERTEXT_VERSION = ROW_BOUND_VERSION
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -42,6 +53,24 @@ class DecryptionError(Exception):
 
     The message names the key id and the context, never the token or any plaintext.
     """
+
+
+class ColumnBoundRefused(DecryptionError):
+    """An ``hc1`` token (bound to its column, not its row) where only row-bound tokens are accepted."""
+
+
+def row_identity(value: object) -> str:
+    """The canonical text of a row identity (a UUID, or its hex / hyphenated text) for the AAD.
+
+    SQLite hands a UUID column back as 32 hex digits and PostgreSQL as a ``uuid.UUID``: both must
+    give the same associated data.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise DecryptionError("Row identity is not a UUID.") from None
 
 
 def decode_key(value: str, *, name: str) -> bytes:
@@ -115,21 +144,35 @@ class Keyring:
         derived = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=info).derive(key)
         return AESGCM(derived)
 
-    @staticmethod
-    def _aad(kid: str, context: str) -> bytes:
-        return f"{CIPHERTEXT_VERSION}:{kid}:{context}".encode()
-
-    def encrypt(self, plaintext: bytes, *, context: str) -> str:
-        """Encrypt under the current key; every call uses a fresh random nonce."""
+    def encrypt(self, plaintext: bytes, *, context: str, row: str) -> str:
+        """Encrypt under the current key, bound to ``context`` and ``row``; every call uses a fresh nonce."""
         kid = self.keys[0][0]
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._ciphers[kid].encrypt(nonce, plaintext, self._aad(kid, context))
-        return f"{CIPHERTEXT_VERSION}:{kid}:{urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+        aad = f"{ROW_BOUND_VERSION}:{kid}:{context}:{row}".encode()
+        sealed = self._ciphers[kid].encrypt(nonce, plaintext, aad)
+        return f"{ROW_BOUND_VERSION}:{kid}:{urlsafe_b64encode(nonce + sealed).decode('ascii')}"
 
-    def decrypt(self, token: str, *, context: str) -> bytes:
-        """Decrypt a token made by :meth:`encrypt`; raise DecryptionError on any failure."""
+    def decrypt(self, token: str, *, context: str, row: str | None, accept_column_bound: bool = False) -> bytes:
+        """Decrypt a token made by :meth:`encrypt` for ``context`` and ``row``; raise DecryptionError on any failure.
+
+        An ``hc1`` token is opened with its old, column-only associated data when
+        ``accept_column_bound`` is true, and refused with ColumnBoundRefused otherwise.
+        """
         version, kid = token_header(token)
-        if version != CIPHERTEXT_VERSION:
+        if version == ROW_BOUND_VERSION:
+            if row is None:
+                raise DecryptionError(f"Value of {context} is row-bound but its row identity is unknown.")
+            aad = f"{ROW_BOUND_VERSION}:{kid}:{context}:{row}".encode()
+        elif version == COLUMN_BOUND_VERSION:
+            if not accept_column_bound:
+                # A copied legacy token would decrypt in any row: refuse it unless an operator
+                # has allowed the old format for the time of the migration (rotate_keys).
+                raise ColumnBoundRefused(
+                    f"Value of {context} is column-bound (hc1) and FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND is off; "
+                    "run rotate_keys to bind it to its row."
+                )
+            aad = f"{COLUMN_BOUND_VERSION}:{kid}:{context}".encode()
+        else:
             raise DecryptionError(f"Unsupported ciphertext version for {context}.")
         cipher = self._ciphers.get(kid)
         if cipher is None:
@@ -137,7 +180,7 @@ class Keyring:
         body = token.split(":", 2)[2]
         try:
             raw = urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], self._aad(kid, context))
+            return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
         except (InvalidTag, BinasciiError, ValueError):
             raise DecryptionError(f"Value of {context} failed authentication under key '{kid}'.") from None
 

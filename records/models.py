@@ -18,12 +18,12 @@ from django.db import models
 from django.db.models import F, Q
 
 from accounts.models import Department
-from healthcrypt.fields import encrypt
+from healthcrypt.fields import RowIdentity, encrypt
 
 STAFF = settings.AUTH_USER_MODEL
 
 
-class Patient(models.Model):
+class Patient(RowIdentity):
     class Sex(models.TextChoices):
         FEMALE = "female", "Female"
         MALE = "male", "Male"
@@ -101,7 +101,7 @@ class CareAssignment(models.Model):
         return f"Assignment #{self.pk} (staff {self.staff_id}, patient {self.patient_id})"
 
 
-class Encounter(models.Model):
+class Encounter(RowIdentity):
     """A visit or stay: an admission to a ward, an emergency visit, an outpatient appointment."""
 
     class Kind(models.TextChoices):
@@ -145,7 +145,7 @@ class Encounter(models.Model):
         return f"Encounter #{self.pk}"
 
 
-class Order(models.Model):
+class Order(RowIdentity):
     """A radiology or laboratory order, addressed to a department; an open one lets that department in."""
 
     class Kind(models.TextChoices):
@@ -186,7 +186,7 @@ class Order(models.Model):
         return f"Order #{self.pk}"
 
 
-class Observation(models.Model):
+class Observation(RowIdentity):
     """A measurement or result: a vital sign, a laboratory value, an imaging finding, a survey score."""
 
     class Category(models.TextChoices):
@@ -226,7 +226,7 @@ class Observation(models.Model):
         return f"Observation #{self.pk}"
 
 
-class Condition(models.Model):
+class Condition(RowIdentity):
     """A diagnosis or problem-list entry."""
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="conditions")
@@ -244,7 +244,7 @@ class Condition(models.Model):
         return f"Condition #{self.pk}"
 
 
-class Medication(models.Model):
+class Medication(RowIdentity):
     """A prescription (FHIR MedicationRequest)."""
 
     class Status(models.TextChoices):
@@ -266,7 +266,7 @@ class Medication(models.Model):
         return f"Medication #{self.pk}"
 
 
-class MedicationAdministration(models.Model):
+class MedicationAdministration(RowIdentity):
     """A dose given by a nurse."""
 
     medication = models.ForeignKey(Medication, on_delete=models.PROTECT, related_name="administrations")
@@ -280,7 +280,7 @@ class MedicationAdministration(models.Model):
         return f"Administration #{self.pk}"
 
 
-class Allergy(models.Model):
+class Allergy(RowIdentity):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="allergies")
     substance = encrypt(models.CharField(max_length=255))
     reaction = encrypt(models.CharField(max_length=255, blank=True))
@@ -296,7 +296,7 @@ class Allergy(models.Model):
         return f"Allergy #{self.pk}"
 
 
-class Procedure(models.Model):
+class Procedure(RowIdentity):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="procedures")
     encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     code = encrypt(models.CharField(max_length=64, blank=True))
@@ -308,7 +308,7 @@ class Procedure(models.Model):
         return f"Procedure #{self.pk}"
 
 
-class Immunization(models.Model):
+class Immunization(RowIdentity):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="immunizations")
     encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     code = encrypt(models.CharField(max_length=64, blank=True))
@@ -320,7 +320,7 @@ class Immunization(models.Model):
         return f"Immunization #{self.pk}"
 
 
-class ClinicalNote(models.Model):
+class ClinicalNote(RowIdentity):
     """A signed note. A correction is a new note that ``amends`` the old one; nothing is overwritten."""
 
     class Kind(models.TextChoices):
@@ -347,7 +347,7 @@ class ClinicalNote(models.Model):
         return f"Note #{self.pk}"
 
 
-class Attachment(models.Model):
+class Attachment(RowIdentity):
     """An image or document; the file is encrypted on disk (records/files.py), its name and type too."""
 
     class Kind(models.TextChoices):
@@ -366,6 +366,10 @@ class Attachment(models.Model):
     # Random name of the encrypted file under MEDIA_ROOT/attachments, and the key id it is under.
     storage_name = models.CharField(max_length=64, unique=True, editable=False)
     key_id = models.CharField(max_length=32, editable=False)
+    # Format of the stored file (records/files.py): 2 is bound to this row's row_uid, 1 (files stored
+    # before row binding) to its storage name only. rotate_keys finds version 1 files by it; opening
+    # a file checks the header itself, so a wrong value here cannot make a version 1 file readable.
+    file_format = models.PositiveSmallIntegerField(default=2, editable=False)
     uploaded_by = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="+")
     uploaded_at = models.DateTimeField()
 

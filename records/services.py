@@ -9,6 +9,7 @@ receiver undoes the change. Signals name the fields that changed, never their va
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -668,9 +669,12 @@ def attachment_upload(
 
     _require(actor, Capability.UPLOAD_IMAGE)
     order = _worklist_order(actor, order_id)
-    stored = files.store_encrypted(source, max_bytes=max_bytes)
+    # The row identity comes first: the file is bound to the row that will point at it.
+    row_uid = uuid.uuid4()
+    stored = files.store_encrypted(source, max_bytes=max_bytes, row_uid=row_uid)
     try:
         attachment = Attachment(
+            row_uid=row_uid,
             patient_id=order.patient_id,
             order_id=order.pk,
             kind=Attachment.Kind.IMAGING,

@@ -604,7 +604,7 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> HttpRespons
     """Stream the decrypted file; the download is recorded before the first byte is decrypted."""
     attachment = selectors.attachment_for_download(actor=request.user, attachment_id=attachment_id)
     response = StreamingHttpResponse(
-        files.open_decrypted(attachment.storage_name), content_type=attachment.content_type
+        files.open_decrypted(attachment.storage_name, row_uid=attachment.row_uid), content_type=attachment.content_type
     )
     response["Content-Disposition"] = f'attachment; filename="attachment-{attachment.pk}"'
     response["Content-Length"] = str(attachment.size)

@@ -130,7 +130,7 @@ def test_totp_secret_is_encrypted_at_rest(enrolled: TOTPDevice) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT key FROM accounts_totpdevice WHERE id = %s", [enrolled.pk])
         (raw,) = cursor.fetchone()
-    assert raw.startswith("hc1:")
+    assert raw.startswith("hc2:")
     assert enrolled.key not in raw
     assert enrolled.base32_secret not in raw
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from django.db import models
 from django.test import override_settings
+from django.test.utils import isolate_apps
 
 from healthcrypt import checks
 from healthcrypt.crypto import generate_key
+from healthcrypt.fields import RowIdentity, encrypt
 
 
 def ids(messages: list[object]) -> list[str]:
@@ -51,3 +54,30 @@ def test_insecure_cookies_are_refused_outside_debug(name: str) -> None:
 @override_settings(TESTING=False, PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
 def test_weak_first_password_hasher_is_refused_in_production() -> None:
     assert ids(checks.check_password_hashers()) == ["healthcrypt.E006"]
+
+
+def test_accepting_column_bound_ciphertext_is_warned_about() -> None:
+    assert checks.check_column_bound_ciphertext() == []
+    with override_settings(FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND=True):
+        (warning,) = checks.check_column_bound_ciphertext()
+    assert warning.id == "healthcrypt.W020"
+    assert not warning.is_serious()
+    assert "rotate_keys" in (warning.hint or "")
+
+
+@isolate_apps("records")
+def test_a_model_with_encrypted_fields_but_no_row_identity_is_refused() -> None:
+    class Unbound(models.Model):  # noqa: DJ008
+        secret = encrypt(models.CharField(max_length=10))
+
+        class Meta:
+            app_label = "records"
+
+    class Bound(RowIdentity):
+        secret = encrypt(models.CharField(max_length=10))
+
+        class Meta:
+            app_label = "records"
+
+    assert [e.id for e in Unbound._meta.get_field("secret").check()] == ["healthcrypt.E020"]
+    assert Bound._meta.get_field("secret").check() == []

@@ -1,12 +1,28 @@
 from __future__ import annotations
 
+import secrets
+import uuid
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from healthcrypt.crypto import DecryptionError, Keyring, blind_index, generate_key, normalise, token_header
+from healthcrypt.crypto import (
+    ColumnBoundRefused,
+    DecryptionError,
+    Keyring,
+    blind_index,
+    decode_key,
+    generate_key,
+    normalise,
+    row_identity,
+    token_header,
+)
+
+ROW = "6f1c1d9e-8c55-4c55-9d6a-0b7f2d7c1a10"
+OTHER_ROW = "0a7e6b55-43c2-4a4e-8f0e-5b0c9d1e2f30"
 
 
 @pytest.fixture
@@ -15,16 +31,16 @@ def keyring() -> Keyring:
 
 
 def test_round_trip_and_fresh_nonce_each_time(keyring: Keyring) -> None:
-    a = keyring.encrypt(b"Jane Doe", context="records.Patient.family_name")
-    b = keyring.encrypt(b"Jane Doe", context="records.Patient.family_name")
+    a = keyring.encrypt(b"Jane Doe", context="records.Patient.family_name", row=ROW)
+    b = keyring.encrypt(b"Jane Doe", context="records.Patient.family_name", row=ROW)
     assert a != b  # equal plaintexts do not give equal ciphertexts
     assert "Jane" not in a
-    assert keyring.decrypt(a, context="records.Patient.family_name") == b"Jane Doe"
+    assert keyring.decrypt(a, context="records.Patient.family_name", row=ROW) == b"Jane Doe"
 
 
 def test_first_key_encrypts_and_its_id_is_in_the_token(keyring: Keyring) -> None:
-    token = keyring.encrypt(b"x", context="c")
-    assert token_header(token) == ("hc1", "new")
+    token = keyring.encrypt(b"x", context="c", row=ROW)
+    assert token_header(token) == ("hc2", "new")
     assert keyring.current_kid == "new"
     assert keyring.kids == ("new", "old")
 
@@ -32,46 +48,83 @@ def test_first_key_encrypts_and_its_id_is_in_the_token(keyring: Keyring) -> None
 def test_every_key_in_the_ring_decrypts_so_rotation_keeps_old_data_readable() -> None:
     old_key = generate_key()
     before = Keyring.parse(f"old:{old_key}")
-    token = before.encrypt(b"value", context="c")
+    token = before.encrypt(b"value", context="c", row=ROW)
     after = Keyring.parse(f"new:{generate_key()},old:{old_key}")
-    assert after.decrypt(token, context="c") == b"value"
-    assert token_header(after.encrypt(b"value", context="c"))[1] == "new"
+    assert after.decrypt(token, context="c", row=ROW) == b"value"
+    assert token_header(after.encrypt(b"value", context="c", row=ROW))[1] == "new"
 
 
 def test_missing_key_fails_loudly_without_revealing_the_value(keyring: Keyring) -> None:
-    token = keyring.encrypt(b"secret diagnosis", context="c")
+    token = keyring.encrypt(b"secret diagnosis", context="c", row=ROW)
     other = Keyring.parse(f"other:{generate_key()}")
     with pytest.raises(DecryptionError, match="No key with id 'new'") as excinfo:
-        other.decrypt(token, context="c")
+        other.decrypt(token, context="c", row=ROW)
     assert "secret" not in str(excinfo.value)
     assert token not in str(excinfo.value)
 
 
 def test_wrong_key_with_the_same_id_fails_authentication(keyring: Keyring) -> None:
-    token = keyring.encrypt(b"x", context="c")
+    token = keyring.encrypt(b"x", context="c", row=ROW)
     impostor = Keyring.parse(f"new:{generate_key()}")
     with pytest.raises(DecryptionError, match="failed authentication"):
-        impostor.decrypt(token, context="c")
+        impostor.decrypt(token, context="c", row=ROW)
 
 
 def test_ciphertext_is_bound_to_its_context(keyring: Keyring) -> None:
-    token = keyring.encrypt(b"x", context="records.Patient.given_name")
+    token = keyring.encrypt(b"x", context="records.Patient.given_name", row=ROW)
     with pytest.raises(DecryptionError):
-        keyring.decrypt(token, context="records.Patient.family_name")
+        keyring.decrypt(token, context="records.Patient.family_name", row=ROW)
 
 
 def test_tampered_or_foreign_tokens_fail(keyring: Keyring) -> None:
-    token = keyring.encrypt(b"abc", context="c")
+    token = keyring.encrypt(b"abc", context="c", row=ROW)
     prefix, body = token.rsplit(":", 1)
     raw = bytearray(urlsafe_b64decode(body))
     raw[-1] ^= 0x01  # one bit of the authentication tag
     flipped = f"{prefix}:{urlsafe_b64encode(bytes(raw)).decode()}"
     with pytest.raises(DecryptionError):
-        keyring.decrypt(flipped, context="c")
+        keyring.decrypt(flipped, context="c", row=ROW)
     with pytest.raises(DecryptionError, match="not a Healthcrypt ciphertext"):
-        keyring.decrypt("plain text", context="c")
+        keyring.decrypt("plain text", context="c", row=ROW)
     with pytest.raises(DecryptionError, match="Unsupported ciphertext version"):
-        keyring.decrypt("hc0:new:AAAA", context="c")
+        keyring.decrypt("hc0:new:AAAA", context="c", row=ROW)
+
+
+def test_ciphertext_is_bound_to_its_row(keyring: Keyring) -> None:
+    token = keyring.encrypt(b"Once daily", context="records.Medication.dosage", row=ROW)
+    with pytest.raises(DecryptionError, match="failed authentication"):
+        keyring.decrypt(token, context="records.Medication.dosage", row=OTHER_ROW)
+    with pytest.raises(DecryptionError, match="row identity is unknown"):
+        keyring.decrypt(token, context="records.Medication.dosage", row=None)
+
+
+def column_bound_token(key: str, kid: str, plaintext: bytes, context: str) -> str:
+    """An hc1 token exactly as the column-bound format wrote it (AAD ``hc1:<kid>:<context>``)."""
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(decode_key(key, name="test")).encrypt(nonce, plaintext, f"hc1:{kid}:{context}".encode())
+    return f"hc1:{kid}:{urlsafe_b64encode(nonce + sealed).decode()}"
+
+
+def test_column_bound_tokens_open_only_when_accepted() -> None:
+    key = generate_key()
+    keyring = Keyring.parse(f"old:{key}")
+    legacy = column_bound_token(key, "old", b"Once daily", "records.Medication.dosage")
+    with pytest.raises(ColumnBoundRefused, match="column-bound") as excinfo:
+        keyring.decrypt(legacy, context="records.Medication.dosage", row=ROW)
+    assert legacy not in str(excinfo.value)
+    assert keyring.decrypt(legacy, context="records.Medication.dosage", row=ROW, accept_column_bound=True) == (
+        b"Once daily"
+    )
+    # Still bound to its column.
+    with pytest.raises(DecryptionError, match="failed authentication"):
+        keyring.decrypt(legacy, context="records.Medication.display", row=ROW, accept_column_bound=True)
+
+
+def test_row_identity_is_the_same_text_for_every_spelling_of_a_uuid() -> None:
+    value = uuid.UUID(ROW)
+    assert row_identity(value) == row_identity(value.hex) == row_identity(ROW) == ROW
+    with pytest.raises(DecryptionError, match="not a UUID"):
+        row_identity("not-a-uuid")
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import io
 import os
 import stat
 import tracemalloc
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from records.files import (
 
 # A recognisable plaintext pattern: it must never be found in a file on disk.
 MARKER = b"PATIENT-Quaxlington-HC424242|"
+# The row_uid of the attachment row the test files belong to.
+ROW = uuid.UUID("5b2f7c1e-3d4a-4e8b-9c0d-1e2f3a4b5c6d")
 MB = 1024 * 1024
 
 
@@ -80,11 +83,11 @@ def pattern(size: int) -> bytes:
 
 
 def store(data: bytes, max_bytes: int = 10 * MB) -> StoredFile:
-    return store_encrypted(io.BytesIO(data), max_bytes=max_bytes)
+    return store_encrypted(io.BytesIO(data), max_bytes=max_bytes, row_uid=ROW)
 
 
 def read_back(storage_name: str) -> bytes:
-    with open_decrypted(storage_name) as chunks:
+    with open_decrypted(storage_name, row_uid=ROW) as chunks:
         return b"".join(chunks)
 
 
@@ -127,7 +130,7 @@ def test_round_trip(size: int) -> None:
 
 def test_short_reads_from_the_source_give_the_same_file() -> None:
     data = pattern(2 * CHUNK_BYTES + 5)
-    stored = store_encrypted(TrickleStream(data), max_bytes=MB)  # type: ignore[arg-type]
+    stored = store_encrypted(TrickleStream(data), max_bytes=MB, row_uid=ROW)  # type: ignore[arg-type]
     assert read_back(stored.storage_name) == data
 
 
@@ -257,7 +260,7 @@ def test_unknown_key_id_raises_naming_the_file_and_key_only() -> None:
         stored = store(pattern(1000))
     assert file_key_id(stored.storage_name) == "retired"
     with pytest.raises(DecryptionError) as excinfo:
-        open_decrypted(stored.storage_name)
+        open_decrypted(stored.storage_name, row_uid=ROW)
     assert str(excinfo.value) == (
         f"Stored file {stored.storage_name} is under key 'retired', which is not in the keyring."
     )
@@ -276,7 +279,7 @@ def test_same_key_id_with_another_key_fails() -> None:
         b"",
         b"HCF1",
         b"%PDF-1.7 not ours",
-        b"HCF1\x02\x05test1" + b"\x00" * 60,  # a future version
+        b"HCF1\x03\x05test1" + b"\x00" * 60,  # a future version
         b"HCF1\x01\x05test1" + b"\x00" * 10,  # header cut short
         b"HCF1\x01\x05te st" + b"\x00" * 60,  # not a key id
         b"HCF1\x01\x02\xff\xfe" + b"\x00" * 60,  # not ASCII
@@ -288,7 +291,7 @@ def test_unknown_format_raises(content: bytes) -> None:
     stored = store(b"x")
     path_of(stored).write_bytes(content)
     with pytest.raises(DecryptionError, match="not in a known format"):
-        open_decrypted(stored.storage_name)
+        open_decrypted(stored.storage_name, row_uid=ROW)
     with pytest.raises(DecryptionError):
         file_key_id(stored.storage_name)
 
@@ -296,7 +299,7 @@ def test_unknown_format_raises(content: bytes) -> None:
 @pytest.mark.parametrize("name", ["../settings", "ABCDEF0123456789ABCDEF0123456789", "", "a" * 31])
 def test_only_storage_names_are_accepted(name: str) -> None:
     with pytest.raises(ValueError, match="Not a storage name"):
-        open_decrypted(name)
+        open_decrypted(name, row_uid=ROW)
     with pytest.raises(ValueError, match="Not a storage name"):
         delete_stored(name)
 
@@ -304,7 +307,7 @@ def test_only_storage_names_are_accepted(name: str) -> None:
 def test_size_limit_is_enforced_with_no_partial_file_left(media_root: Path) -> None:
     source = GeneratedStream(10 * MB)
     with pytest.raises(FileTooLarge) as excinfo:
-        store_encrypted(source, max_bytes=100_000)  # type: ignore[arg-type]
+        store_encrypted(source, max_bytes=100_000, row_uid=ROW)  # type: ignore[arg-type]
     assert str(excinfo.value) == "The file is larger than the limit of 100000 bytes."
     assert os.listdir(media_root / "attachments") == []
     # It stopped reading soon after the limit instead of swallowing the whole upload.
@@ -329,7 +332,7 @@ def test_a_failing_upload_leaves_no_file(media_root: Path) -> None:
             return super().readinto(buffer)
 
     with pytest.raises(OSError, match="connection reset"):
-        store_encrypted(Broken(MB), max_bytes=10 * MB)  # type: ignore[arg-type]
+        store_encrypted(Broken(MB), max_bytes=10 * MB, row_uid=ROW)  # type: ignore[arg-type]
     assert os.listdir(media_root / "attachments") == []
 
 
@@ -337,11 +340,11 @@ def test_memory_stays_flat_while_storing_and_reading_a_large_stream() -> None:
     size = 20 * MB
     tracemalloc.start()
     try:
-        stored = store_encrypted(GeneratedStream(size), max_bytes=size)  # type: ignore[arg-type]
+        stored = store_encrypted(GeneratedStream(size), max_bytes=size, row_uid=ROW)  # type: ignore[arg-type]
         _, store_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         digest = hashlib.sha256()
-        with open_decrypted(stored.storage_name) as chunks:
+        with open_decrypted(stored.storage_name, row_uid=ROW) as chunks:
             for chunk in chunks:
                 digest.update(chunk)
         _, read_peak = tracemalloc.get_traced_memory()
@@ -358,7 +361,7 @@ def test_reencrypt_writes_a_new_file_under_the_current_key_and_keeps_the_old_one
     data = pattern(2 * CHUNK_BYTES + 99)
     old = store(data)
     with override_settings(FIELD_ENCRYPTION_KEYS=f"new:{generate_key()},{settings.FIELD_ENCRYPTION_KEYS}"):
-        new = reencrypt_file(old.storage_name, expected_sha256=old.sha256)
+        new = reencrypt_file(old.storage_name, row_uid=ROW, expected_sha256=old.sha256)
         assert new.storage_name != old.storage_name
         assert (new.key_id, new.sha256, new.size) == ("new", old.sha256, old.size)
         assert file_key_id(new.storage_name) == "new"
@@ -370,7 +373,7 @@ def test_reencrypt_writes_a_new_file_under_the_current_key_and_keeps_the_old_one
 def test_reencrypt_refuses_a_file_that_does_not_match_its_recorded_digest(media_root: Path) -> None:
     old = store(b"content")
     with pytest.raises(DecryptionError, match="does not match the digest"):
-        reencrypt_file(old.storage_name, expected_sha256=hashlib.sha256(b"other").hexdigest())
+        reencrypt_file(old.storage_name, row_uid=ROW, expected_sha256=hashlib.sha256(b"other").hexdigest())
     assert os.listdir(media_root / "attachments") == [old.storage_name]
 
 
@@ -379,7 +382,7 @@ def test_reencrypt_of_a_tampered_file_fails_and_leaves_no_new_file(media_root: P
     header, chunks = split(old)
     rewrite(old, header, chunks[:-1])
     with pytest.raises(DecryptionError):
-        reencrypt_file(old.storage_name)
+        reencrypt_file(old.storage_name, row_uid=ROW)
     assert os.listdir(media_root / "attachments") == [old.storage_name]
 
 
@@ -389,14 +392,14 @@ def test_delete_is_idempotent() -> None:
     assert not path_of(stored).exists()
     delete_stored(stored.storage_name)
     with pytest.raises(FileNotFoundError):
-        open_decrypted(stored.storage_name)
+        open_decrypted(stored.storage_name, row_uid=ROW)
 
 
 def test_reencrypt_deletes_a_copy_that_does_not_read_back_identically(
     media_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = store(pattern(CHUNK_BYTES + 1))
-    monkeypatch.setattr(files, "_plaintext_sha256", lambda storage_name: "0" * 64)
+    monkeypatch.setattr(files, "_plaintext_sha256", lambda storage_name, row_uid: "0" * 64)
     with pytest.raises(DecryptionError, match="did not read back identically"):
-        reencrypt_file(old.storage_name)
+        reencrypt_file(old.storage_name, row_uid=ROW)
     assert os.listdir(media_root / "attachments") == [old.storage_name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -58,8 +59,10 @@ def add_observation(patient: Patient, value: str) -> Observation:
 
 
 def add_attachment(patient: Patient, uploader: User, content: bytes = SCAN) -> Attachment:
-    stored = store_encrypted(io.BytesIO(content), max_bytes=10_000_000)
+    row_uid = uuid.uuid4()
+    stored = store_encrypted(io.BytesIO(content), max_bytes=10_000_000, row_uid=row_uid)
     return Attachment.objects.create(
+        row_uid=row_uid,
         patient=patient,
         kind=Attachment.Kind.IMAGING,
         filename="chest-xray.dcm",
@@ -124,8 +127,11 @@ def snapshot() -> dict[str, list[dict[str, Any]]]:
     result = {}
     for label in SNAPSHOT_MODELS:
         model = apps.get_model(label)
-        names = [f.attname for f in model._meta.concrete_fields if f.name not in {"storage_name", "key_id"}]
-        result[label] = list(model.objects.order_by("pk").values(*names))
+        names = [
+            f.attname for f in model._meta.concrete_fields if f.name not in {"storage_name", "key_id", "file_format"}
+        ]
+        # Through instances: values() hands encrypted fields out sealed, never as plaintext.
+        result[label] = [{name: getattr(row, name) for name in names} for row in model.objects.order_by("pk")]
     return result
 
 
@@ -161,7 +167,7 @@ def test_rotation_moves_every_value_and_file_to_the_new_key(
         for label, table, columns in encrypted_columns():
             for row in raw_tokens(table, columns):
                 for token in row[1:]:
-                    assert token is None or token.startswith("hc1:new:"), (label, row[0])
+                    assert token is None or token.startswith("hc2:new:"), (label, row[0])
         for table in ("records_patient", "records_observation", "accounts_totpdevice"):
             assert raw_tokens(table, ["id"]), f"{table} holds no row to check"
         # The data reads back identical.
@@ -173,7 +179,7 @@ def test_rotation_moves_every_value_and_file_to_the_new_key(
             assert attachment.key_id == "new"
             assert attachment.storage_name != old_name
             assert file_key_id(attachment.storage_name) == "new"
-            with open_decrypted(attachment.storage_name) as chunks:
+            with open_decrypted(attachment.storage_name, row_uid=attachment.row_uid) as chunks:
                 assert len(b"".join(chunks)) == attachment.size
             assert not (attachments_dir() / old_name).exists()
         assert sorted(p.name for p in attachments_dir().iterdir()) == sorted(
@@ -209,7 +215,7 @@ def test_old_data_stays_readable_mid_rotation_and_a_rerun_finishes(
 
         # One batch of two rows of the first table is done; everything else is still under test1.
         assert key_ids() == {"new", "test1"}
-        assert 0 < sum(t.startswith("hc1:new:") for t in every_token()) < len(every_token())
+        assert 0 < sum(t.startswith("hc2:new:") for t in every_token()) < len(every_token())
         # Mixed keys read back transparently.
         assert snapshot() == before
 
@@ -232,9 +238,9 @@ def test_a_rerun_after_completion_changes_and_decrypts_nothing(
         decrypted = []
         original = Keyring.decrypt
 
-        def counting(self: Keyring, token: str, *, context: str) -> bytes:
+        def counting(self: Keyring, token: str, *, context: str, **kwargs: Any) -> bytes:
             decrypted.append(context)
-            return original(self, token, context=context)
+            return original(self, token, context=context, **kwargs)
 
         monkeypatch.setattr(Keyring, "decrypt", counting)
         output = run()
@@ -256,9 +262,9 @@ def test_current_values_are_never_decrypted_while_rotating(
         decrypted = []
         original = Keyring.decrypt
 
-        def counting(self: Keyring, token: str, *, context: str) -> bytes:
+        def counting(self: Keyring, token: str, *, context: str, **kwargs: Any) -> bytes:
             decrypted.append((context, token.split(":")[1]))
-            return original(self, token, context=context)
+            return original(self, token, context=context, **kwargs)
 
         monkeypatch.setattr(Keyring, "decrypt", counting)
         run()
@@ -278,13 +284,15 @@ def test_report_counts_values_and_files_per_key(
         run()
         after = run("--report-only", "--verbosity", "2")
 
+    # key id, values, of which column-bound, files, status
     lines = {line.split()[0]: line.split() for line in before.splitlines()[2:4]}
-    assert lines["new"][1:4] == ["0", "0", "current"]
-    assert lines["test1"][1:3] == [str(values), "2"]
+    assert lines["new"][1:5] == ["0", "0", "0", "current"]
+    assert lines["test1"][1:4] == [str(values), "0", "2"]
     assert "still in use" in before
     lines = {line.split()[0]: line.split() for line in after.splitlines()[2:4]}
-    assert lines["new"][1:3] == [str(values), "2"]
-    assert lines["test1"][1:3] == ["0", "0"]
+    assert lines["new"][1:4] == [str(values), "0", "2"]
+    assert lines["test1"][1:4] == ["0", "0", "0"]
+    assert "Column-bound values left: 0; files not bound to their row: 0." in after
     assert "unused: can be retired" in after
     assert "records.Observation: new: 40" in after  # 10 observations x 4 encrypted fields
     assert "Re-encrypted" not in after
@@ -309,7 +317,7 @@ def test_undecryptable_values_are_reported_and_the_rest_is_rotated(
 ) -> None:
     lost = Keyring.parse(f"ghost:{generate_key()}")
     first, second = Observation.objects.order_by("pk")[:2]
-    ghost_token = lost.encrypt(b"13.5", context="records.Observation.value")
+    ghost_token = lost.encrypt(b"13.5", context="records.Observation.value", row=str(first.row_uid))
     with connection.cursor() as cursor:
         cursor.execute("UPDATE records_observation SET value = %s WHERE id = %s", [ghost_token, first.pk])
         cursor.execute(
@@ -331,7 +339,7 @@ def test_undecryptable_values_are_reported_and_the_rest_is_rotated(
     for secret in (ghost_token, "AAAAAAAAAAAAAAAA", "Quaxlington", "13.5"):
         assert secret not in output
     # Everything else moved on; the three values stay where they were.
-    assert sum(not t.startswith("hc1:new:") for t in every_token()) == 3
+    assert sum(not t.startswith("hc2:new:") for t in every_token()) == 3
     report = out.getvalue()
     assert "ghost" in report
     assert "NOT IN THE KEYRING" in report
@@ -350,7 +358,9 @@ def test_a_concurrent_write_is_not_overwritten_with_stale_data(
         updates = original(self, table, rows, totals, **kwargs)
         if table.label == "records.Observation" and kwargs["report"]:
             # The application saves a corrected value between our read and our write.
-            Observation.objects.filter(pk=target.pk).update(value="14.1")
+            corrected = Observation.objects.get(pk=target.pk)
+            corrected.value = "14.1"
+            corrected.save(update_fields=["value"])
         return updates
 
     monkeypatch.setattr(rotate_keys.Command, "_reencrypt_rows", app_writes_meanwhile)
@@ -399,7 +409,7 @@ def test_a_file_replaced_meanwhile_keeps_the_replacement(
     def replaced_meanwhile(storage_name: str, **kwargs: Any) -> Any:
         copy = original(storage_name, **kwargs)
         if storage_name == original_name:
-            stored = store_encrypted(io.BytesIO(b"corrected document"), max_bytes=1000)
+            stored = store_encrypted(io.BytesIO(b"corrected document"), max_bytes=1000, row_uid=attachment.row_uid)
             Attachment.objects.filter(pk=attachment.pk).update(storage_name=stored.storage_name, key_id="new")
             replacement.append(stored.storage_name)
         return copy
@@ -444,7 +454,7 @@ def test_batch_size_must_be_positive() -> None:
 def test_report_counts_files_that_no_attachment_refers_to(records: dict[str, Any]) -> None:
     assert "Files on disk that no attachment refers to: 0." in run("--report-only")
     # An upload killed between writing its file and saving its row.
-    store_encrypted(io.BytesIO(b"orphaned upload"), max_bytes=1000)
+    store_encrypted(io.BytesIO(b"orphaned upload"), max_bytes=1000, row_uid=uuid.uuid4())
     assert "Files on disk that no attachment refers to: 1 (test1: 1)" in run("--report-only")
 
 
@@ -452,7 +462,7 @@ def test_dry_run_checks_that_each_file_is_readable(
     records: dict[str, Any], new_key: Callable[[], AbstractContextManager[None]]
 ) -> None:
     with override_settings(FIELD_ENCRYPTION_KEYS=f"ghost:{generate_key()}"):
-        stored = store_encrypted(io.BytesIO(b"scan"), max_bytes=1000)
+        stored = store_encrypted(io.BytesIO(b"scan"), max_bytes=1000, row_uid=records["attachments"][1].row_uid)
     attachment = records["attachments"][1]
     Attachment.objects.filter(pk=attachment.pk).update(storage_name=stored.storage_name, key_id="ghost")
     missing = records["attachments"][0]
@@ -501,7 +511,9 @@ def test_a_file_whose_recorded_digest_cannot_be_read_is_still_rotated_and_verifi
     records: dict[str, Any], new_key: Callable[[], AbstractContextManager[None]]
 ) -> None:
     attachment = records["attachments"][0]
-    ghost = Keyring.parse(f"ghost:{generate_key()}").encrypt(b"0" * 64, context="records.Attachment.sha256")
+    ghost = Keyring.parse(f"ghost:{generate_key()}").encrypt(
+        b"0" * 64, context="records.Attachment.sha256", row=str(attachment.row_uid)
+    )
     with connection.cursor() as cursor:
         cursor.execute("UPDATE records_attachment SET sha256 = %s WHERE id = %s", [ghost, attachment.pk])
     stderr = io.StringIO()

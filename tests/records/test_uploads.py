@@ -71,4 +71,4 @@ def test_large_upload_goes_through_the_encrypted_spool_to_an_encrypted_attachmen
         )
         assert response.status_code == 302
         attachment = Attachment.objects.get()
-        assert b"".join(open_decrypted(attachment.storage_name)) == png
+        assert b"".join(open_decrypted(attachment.storage_name, row_uid=attachment.row_uid)) == png

@@ -326,7 +326,7 @@ def test_radiology_uploads_an_image_stored_encrypted(
     attachment = Attachment.objects.get()
     stored = b"".join(p.read_bytes() for p in media.rglob("*") if p.is_file())  # type: ignore[attr-defined]
     assert png[16:64] not in stored
-    assert b"".join(open_decrypted(attachment.storage_name)) == png
+    assert b"".join(open_decrypted(attachment.storage_name, row_uid=attachment.row_uid)) == png
     download = client_for(physician).get(reverse("records:attachment_download", args=[attachment.pk]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == png

@@ -1,22 +1,26 @@
-"""Re-encrypt every encrypted value and attachment file that is not under the current field key.
+"""Re-encrypt every encrypted value and attachment file that is not row-bound under the current field key.
 
     python manage.py rotate_keys [--batch-size 500] [--dry-run] [--report-only] [--no-progress]
                                  [--database default]
 
-Run it after prepending a new key to ``FIELD_ENCRYPTION_KEYS`` and restarting every worker
-(docs/operations/keys.md). It covers every model of every installed app that has encrypted fields
+Run it after prepending a new key to ``FIELD_ENCRYPTION_KEYS`` and restarting every worker, and to
+move column-bound ``hc1`` values (and version 1 files) to the row-bound format
+(docs/operations/keys.md, docs/decisions/0007-row-bound-ciphertext.md). A value is stale when it is
+not row-bound (``hc2``) or not under the current key. It covers every model of every installed app that has encrypted fields
 (found through ``apps.get_models()``, so new models need no change here) and the attachment files.
 
 How it stays safe while the application keeps serving:
 
 - Values are read as raw tokens with SQL, never through the ORM, whose ``from_db_value`` would
-  decrypt every value, including the ones already under the current key. Only rows with at least one
-  value under another key are selected (a prefix test on the token, in SQL), in primary-key order,
+  decrypt every value, including the ones already current. Only rows with at least one value that
+  does not start with ``hc2:<current kid>:`` are selected (a prefix test in SQL), in primary-key order,
   one batch at a time, so memory is flat and a finished rotation costs one scan per table.
-- A stale value is decrypted and encrypted again with the same column context
-  (``app_label.Model.field``, as EncryptedField does): the plaintext never changes.
+- A stale value is decrypted (an ``hc1`` one with its old column-only binding: this command always
+  reads them, whatever FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND says) and encrypted again for the same
+  column context (``app_label.Model.field``) and the row's ``row_uid``, as EncryptedField does: the
+  plaintext never changes.
 - Each batch is written in its own transaction with compare-and-swap updates
-  (``UPDATE ... WHERE pk = %s AND column = <the token we read>``). A row the application changed in
+  (``UPDATE ... WHERE pk = %s AND row_uid = <read> AND column = <the token we read>``). A row the application changed in
   the meantime is left as the application wrote it, so no concurrent write is ever overwritten with
   stale data, and no lock is held while decrypting. When that happened, the table is walked once
   more to pick up anything a worker still on the old keyring wrote under an old key.
@@ -30,7 +34,8 @@ How it stays safe while the application keeps serving:
 
 A value or file that cannot be decrypted is reported (model, primary key, field; never a value)
 and skipped, and the command exits with status 1 at the end. The closing report gives, for each key
-id, how many values and files still use it, so an operator knows when an old key can be retired.
+id, how many values and files still use it and how many of them are still column-bound, so an
+operator knows when an old key can be retired and when FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND can go.
 """
 
 from __future__ import annotations
@@ -50,10 +55,18 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transacti
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count
 
-from healthcrypt.crypto import CIPHERTEXT_VERSION, DecryptionError, Keyring, field_keyring, token_header
-from healthcrypt.fields import EncryptedField
+from healthcrypt.crypto import (
+    COLUMN_BOUND_VERSION,
+    ROW_BOUND_VERSION,
+    DecryptionError,
+    Keyring,
+    field_keyring,
+    row_identity,
+    token_header,
+)
+from healthcrypt.fields import ROW_UID, EncryptedField
 from records.db import mark_actor
-from records.files import attachments_dir, delete_stored, file_key_id, reencrypt_file
+from records.files import FORMAT_VERSION, attachments_dir, delete_stored, file_header, file_key_id, reencrypt_file
 from records.models import Attachment
 
 logger = logging.getLogger(__name__)
@@ -86,6 +99,8 @@ class EncryptedTable:
     label: str
     table: str
     pk_column: str
+    # The row identity column every token of the row is bound to (healthcrypt.fields.RowIdentity).
+    row_column: str
     columns: tuple[EncryptedColumn, ...]
 
 
@@ -100,8 +115,8 @@ def encrypted_tables() -> list[EncryptedTable]:
         if not fields:
             continue
         columns = tuple(
-            # The context EncryptedField binds each token to (healthcrypt/fields.py ``_context``).
-            EncryptedColumn(name=f.name, column=f.column, context=f"{f.model._meta.label}.{f.name}")
+            # The context EncryptedField binds each token to (healthcrypt/fields.py ``context``).
+            EncryptedColumn(name=f.name, column=f.column, context=f.context)
             for f in fields
         )
         tables.append(
@@ -109,22 +124,31 @@ def encrypted_tables() -> list[EncryptedTable]:
                 label=model._meta.label,
                 table=model._meta.db_table,
                 pk_column=model._meta.pk.column,
+                row_column=model._meta.get_field(ROW_UID).column,
                 columns=columns,
             )
         )
     return sorted(tables, key=lambda t: t.label)
 
 
-def _kid_of(token: str) -> str:
-    """The key id of a stored value, or NOT_A_CIPHERTEXT; never any part of the value itself."""
+def _token_kind(token: str) -> tuple[str, bool]:
+    """``(key id, column-bound?)`` of a stored value; the key id is NOT_A_CIPHERTEXT for anything else.
+
+    Never any part of the value itself: whatever else is in the column is not echoed, as it could be
+    plaintext written behind our back.
+    """
     try:
         version, kid = token_header(token)
     except DecryptionError:
-        return NOT_A_CIPHERTEXT
-    # Whatever else is in the column is not echoed: it could be plaintext written behind our back.
-    if version != CIPHERTEXT_VERSION or not _KID_RE.match(kid):
-        return NOT_A_CIPHERTEXT
-    return kid
+        return NOT_A_CIPHERTEXT, False
+    if version not in (ROW_BOUND_VERSION, COLUMN_BOUND_VERSION) or not _KID_RE.match(kid):
+        return NOT_A_CIPHERTEXT, False
+    return kid, version == COLUMN_BOUND_VERSION
+
+
+def _kid_of(token: str) -> str:
+    """The key id of a stored value, or NOT_A_CIPHERTEXT; never any part of the value itself."""
+    return _token_kind(token)[0]
 
 
 def _file_error(storage_name: str, exc: Exception) -> str:
@@ -168,6 +192,9 @@ class Totals:
 @dataclass(frozen=True)
 class _RowUpdate:
     pk: Any
+    # The row identity as read (raw, as the driver gave it): the new tokens are bound to it, so the
+    # write must also find it unchanged.
+    row_uid: Any
     # (column, token read, new token) for each stale value of the row.
     changes: tuple[tuple[str, str, str], ...]
 
@@ -272,10 +299,14 @@ class Command(BaseCommand):
 
     # --- Values -------------------------------------------------------------------------------
 
+    @property
+    def _current_prefix(self) -> str:
+        return f"{ROW_BOUND_VERSION}:{self.current}:"
+
     def _stale_condition(self, table: EncryptedTable) -> tuple[str, list[str]]:
-        """SQL that is true for a row holding any value not under the current key."""
+        """SQL that is true for a row holding any value that is not row-bound under the current key."""
         qn = self.connection.ops.quote_name
-        prefix = f"{CIPHERTEXT_VERSION}:{self.current}:"
+        prefix = self._current_prefix
         # The length is an int we computed, inlined so that no backend has to guess its SQL type.
         parts = [
             f"({qn(c.column)} IS NOT NULL AND SUBSTR({qn(c.column)}, 1, {len(prefix)}) <> %s)" for c in table.columns
@@ -291,12 +322,12 @@ class Command(BaseCommand):
             return int(cursor.fetchone()[0])
 
     def _stale_batches(self, table: EncryptedTable) -> Iterator[list[tuple[Any, ...]]]:
-        """Raw ``(pk, token, token, ...)`` rows with a stale value, in pk order, a batch at a time."""
+        """Raw ``(pk, row_uid, token, token, ...)`` rows with a stale value, in pk order, a batch at a time."""
         qn = self.connection.ops.quote_name
         condition, params = self._stale_condition(table)
         pk = qn(table.pk_column)
         columns = ", ".join(qn(c.column) for c in table.columns)
-        base = f"SELECT {pk}, {columns} FROM {qn(table.table)} WHERE ({condition})"  # noqa: S608
+        base = f"SELECT {pk}, {qn(table.row_column)}, {columns} FROM {qn(table.table)} WHERE ({condition})"  # noqa: S608
         last_pk: Any = None
         while True:
             # Keyset pagination: each batch starts after the last key seen, so the walk is linear
@@ -315,34 +346,44 @@ class Command(BaseCommand):
     ) -> list[_RowUpdate]:
         """Decrypt and re-encrypt the stale values of a batch (nothing is written here)."""
         updates = []
-        for pk, *tokens in rows:
+        current = self._current_prefix
+        for pk, raw_row_uid, *tokens in rows:
             changes = []
+            try:
+                row = row_identity(raw_row_uid) if raw_row_uid is not None else None
+            except DecryptionError:
+                row = None
             for column, token in zip(table.columns, tokens, strict=True):
-                if token is None or _kid_of(token) == self.current:
+                if token is None or token.startswith(current):
+                    continue
+                if row is None:
+                    if report:
+                        totals.problem(Problem(table.label, pk, column.name, "the row has no valid row_uid"))
                     continue
                 try:
-                    plaintext = self.keyring.decrypt(token, context=column.context)
+                    # hc1 values are read with their old column-only binding: moving them is our job.
+                    plaintext = self.keyring.decrypt(token, context=column.context, row=row, accept_column_bound=True)
                 except DecryptionError as exc:
                     # The message names the key id and the column only (healthcrypt/crypto.py).
                     if report:
                         totals.problem(Problem(table.label, pk, column.name, str(exc)))
                     continue
-                new = "" if self.dry_run else self.keyring.encrypt(plaintext, context=column.context)
+                new = "" if self.dry_run else self.keyring.encrypt(plaintext, context=column.context, row=row)
                 changes.append((column.column, token, new))
             if changes:
-                updates.append(_RowUpdate(pk=pk, changes=tuple(changes)))
+                updates.append(_RowUpdate(pk=pk, row_uid=raw_row_uid, changes=tuple(changes)))
         return updates
 
     def _write_batch(self, table: EncryptedTable, updates: Sequence[_RowUpdate]) -> tuple[int, int]:
         """Write one batch in one transaction; return (values written, values changed under us).
 
-        Each row is a compare-and-swap (``WHERE pk = %s AND column = <token read>``), sent with
+        Each row is a compare-and-swap (``WHERE pk = %s AND row_uid = %s AND column = <token read>``), sent with
         ``executemany`` so a batch costs a few round trips rather than one per row. Drivers do not
         report per-row counts from ``executemany``, so the batch is read back: every new token is
         random and unique, so finding it in place proves that write landed.
         """
         qn = self.connection.ops.quote_name
-        name, pk = qn(table.table), qn(table.pk_column)
+        name, pk, row_uid = qn(table.table), qn(table.pk_column), qn(table.row_column)
         written = conflicts = 0
         by_columns: dict[tuple[str, ...], list[_RowUpdate]] = {}
         for update in updates:
@@ -354,9 +395,14 @@ class Command(BaseCommand):
                 sets = ", ".join(f"{qn(column)} = %s" for column in columns)
                 checks = " AND ".join(f"{qn(column)} = %s" for column in columns)
                 cursor.executemany(
-                    f"UPDATE {name} SET {sets} WHERE {pk} = %s AND {checks}",  # noqa: S608
+                    f"UPDATE {name} SET {sets} WHERE {pk} = %s AND {row_uid} = %s AND {checks}",  # noqa: S608
                     [
-                        [*(new for _, _, new in update.changes), update.pk, *(old for _, old, _ in update.changes)]
+                        [
+                            *(new for _, _, new in update.changes),
+                            update.pk,
+                            update.row_uid,
+                            *(old for _, old, _ in update.changes),
+                        ]
                         for update in group
                     ],
                 )
@@ -371,8 +417,9 @@ class Command(BaseCommand):
                         # Another value of the row changed under us, so the row-wide swap missed;
                         # this one did not change and is still ours to re-encrypt.
                         cursor.execute(
-                            f"UPDATE {name} SET {qn(column)} = %s WHERE {pk} = %s AND {qn(column)} = %s",  # noqa: S608
-                            [new, update.pk, old],
+                            f"UPDATE {name} SET {qn(column)} = %s "  # noqa: S608
+                            f"WHERE {pk} = %s AND {row_uid} = %s AND {qn(column)} = %s",
+                            [new, update.pk, update.row_uid, old],
                         )
                         if cursor.rowcount == 1:
                             written += 1
@@ -434,7 +481,8 @@ class Command(BaseCommand):
     # --- Files --------------------------------------------------------------------------------
 
     def _stale_files(self) -> Any:
-        return Attachment.objects.using(self.alias).exclude(key_id=self.current)
+        # Stale: under another key, or in the format bound to the storage name only.
+        return Attachment.objects.using(self.alias).exclude(key_id=self.current, file_format=FORMAT_VERSION)
 
     def _recorded_sha256(self, pk: Any) -> str | None:
         """The SHA-256 recorded on the row, or None if that value cannot be decrypted (reported apart)."""
@@ -443,15 +491,18 @@ class Command(BaseCommand):
         qn = self.connection.ops.quote_name
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {qn(column.column)} FROM {qn(Attachment._meta.db_table)} "  # noqa: S608
-                f"WHERE {qn(Attachment._meta.pk.column)} = %s",
+                f"SELECT {qn(column.column)}, {qn(Attachment._meta.get_field(ROW_UID).column)} "  # noqa: S608
+                f"FROM {qn(Attachment._meta.db_table)} WHERE {qn(Attachment._meta.pk.column)} = %s",
                 [pk],
             )
             row = cursor.fetchone()
-        if row is None or row[0] is None:
+        if row is None or row[0] is None or row[1] is None:
             return None
         try:
-            return self.keyring.decrypt(row[0], context=context).decode("ascii")
+            plaintext = self.keyring.decrypt(
+                row[0], context=context, row=row_identity(row[1]), accept_column_bound=True
+            )
+            return plaintext.decode("ascii")
         except (DecryptionError, UnicodeDecodeError):
             return None
 
@@ -462,21 +513,21 @@ class Command(BaseCommand):
             batch = self._stale_files().order_by("pk")
             if last_pk is not None:
                 batch = batch.filter(pk__gt=last_pk)
-            rows = list(batch.values_list("pk", "storage_name")[: self.batch_size])
+            rows = list(batch.values_list("pk", "storage_name", ROW_UID)[: self.batch_size])
             if not rows:
                 return
-            for pk, storage_name in rows:
+            for pk, storage_name, row_uid in rows:
                 last_pk = pk
-                done = self._rotate_file(pk, storage_name, totals)
+                done = self._rotate_file(pk, storage_name, row_uid, totals)
                 self.progress.advance("records.Attachment files", rows=1, values=0)
                 totals.files += done
 
-    def _rotate_file(self, pk: Any, storage_name: str, totals: Totals) -> int:
+    def _rotate_file(self, pk: Any, storage_name: str, row_uid: Any, totals: Totals) -> int:
         label = Attachment._meta.label
         if self.dry_run:
             # Reading the header alone tells whether the file is there and its key is in the ring.
             try:
-                kid = file_key_id(storage_name)
+                kid, _version = file_header(storage_name)
             except (DecryptionError, OSError, ValueError) as exc:
                 totals.problem(Problem(label, pk, "file", _file_error(storage_name, exc)))
                 return 0
@@ -485,7 +536,8 @@ class Command(BaseCommand):
                 return 0
             return 1
         try:
-            new = reencrypt_file(storage_name, expected_sha256=self._recorded_sha256(pk))
+            # Written for the row's row_uid: a version 1 file becomes bound to its row here.
+            new = reencrypt_file(storage_name, row_uid=row_uid, expected_sha256=self._recorded_sha256(pk))
         except (DecryptionError, OSError, ValueError) as exc:
             totals.problem(Problem(label, pk, "file", _file_error(storage_name, exc)))
             return 0
@@ -494,8 +546,8 @@ class Command(BaseCommand):
                 mark_actor(None, job="rotate_keys")
                 moved = (
                     Attachment.objects.using(self.alias)
-                    .filter(pk=pk, storage_name=storage_name)
-                    .update(storage_name=new.storage_name, key_id=new.key_id)
+                    .filter(pk=pk, storage_name=storage_name, row_uid=row_uid)
+                    .update(storage_name=new.storage_name, key_id=new.key_id, file_format=FORMAT_VERSION)
                 )
         except BaseException:
             delete_stored(new.storage_name)
@@ -578,10 +630,13 @@ class Command(BaseCommand):
     def _print_report(self, tables: Sequence[EncryptedTable], *, verbose: bool) -> None:
         per_model: dict[str, Counter[str]] = {}
         values: Counter[str] = Counter()
+        column_bound: Counter[str] = Counter()
         for table in tables:
-            usage = self._key_usage(table)
+            usage, unbound = self._key_usage(table)
             per_model[table.label] = usage
             values.update(usage)
+            column_bound.update(unbound)
+        unbound_files = Attachment.objects.using(self.alias).exclude(file_format=FORMAT_VERSION).values("pk").count()
         files: Counter[str] = Counter(
             dict(
                 Attachment.objects.using(self.alias)
@@ -595,17 +650,29 @@ class Command(BaseCommand):
         kids = [*ring, *sorted((set(values) | set(files)) - set(ring))]
         width = max(len("key id"), *(len(k) for k in kids))
         self.stdout.write(f"Key usage (current key: '{self.current}'):")
-        self.stdout.write(f"  {'key id':<{width}}  {'values':>10}  {'files':>8}  status")
+        self.stdout.write(f"  {'key id':<{width}}  {'values':>10}  {'col-bound':>10}  {'files':>8}  status")
         for kid in kids:
             if kid == self.current:
-                status = "current"
+                status = "current" + (": column-bound values left, run rotate_keys" if column_bound[kid] else "")
             elif kid not in ring:
                 status = "NOT IN THE KEYRING: cannot be decrypted"
             elif values[kid] or files[kid]:
                 status = "still in use: run rotate_keys"
             else:
                 status = "unused: can be retired once no backup needs it"
-            self.stdout.write(f"  {kid:<{width}}  {values[kid]:>10}  {files[kid]:>8}  {status}")
+            self.stdout.write(
+                f"  {kid:<{width}}  {values[kid]:>10}  {column_bound[kid]:>10}  {files[kid]:>8}  {status}"
+            )
+        left = sum(column_bound.values())
+        # The operator turns FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND off once both reach 0.
+        self.stdout.write(
+            f"Column-bound values left: {left}; files not bound to their row: {unbound_files}"
+            + (
+                "."
+                if not (left or unbound_files)
+                else " (readable only while FIELD_ENCRYPTION_ACCEPT_COLUMN_BOUND is on)."
+            )
+        )
         unreferenced = self._unreferenced_files()
         if unreferenced:
             counts = ", ".join(f"{kid}: {n}" for kid, n in sorted(unreferenced.items()))
@@ -621,10 +688,16 @@ class Command(BaseCommand):
                 counts = ", ".join(f"{kid}: {n}" for kid, n in sorted(usage.items())) or "no values"
                 self.stdout.write(f"  {label}: {counts}")
 
-    def _key_usage(self, table: EncryptedTable) -> Counter[str]:
-        """How many values of the table each key id protects, counted in SQL without decrypting."""
+    def _key_usage(self, table: EncryptedTable) -> tuple[Counter[str], Counter[str]]:
+        """How many values of the table each key id protects, and how many of those are column-bound.
+
+        Counted in SQL from the token prefixes, without decrypting.
+        """
         qn = self.connection.ops.quote_name
-        prefixes = [f"{CIPHERTEXT_VERSION}:{kid}:" for kid in self.keyring.kids]
+        # Per key id: the row-bound prefix, then the column-bound one.
+        prefixes = [
+            f"{version}:{kid}:" for kid in self.keyring.kids for version in (ROW_BOUND_VERSION, COLUMN_BOUND_VERSION)
+        ]
         selects: list[str] = []
         params: list[str] = []
         for column in table.columns:
@@ -637,23 +710,32 @@ class Command(BaseCommand):
             cursor.execute(f"SELECT {', '.join(selects)} FROM {qn(table.table)}", params)  # noqa: S608
             row = [int(n or 0) for n in cursor.fetchone()]
         usage: Counter[str] = Counter()
+        column_bound: Counter[str] = Counter()
         stride = 1 + len(prefixes)
         for index, column in enumerate(table.columns):
-            present, *per_kid = row[index * stride : (index + 1) * stride]
-            for kid, n in zip(self.keyring.kids, per_kid, strict=True):
-                if n:
-                    usage[kid] += n
-            if present > sum(per_kid):
+            present, *per_prefix = row[index * stride : (index + 1) * stride]
+            for position, kid in enumerate(self.keyring.kids):
+                bound, unbound = per_prefix[2 * position], per_prefix[2 * position + 1]
+                if bound + unbound:
+                    usage[kid] += bound + unbound
+                if unbound:
+                    column_bound[kid] += unbound
+            if present > sum(per_prefix):
                 # Values under keys no longer in the ring: rare, so read just those to name their key.
-                usage.update(self._foreign_kids(table, column, prefixes))
-        return usage
+                foreign, foreign_unbound = self._foreign_kids(table, column, prefixes)
+                usage.update(foreign)
+                column_bound.update(foreign_unbound)
+        return usage, column_bound
 
-    def _foreign_kids(self, table: EncryptedTable, column: EncryptedColumn, prefixes: list[str]) -> Counter[str]:
+    def _foreign_kids(
+        self, table: EncryptedTable, column: EncryptedColumn, prefixes: list[str]
+    ) -> tuple[Counter[str], Counter[str]]:
         qn = self.connection.ops.quote_name
         col, pk = qn(column.column), qn(table.pk_column)
         outside = " AND ".join(f"SUBSTR({col}, 1, {len(p)}) <> %s" for p in prefixes)
         base = f"SELECT {pk}, {col} FROM {qn(table.table)} WHERE {col} IS NOT NULL AND {outside}"  # noqa: S608
         found: Counter[str] = Counter()
+        unbound: Counter[str] = Counter()
         last_pk: Any = None
         while True:
             sql, args = (base, prefixes) if last_pk is None else (f"{base} AND {pk} > %s", [*prefixes, last_pk])
@@ -661,6 +743,10 @@ class Command(BaseCommand):
                 cursor.execute(f"{sql} ORDER BY {pk} LIMIT {self.batch_size}", args)
                 rows = cursor.fetchall()
             if not rows:
-                return found
-            found.update(_kid_of(token) for _, token in rows)
+                return found, unbound
+            for _, token in rows:
+                kid, column_bound = _token_kind(token)
+                found[kid] += 1
+                if column_bound:
+                    unbound[kid] += 1
             last_pk = rows[-1][0]
