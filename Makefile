@@ -61,6 +61,7 @@ bench: install-dev ## Run the benchmarks (each prints ratios against a baseline 
 	$(PY) -m bench.login_bruteforce
 	$(PY) -m bench.audit_write
 	$(PY) -m bench.rotate_keys
+	$(PY) -m bench.row_binding
 
 .PHONY: lint
 lint: install-dev ## Run ruff (lint and format check).

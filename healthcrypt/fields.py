@@ -101,8 +101,14 @@ class Sealed:
         """Decrypt for the row ``row_uid``; raise DecryptionError naming model, pk (or row) and field."""
         if self._plaintext is not _UNOPENED:
             return self._plaintext
+        return self._open(row_identity(row_uid) if row_uid is not None else None, pk)
+
+    def _open(self, row: str | None, pk: Any) -> Any:
+        # ``row`` is already canonical (healthcrypt.crypto.row_identity): parsing a UUID again for
+        # every value of every row was a measurable share of a chart page.
+        if self._plaintext is not _UNOPENED:
+            return self._plaintext
         field = self.field
-        row = row_identity(row_uid) if row_uid is not None else None
         try:
             plaintext = field_keyring().decrypt(
                 self.token,
@@ -155,7 +161,7 @@ class EncryptedAttribute(DeferredAttribute):
         if type(value) is Sealed:
             if value._plaintext is not _UNOPENED:
                 return value._plaintext
-            return value.open(row_uid=_loaded_row(instance), pk=instance.pk)
+            return value._open(_loaded_row(instance), instance.pk)
         return value
 
     def __set__(self, instance: models.Model, value: Any) -> None:
@@ -294,7 +300,7 @@ class EncryptedField(models.TextField):
                 # Untouched and already bound to this row under the current key: nothing to redo.
                 return Ciphertext(value.token)
             # Old key, old format, or a new row_uid: open with the identity it was loaded with.
-            value = value.open(row_uid=_loaded_row(model_instance), pk=model_instance.pk)
+            value = value._open(_loaded_row(model_instance), model_instance.pk)
         prepared = self.base_field.get_prep_value(self.base_field.to_python(value))
         if prepared is None:
             return None

@@ -330,7 +330,8 @@ def _summary(p: Patient) -> PatientSummary:
     return PatientSummary(p.pk, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex, p.is_confidential)
 
 
-SUMMARY_FIELDS = ("id", "mrn", "given_name", "family_name", "birth_date", "sex", "is_confidential")
+# row_uid: the encrypted fields are opened with it; without it each patient would cost one more query.
+SUMMARY_FIELDS = ("id", "row_uid", "mrn", "given_name", "family_name", "birth_date", "sex", "is_confidential")
 
 
 def _demographics(p: Patient) -> Demographics:

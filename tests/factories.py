@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import secrets
+from base64 import urlsafe_b64encode
 from typing import Any
 
 import factory
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Department, User
 from accounts.roles import Role
+from healthcrypt.crypto import Keyring
 from records.models import CareAssignment, Patient
 from records.services import care_assignment_create, patient_register
 
@@ -70,3 +75,11 @@ def assign(staff: User, patient: Patient, team_role: str = CareAssignment.TeamRo
         team_role=team_role,
         starts_at=timezone.now() - datetime.timedelta(days=1),
     )
+
+
+def column_bound_token(plaintext: str, *, context: str) -> str:
+    """An hc1 token exactly as the column-bound format wrote it (AAD ``hc1:<kid>:<context>``)."""
+    kid, key = Keyring.parse(settings.FIELD_ENCRYPTION_KEYS).keys[0]
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), f"hc1:{kid}:{context}".encode())
+    return f"hc1:{kid}:{urlsafe_b64encode(nonce + sealed).decode()}"

@@ -11,6 +11,14 @@ class Migration(migrations.Migration):
         ('records', '0003_row_uid_populate'),
     ]
 
+    # Before the second version of the audit guards, whose event triggers record DDL on the clinical
+    # tables: on a fresh database (tests, new installs) adding row_uid is part of building the
+    # schema, not a change to audit. Both are new in the same release, so no database has applied
+    # one without the other.
+    run_before = [
+        ('audit', '0004_guards_v2'),
+    ]
+
     operations = [
         migrations.AlterField(
             model_name='allergy',

@@ -10,13 +10,11 @@ import hashlib
 import io
 import secrets
 import uuid
-from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import FieldError
@@ -30,7 +28,7 @@ from healthcrypt.crypto import ColumnBoundRefused, DecryptionError, Keyring, row
 from healthcrypt.fields import EncryptedField, Sealed
 from records import files
 from records.models import Attachment, Medication, Observation, Patient
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory, UserFactory, column_bound_token
 
 pytestmark = pytest.mark.django_db
 
@@ -101,14 +99,6 @@ def test_swapping_row_uid_between_two_rows_breaks_both_rows() -> None:
     for medication in (first, second):
         with pytest.raises(DecryptionError, match=f"pk={medication.pk} field=dosage"):
             _ = Medication.objects.get(pk=medication.pk).dosage
-
-
-def column_bound_token(plaintext: str, *, context: str) -> str:
-    """An hc1 token exactly as the column-bound format wrote it (AAD ``hc1:<kid>:<context>``)."""
-    kid, key = Keyring.parse(settings.FIELD_ENCRYPTION_KEYS).keys[0]
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), f"hc1:{kid}:{context}".encode())
-    return f"hc1:{kid}:{urlsafe_b64encode(nonce + sealed).decode()}"
 
 
 def test_a_column_bound_value_is_refused_unless_the_operator_allows_it() -> None:

@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+from django.apps import apps
+from django.db import connection, models
 
 from accounts.models import TOTPDevice
 from records.models import Medication, Patient
 from tests.factories import PatientFactory, UserFactory
 
-BEFORE = [("records", "0002_row_uid_add"), ("accounts", "0003_totpdevice_row_uid_add")]
-POPULATE = [
-    ("records", "records.migrations.0003_row_uid_populate"),
-    ("accounts", "accounts.migrations.0004_totpdevice_row_uid_populate"),
-]
+POPULATE = ("records.migrations.0003_row_uid_populate", "accounts.migrations.0004_totpdevice_row_uid_populate")
+MODELS = (Patient, Medication, TOTPDevice)
 
 
-def null_row_uids(*tables: str) -> None:
+@contextmanager
+def nullable_row_uids() -> Iterator[None]:
+    """The schema between steps 1 and 3 of the migration: row_uid nullable and not unique."""
+    fields = []
+    for model in MODELS:
+        current = model._meta.get_field("row_uid")
+        relaxed = models.UUIDField(null=True, editable=False)
+        relaxed.set_attributes_from_name("row_uid")
+        relaxed.model = model
+        fields.append((model, current, relaxed))
+    with connection.schema_editor() as editor:
+        for model, current, relaxed in fields:
+            editor.alter_field(model, current, relaxed)
+    try:
+        yield
+    finally:
+        with connection.schema_editor() as editor:
+            for model, current, relaxed in fields:
+                editor.alter_field(model, relaxed, current)
+
+
+def row_uids(model: type[models.Model]) -> list[object]:
     with connection.cursor() as cursor:
-        for table in tables:
-            cursor.execute(f"UPDATE {table} SET row_uid = NULL")  # noqa: S608
-
-
-def row_uids(table: str) -> list[object]:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT row_uid FROM {table}")  # noqa: S608
+        cursor.execute(f"SELECT row_uid FROM {model._meta.db_table}")  # noqa: S608
         return [value for (value,) in cursor.fetchall()]
 
 
@@ -40,23 +54,15 @@ def test_the_populate_step_gives_each_existing_row_its_own_row_uid() -> None:
     TOTPDevice.objects.create(user=UserFactory(), name="Phone", confirmed=True)
     TOTPDevice.objects.create(user=UserFactory(), name="Phone", confirmed=True)
 
-    executor = MigrationExecutor(connection)
-    # Back to the state right after the nullable column was added, with rows that have none yet.
-    executor.migrate(BEFORE)
-    try:
-        null_row_uids("records_patient", "records_medication", "accounts_totpdevice")
-        executor.loader.build_graph()
-        state = executor.loader.project_state(BEFORE).apps
-        for _app, module in POPULATE:
-            importlib.import_module(module).assign(state, SimpleNamespace(connection=connection))
-        for table, count in (("records_patient", 3), ("records_medication", 3), ("accounts_totpdevice", 2)):
-            values = row_uids(table)
+    with nullable_row_uids():
+        # Rows as they were before the migration: no identity yet.
+        with connection.cursor() as cursor:
+            for model in MODELS:
+                cursor.execute(f"UPDATE {model._meta.db_table} SET row_uid = NULL")  # noqa: S608
+        for module in POPULATE:
+            importlib.import_module(module).assign(apps, SimpleNamespace(connection=connection))
+        for model, count in ((Patient, 3), (Medication, 3), (TOTPDevice, 2)):
+            values = row_uids(model)
             assert len(values) == count
             assert None not in values
-            assert len(set(values)) == count, f"{table}: rows share a row_uid"
-    finally:
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
-    # Unique and required again.
-    assert Patient._meta.get_field("row_uid").unique
-    assert len(set(row_uids("records_patient"))) == 3
+            assert len(set(values)) == count, f"{model._meta.label}: rows share a row_uid"
