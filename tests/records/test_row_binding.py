@@ -99,6 +99,16 @@ def test_swapping_row_uid_between_two_rows_breaks_both_rows() -> None:
     for medication in (first, second):
         with pytest.raises(DecryptionError, match=f"pk={medication.pk} field=dosage"):
             _ = Medication.objects.get(pk=medication.pk).dosage
+    if connection.vendor == "postgresql":
+        # Each of the three UPDATEs is recorded as a change of a clinical row. (Whether its marker
+        # verifies is the sealer's business; inside this test's single transaction the factories'
+        # marker is still set, so it is not checked here: see tests/audit/test_postgres_guards.py.)
+        from audit.models import DirectChange
+
+        swaps = DirectChange.objects.filter(
+            table_name__endswith="records_medication", operation="UPDATE", row_id__in=[first.pk, second.pk]
+        )
+        assert swaps.count() == 3
 
 
 def test_a_column_bound_value_is_refused_unless_the_operator_allows_it() -> None:
