@@ -52,6 +52,7 @@ CLINICAL_TABLES = (
     "records_immunization",
     "records_clinicalnote",
     "records_attachment",
+    "records_breakglassgrant",
 )
 MESSAGE = "audit rows are append-only"
 MAINTENANCE_ROLE = "healthcrypt_maintenance"
@@ -164,7 +165,7 @@ BEGIN
         identities := ARRAY(SELECT object_identity FROM pg_catalog.pg_event_trigger_ddl_commands());
     END IF;
     FOR item IN SELECT DISTINCT identity FROM pg_catalog.unnest(identities) AS identity LOOP
-        IF item.identity ~ '(^|[ .])(records_|audit_|auditlog_|healthcrypt_)' THEN
+        IF item.identity ~ '{GUARDED_OBJECTS}' THEN
             INSERT INTO public.audit_directchange
                 (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
                  application_name, command)
@@ -179,6 +180,16 @@ BEGIN
     END LOOP;
 END;
 """,
+)
+
+# Only DDL on what the guards protect is recorded: the guarded and clinical tables (and the triggers
+# on them) and our own functions. New tables of other kinds (alerts, reports) are not evidence.
+GUARDED_OBJECTS = "(^|[ .])(" + "|".join((*GUARDED_TABLES, *CLINICAL_TABLES)) + ")($|[ ])|(^|[ .])healthcrypt_"
+RECORD_DDL = Function(
+    RECORD_DDL.name,
+    RECORD_DDL.returns,
+    RECORD_DDL.body.replace("{GUARDED_OBJECTS}", GUARDED_OBJECTS),
+    RECORD_DDL.volatility,
 )
 
 FUNCTIONS = (MAINTENANCE, APPEND_ONLY, ROW_CHANGE)

@@ -7,10 +7,12 @@ fields it touched. Every table here is append-only, enforced by database trigger
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from audit.chain import AuditChainHead, Chained
+from healthcrypt.fields import RowIdentity, encrypt
 
 __all__ = [
     "AccessEvent",
@@ -170,3 +172,104 @@ class DirectChangeSeal(Chained):
 
     def __str__(self) -> str:
         return f"Seal of direct change #{self.direct_change_id}"
+
+
+class Alert(RowIdentity):
+    """A finding of an anomaly rule (audit/rules.py) for the security team to work (DESIGN.md §7).
+
+    Findings never modify sealed events: an alert points at them through :class:`AlertSubject` rows.
+    ``reason`` is plain words with no patient data ("Opened the record of a patient who shares the
+    user's surname; no care relationship"); the patient is named by id only. ``notes`` and
+    ``resolution`` are written by investigators and may mention anything, so they are encrypted.
+    Every change of an alert is itself audited (a ChangeEvent of category "alert").
+    """
+
+    class Severity(models.IntegerChoices):
+        LOW = 1, "Low"
+        MEDIUM = 2, "Medium"
+        HIGH = 3, "High"
+        CRITICAL = 4, "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        CLOSED_JUSTIFIED = "closed_justified", "Closed: justified"
+        CLOSED_VIOLATION = "closed_violation", "Closed: violation"
+
+    CLOSED_STATUSES = (Status.CLOSED_JUSTIFIED, Status.CLOSED_VIOLATION)
+
+    rule = models.CharField(max_length=64, db_index=True)
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
+    reason = models.CharField(max_length=300)
+    # Who and whom, as ids and the names at the time (no patient names: the patient is an id).
+    actor_id = models.BigIntegerField(null=True, db_index=True)
+    actor_username = models.CharField(max_length=150, blank=True)
+    actor_role = models.CharField(max_length=20, blank=True)
+    department_id = models.BigIntegerField(null=True, db_index=True)
+    patient_id = models.BigIntegerField(null=True, db_index=True)
+    # When what the alert is about happened, and when the alert was raised.
+    occurred_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_alerts"
+    )
+    notes = encrypt(models.TextField(blank=True))
+    resolution = encrypt(models.TextField(blank=True))
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "severity", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Alert #{self.pk} ({self.rule})"
+
+
+class AlertSubject(models.Model):
+    """What an alert is about: one access event, direct change seal, auth event or break-the-glass grant.
+
+    Unique per (rule, kind, object): a rule never alerts twice for the same event, whether it ran
+    inline or in a later ``scan_access``.
+    """
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "Access event"
+        DIRECT = "direct", "Direct database change"
+        AUTH = "auth", "Authentication event"
+        GRANT = "grant", "Break-the-glass grant"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="subjects")
+    rule = models.CharField(max_length=64)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    object_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "kind", "object_id"], name="audit_alert_subject_once_per_rule")
+        ]
+        indexes = [models.Index(fields=["kind", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.object_id} of alert #{self.alert_id}"
+
+
+class RuleFailure(models.Model):
+    """A rule that raised an exception while judging an event: logged, never hiding data in an emergency.
+
+    Shown on the security dashboard. ``error`` is the exception's class name only (a message could
+    quote data).
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    rule = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=10, choices=AlertSubject.Kind.choices)
+    object_id = models.BigIntegerField(null=True)
+    error = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"Rule failure #{self.pk} ({self.rule})"

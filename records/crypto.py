@@ -20,3 +20,10 @@ def name_dob_index(family_name: str, birth_date: datetime.date) -> str:
 def family_name_index(family_name: str) -> str:
     """Blind index of the surname alone, for anomaly rules (same-surname lookups); never for search."""
     return blind_index(family_name, purpose="patient.family_name")
+
+
+def address_index(address_line: str, postal_code: str) -> str:
+    """Blind index of street address + postal code, for anomaly rules (same address); empty when unknown."""
+    if not address_line.strip() or not postal_code.strip():
+        return ""
+    return blind_index(f"{address_line}|{postal_code}", purpose="patient.address")

@@ -53,10 +53,17 @@ class Patient(RowIdentity):
     name_dob_index = models.CharField(max_length=64, db_index=True, editable=False)
     # Surname alone, for anomaly rules (same-surname lookups), never for search.
     family_name_index = models.CharField(max_length=64, db_index=True, editable=False, default="")
+    # Street address + postal code, for anomaly rules (same-address lookups), never for search.
+    address_index = models.CharField(max_length=64, db_index=True, editable=False, default="")
 
     # The patient's own portal account, if they have one.
     portal_user = models.OneToOneField(
         STAFF, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient_record"
+    )
+    # The staff account of a patient who works here (coworker and self-lookup rules); set by the front
+    # desk or HR import. Separate from portal_user: a staff member may have both accounts.
+    staff_user = models.OneToOneField(
+        STAFF, null=True, blank=True, on_delete=models.SET_NULL, related_name="own_patient_record"
     )
     # Identifier of the resource this record was imported from (e.g. a FHIR id), for idempotent imports.
     source_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -375,3 +382,38 @@ class Attachment(RowIdentity):
 
     def __str__(self) -> str:
         return f"Attachment #{self.pk}"
+
+
+class BreakGlassGrant(RowIdentity):
+    """Emergency access to one patient's record for one user, for a limited time (DESIGN.md §8).
+
+    Created by records/breakglass.py after the user stated a reason and re-entered a one-time code.
+    A grant never widens: it names one patient, and it ends at ``expires_at`` or when the user ends
+    it (``ended_at``). Every grant raises an alert for review (audit/rules.py). The free-text
+    explanation may describe the patient's condition, so it is encrypted like the rest of the record.
+    """
+
+    class Reason(models.TextChoices):
+        EMERGENCY_TREATMENT = "emergency_treatment", "Emergency treatment (scene or emergency department)"
+        UNABLE_TO_CONSENT = "unable_to_consent", "Patient unconscious or unable to give a history"
+        MEDICATION_ALLERGY_CHECK = "medication_allergy_check", "Urgent check of medications or allergies"
+        UNPLANNED_TRANSFER = "unplanned_transfer", "Unplanned transfer or handover"
+        OTHER = "other", "Other (explain below)"
+
+    user = models.ForeignKey(STAFF, on_delete=models.PROTECT, related_name="break_glass_grants")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="break_glass_grants")
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    explanation = encrypt(models.TextField(max_length=1000))
+    granted_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-granted_at"]
+        indexes = [models.Index(fields=["user", "patient", "expires_at"]), models.Index(fields=["granted_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=F("granted_at")), name="break_glass_expires_after_grant")
+        ]
+
+    def __str__(self) -> str:
+        return f"Break-the-glass grant #{self.pk}"

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Department
 from accounts.roles import Capability, DataCategory, Role, has_capability
-from records.crypto import family_name_index, mrn_index, name_dob_index
+from records.crypto import address_index, family_name_index, mrn_index, name_dob_index
 from records.db import mark_actor
 from records.models import (
     Allergy,
@@ -175,6 +175,7 @@ def _set_indexes(patient: Patient) -> None:
     patient.mrn_index = mrn_index(patient.mrn)
     patient.name_dob_index = name_dob_index(patient.family_name, patient.birth_date)
     patient.family_name_index = family_name_index(patient.family_name)
+    patient.address_index = address_index(patient.address_line or "", patient.postal_code or "")
 
 
 @transaction.atomic
