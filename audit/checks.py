@@ -49,7 +49,9 @@ def check_database_guards(app_configs: Any = None, databases: Any = None, **kwar
         connection = connections[alias]
         try:
             recorder = MigrationRecorder(connection)
-            if not recorder.has_table() or GUARDS_MIGRATION not in recorder.applied_migrations():
+            if not recorder.has_table():
+                continue  # a new, empty database: `migrate` is about to install everything
+            if GUARDS_MIGRATION not in recorder.applied_migrations():
                 messages.append(
                     CheckWarning(
                         f"The audit guards are not installed in database '{alias}' yet.",
