@@ -24,6 +24,8 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Find a patient", "records:search", Capability.SEARCH_PATIENTS),
     NavItem("Register", "records:register", Capability.REGISTER_PATIENT),
     NavItem("My record", "records:my_record", Capability.VIEW_OWN_RECORD),
+    NavItem("Alerts", "security:alerts", Capability.REVIEW_ALERTS),
+    NavItem("Security reports", "security:reports", Capability.REVIEW_ALERTS),
     NavItem("Lockouts", "accounts:lockouts", Capability.MANAGE_LOCKOUTS),
     NavItem("Compliance admin", "admin:index", Capability.ADMIN_SITE),
     NavItem("Password", "accounts:password_change"),

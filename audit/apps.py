@@ -17,6 +17,9 @@ class AuditConfig(AppConfig):
         disclosure_made.connect(receivers.on_disclosure_made, dispatch_uid="audit.disclosure")
         auth_event.connect(receivers.on_auth_event, dispatch_uid="audit.auth")
         register_change_history()
+        from audit import dashboard_panels
+
+        dashboard_panels.register()
 
 
 def register_change_history() -> None:

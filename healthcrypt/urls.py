@@ -8,6 +8,7 @@ from healthcrypt import views
 urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("records.urls")),
+    path("", include("audit.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -1,0 +1,48 @@
+/* Draws the security reports' charts (templates/audit/security/reports.html).
+ *
+ * The figures come from a json_script element (no inline script: the CSP allows scripts from this
+ * origin only). Every chart also has a table on the page, so nothing here is the only way to read it.
+ */
+(function () {
+  "use strict";
+  var source = document.getElementById("security-chart-data");
+  if (!source || typeof window.Chart === "undefined") {
+    return;
+  }
+  var data = JSON.parse(source.textContent);
+  var palette = ["#1f6feb", "#d1242f", "#9a6700", "#1a7f37", "#8250df", "#57606a"];
+
+  document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+    var chart = data[canvas.getAttribute("data-chart")];
+    if (!chart) {
+      return;
+    }
+    var datasets = chart.datasets
+      .filter(function (set) { return !set.hidden; })
+      .map(function (set, index) {
+        var colour = palette[index % palette.length];
+        return {
+          label: set.label,
+          data: set.data,
+          backgroundColor: colour,
+          borderColor: colour,
+          fill: false,
+          tension: 0.2,
+          pointRadius: 2
+        };
+      });
+    new window.Chart(canvas, {
+      type: chart.kind === "line" ? "line" : "bar",
+      data: { labels: chart.labels, datasets: datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        indexAxis: chart.kind === "bar" && chart.labels.length > 8 ? "y" : "x",
+        scales: { y: { beginAtZero: true, ticks: { precision: 0 } }, x: { beginAtZero: true } },
+        plugins: { legend: { display: datasets.length > 1 } }
+      }
+    });
+    canvas.setAttribute("data-drawn", "true");
+  });
+})();
