@@ -22,6 +22,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("My patients", "records:my_patients", Capability.VIEW_PATIENT_LIST),
     NavItem("Worklist", "records:worklist", Capability.VIEW_WORKLIST),
     NavItem("Find a patient", "records:search", Capability.SEARCH_PATIENTS),
+    NavItem("Emergency access", "records:emergency", Capability.BREAK_GLASS),
     NavItem("Register", "records:register", Capability.REGISTER_PATIENT),
     NavItem("My record", "records:my_record", Capability.VIEW_OWN_RECORD),
     NavItem("Alerts", "security:alerts", Capability.REVIEW_ALERTS),

@@ -146,6 +146,8 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.RECORD_VITALS,
                 C.SEARCH_PATIENTS,
                 C.VIEW_DEMOGRAPHICS,
+                # Emergency access when no care relationship exists yet (DESIGN.md §8).
+                C.BREAK_GLASS,
             }
         ),
         clinical=True,
@@ -165,6 +167,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.ADMINISTER_MEDICATION,
                 C.SEARCH_PATIENTS,
                 C.VIEW_DEMOGRAPHICS,
+                C.BREAK_GLASS,
             }
         ),
         clinical=True,

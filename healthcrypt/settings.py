@@ -88,6 +88,10 @@ CSRF_COOKIE_NAME = "hc_csrftoken"
 SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 60 * 60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 15 * 60)
+# Break the glass (DESIGN.md §8): how long an emergency grant lasts, in minutes. Never more than a
+# shift (12 hours) whatever the environment says, and at least one minute.
+BREAK_GLASS_MAX_MINUTES = 12 * 60
+BREAK_GLASS_MINUTES = max(1, min(env_int("BREAK_GLASS_MINUTES", 60), BREAK_GLASS_MAX_MINUTES))
 
 # --- Applications ---------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -252,6 +256,19 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# --- Email (alert notifications, audit/alerts.py) -------------------------------------------------
+# The demo prints mail to the console; production sends through SMTP. Messages carry no patient
+# data (a link to the alert only), and SITE_URL makes that link absolute.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+) or "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost") or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "healthcrypt@localhost") or "healthcrypt@localhost"
+SITE_URL = env_str("SITE_URL", "") or ""
 
 # --- Logging --------------------------------------------------------------------------------------
 # Never log request bodies or PHI; Django's request logger is kept at WARNING and our own modules

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from accounts.dashboards import register_panel
-from accounts.roles import Role
+from accounts.roles import Capability, Role, roles_with
 from records import forms, selectors
 
 PANEL_ROWS = 8
@@ -27,8 +27,14 @@ def _registration(request: HttpRequest) -> dict[str, Any]:
     return {"form": forms.SearchForm()}
 
 
+def _break_glass(request: HttpRequest) -> dict[str, Any]:
+    return {"grants": selectors.my_active_grants(actor=request.user)}
+
+
 def register() -> None:
     register_panel([Role.PHYSICIAN, Role.NURSE], "records/panels/my_patients.html", _my_patients)
     register_panel([Role.RADIOLOGY, Role.LAB], "records/panels/worklist.html", _worklist)
-    register_panel([Role.FRONT_DESK, Role.EMS], "records/panels/search.html", _registration)
+    register_panel([Role.FRONT_DESK], "records/panels/search.html", _registration)
     register_panel([Role.PATIENT], "records/panels/my_record.html", lambda request: {})
+    # Emergency access: first for ems (their only way in), after the usual panels for the others.
+    register_panel(roles_with(Capability.BREAK_GLASS), "records/panels/break_glass.html", _break_glass)

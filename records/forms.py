@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Department, User
 from accounts.roles import Role
-from records.models import CareAssignment, ClinicalNote, Encounter, Order, Patient
+from records.models import BreakGlassGrant, CareAssignment, ClinicalNote, Encounter, Order, Patient
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
@@ -220,3 +220,37 @@ class UploadForm(forms.Form):
             raise forms.ValidationError("This kind of file is not accepted. Upload a PNG, JPEG, PDF or DICOM file.")
         self.cleaned_data["content_type"] = content_type
         return upload
+
+
+class BreakGlassForm(forms.Form):
+    """Why emergency access is needed (a choice and a few words, both required) and a fresh code."""
+
+    reason = forms.ChoiceField(
+        label="Reason",
+        choices=[("", "Choose a reason"), *BreakGlassGrant.Reason.choices],
+        error_messages={"required": "Choose the reason for emergency access."},
+    )
+    explanation = forms.CharField(
+        label="Explain in a few words",
+        help_text="Reviewed by the privacy team. At least 10 characters.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        min_length=10,
+        max_length=1000,
+        error_messages={
+            "required": "Say in a few words why you need this record now.",
+            "min_length": "Say in a few words why you need this record now (at least %(limit_value)d characters).",
+        },
+    )
+    otp_token = forms.CharField(
+        label="One-time code",
+        max_length=16,
+        help_text="The 6-digit code your authenticator app shows now.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+        error_messages={"required": "Enter the 6-digit code from your authenticator app."},
+    )
+
+    def clean_otp_token(self) -> str:
+        token = self.cleaned_data["otp_token"].replace(" ", "")
+        if not (len(token) == 6 and token.isdigit()):
+            raise forms.ValidationError("Enter the 6 digits from your authenticator app.")
+        return token

@@ -3,7 +3,8 @@
 The role table (accounts/roles.py) says what kind of access a role has; these pure-ish functions
 check the *relationship* that access needs for one particular patient: an active care-team
 assignment, an encounter where the user is attending, an open stay on the nurse's ward, an open
-order for the user's department, the patient's own record. Every decision carries its explanation,
+order for the user's department, the patient's own record, an active break-the-glass grant (the
+only way in for ems; the fallback for other roles with ``break_glass`` when nothing else applies). Every decision carries its explanation,
 which the audit trail stores with the access ("why").
 
 No relationship: 404 (the record's existence is not confirmed). Role too weak: 403.
@@ -18,8 +19,8 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.roles import ChartAccess, DataCategory, Role, policy_for
-from records.models import CareAssignment, Encounter, Order, Patient
+from accounts.roles import Capability, ChartAccess, DataCategory, Role, policy_for
+from records.models import BreakGlassGrant, CareAssignment, Encounter, Order, Patient
 
 ORDER_KIND_FOR_ROLE = {Role.RADIOLOGY: Order.Kind.RADIOLOGY, Role.LAB: Order.Kind.LAB}
 
@@ -33,6 +34,8 @@ class AccessDecision:
     explanation: str
     categories: frozenset[DataCategory] = frozenset()
     order_ids: tuple[int, ...] = ()
+    # The break-the-glass grant that allowed it (explanation "break_glass"), for the audit detail.
+    grant_id: int | None = None
 
     @classmethod
     def forbidden(cls, why: str) -> AccessDecision:
@@ -50,6 +53,32 @@ def active_assignments(at: datetime.datetime) -> Q:
 
 def open_encounters() -> Q:
     return Q(status__in=[Encounter.Status.PLANNED, Encounter.Status.IN_PROGRESS])
+
+
+def active_grants(at: datetime.datetime) -> Q:
+    """Break-the-glass grants in force at ``at``: not ended early and not expired."""
+    return Q(ended_at__isnull=True, granted_at__lte=at, expires_at__gt=at)
+
+
+def active_grant_id(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> int | None:
+    """The id of ``user``'s grant for this one patient in force at ``at``, or None. Never widens: the
+    grant names the patient, and another patient's id finds nothing."""
+    at = at or timezone.now()
+    return (
+        BreakGlassGrant.objects.filter(active_grants(at), user_id=user.pk, patient_id=patient_id)
+        .order_by("-expires_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def _break_glass(user: Any, policy: Any, patient_id: int, at: datetime.datetime) -> AccessDecision:
+    """An active grant as the relationship, for roles with ``break_glass``; else 404."""
+    if Capability.BREAK_GLASS in policy.capabilities:
+        grant_id = active_grant_id(user, patient_id, at=at)
+        if grant_id is not None:
+            return AccessDecision(True, 200, "break_glass", policy.categories, grant_id=grant_id)
+    return AccessDecision.not_found()
 
 
 def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> AccessDecision:
@@ -84,7 +113,8 @@ def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = N
                 and encounters.filter(department_id=user.department_id).exists()
             ):
                 return AccessDecision(True, 200, "ward", categories)
-            return AccessDecision.not_found()
+            # The fallback costs its query only when no care relationship exists.
+            return _break_glass(user, policy, patient_id, at)
         case ChartAccess.OPEN_ORDER:
             order_ids = tuple(
                 Order.objects.filter(
@@ -98,8 +128,7 @@ def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = N
                 return AccessDecision(True, 200, "order", categories, order_ids)
             return AccessDecision.not_found()
         case ChartAccess.BREAK_GLASS_ONLY:
-            # Emergency grants arrive with the break-the-glass feature; until then, nothing.
-            return AccessDecision.not_found()
+            return _break_glass(user, policy, patient_id, at)
     return AccessDecision.forbidden("unknown_access_rule")  # pragma: no cover - every rule is matched above
 
 

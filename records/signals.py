@@ -17,3 +17,8 @@ patient_data_accessed = Signal()
 patient_data_changed = Signal()
 # kwargs: actor, patient_id, recipient, category, purpose
 disclosure_made = Signal()
+# kwargs: grant (records.models.BreakGlassGrant, just created), actor. Sent inside the grant's
+# transaction: a receiver that fails (for instance the alert for review) undoes the grant.
+break_glass_granted = Signal()
+# kwargs: grant (ended early by its holder), actor
+break_glass_ended = Signal()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from records import views
+from records import views, views_breakglass
 
 app_name = "records"
 
@@ -39,4 +39,11 @@ urlpatterns = [
     path("orders/<int:order_id>/complete/", views.order_complete, name="order_complete"),
     path("attachments/<int:attachment_id>/", views.attachment_download, name="attachment_download"),
     path("my-record/", views.my_record, name="my_record"),
+    # Break the glass (DESIGN.md §8): addressed by patient and grant ids only; searches are posted.
+    path("emergency/", views_breakglass.start, name="emergency"),
+    path("emergency/find/", views_breakglass.find, name="emergency_find"),
+    path("emergency/patients/<int:patient_id>/", views_breakglass.request_access, name="emergency_request"),
+    path("emergency/patients/<int:patient_id>/grant/", views_breakglass.grant, name="emergency_grant"),
+    path("emergency/patients/<int:patient_id>/summary/", views_breakglass.summary, name="emergency_summary"),
+    path("emergency/grants/<int:grant_id>/end/", views_breakglass.end, name="emergency_end"),
 ]

@@ -22,6 +22,7 @@ EXPLANATIONS = {
     "order": "an open order for your department",
     "own_record": "your own record",
     "registration": "registration (demographics only)",
+    "break_glass": "emergency access (break the glass)",
 }
 
 

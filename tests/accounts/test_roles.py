@@ -58,8 +58,9 @@ def test_non_clinical_roles_hold_no_clinical_capability(role: Role) -> None:
     assert not ROLE_POLICIES[role].capabilities & CLINICAL_WORK
 
 
-def test_only_ems_may_break_the_glass_and_only_researchers_see_deidentified_data() -> None:
-    assert roles_with("break_glass") == [Role.EMS]
+def test_only_clinicians_may_break_the_glass_and_only_researchers_see_deidentified_data() -> None:
+    # DESIGN.md §8 and issue 9: ems, and physicians and nurses by default, as a fallback.
+    assert roles_with("break_glass") == [Role.PHYSICIAN, Role.NURSE, Role.EMS]
     assert roles_with(Capability.VIEW_DEIDENTIFIED) == [Role.RESEARCHER]
     assert roles_with(Capability.ADMIN_SITE) == [Role.COMPLIANCE]
 

@@ -32,7 +32,7 @@ class Spec:
     name: str
     method: str
     capability: Capability
-    scope: str  # "patient", "order", "none", "self"
+    scope: str  # "patient", "order", "none", "self", "any_patient" (break the glass: no relationship needed)
     category: DataCategory | None = None
 
 
@@ -60,9 +60,16 @@ SPECS = [
     Spec("order_result", "POST", C.ENTER_RESULT, "order"),
     Spec("order_report", "POST", C.WRITE_NOTE, "order"),
     Spec("order_upload", "POST", C.UPLOAD_IMAGE, "order"),
+    # Break the glass: finding a patient and asking needs the capability only; the summary needs a
+    # relationship (a grant, which the ward fixture has not given anyone, or a care relationship).
+    Spec("emergency", "GET", C.BREAK_GLASS, "none"),
+    Spec("emergency_find", "POST", C.BREAK_GLASS, "none"),
+    Spec("emergency_request", "GET", C.BREAK_GLASS, "any_patient"),
+    Spec("emergency_grant", "POST", C.BREAK_GLASS, "any_patient"),
+    Spec("emergency_summary", "GET", C.BREAK_GLASS, "patient", D.DEMOGRAPHICS),
 ]
 # Routes that change state on a specific object and have no form: covered by their own tests.
-OBJECT_ACTIONS = {"discharge", "unassign", "order_cancel", "order_complete", "attachment_download"}
+OBJECT_ACTIONS = {"discharge", "unassign", "order_cancel", "order_complete", "attachment_download", "emergency_end"}
 
 
 def test_every_records_url_is_in_the_matrix() -> None:
@@ -90,8 +97,8 @@ def expected(role: Role, spec: Spec, *, treated: bool) -> int:
     ok = 200 if spec.method == "GET" else 400
     if spec.scope == "none":
         return ok
-    if spec.scope == "self":
-        return ok  # the patient persona is linked to the treated patient
+    if spec.scope in ("self", "any_patient"):
+        return ok  # the patient persona is linked to the treated patient; anyone may be asked for
     if spec.scope == "order":
         if not access_matches_order(role):
             return 403  # order routes are the worklist roles' own; others' role is too weak
@@ -111,7 +118,7 @@ def access_matches_order(role: Role) -> bool:
 
 def url_for(spec: Spec, ward: Ward, role: Role, *, treated: bool, note_id: int) -> str:
     patient = ward.treated if treated else ward.other
-    if spec.scope == "none" or spec.scope == "self":
+    if spec.scope in ("none", "self"):
         return reverse(f"records:{spec.name}")
     if spec.scope == "order":
         order = ward.lab_order if role != Role.RADIOLOGY else ward.radiology_order

@@ -14,7 +14,12 @@ CLINICAL_MODELS = {
     if isinstance(value, type) and getattr(value, "_meta", None) is not None and value.__module__ == "records.models"
 }
 VIEW_MODULES = sorted(
-    [*ROOT.glob("*/views.py"), *ROOT.glob("*/views/*.py"), ROOT / "records" / "dashboard_panels.py"],
+    [
+        *ROOT.glob("*/views.py"),
+        *ROOT.glob("*/views_*.py"),
+        *ROOT.glob("*/views/*.py"),
+        ROOT / "records" / "dashboard_panels.py",
+    ],
 )
 
 
