@@ -43,8 +43,17 @@ from accounts.services import username_for_records
 from audit import admin_filters as filters
 from audit import reports
 from audit.exports import csv_response, queryset_rows
-from audit.models import AccessEvent, AuthEventRecord, ChangeEvent, DirectChange, DirectChangeSeal
+from audit.models import (
+    AccessEvent,
+    Alert,
+    AlertSubject,
+    AuthEventRecord,
+    ChangeEvent,
+    DirectChange,
+    DirectChangeSeal,
+)
 from audit.permissions import can_export_audit, can_view_audit
+from records.models import BreakGlassGrant
 
 # Query-string names that are not filters: search, ordering, paging and the admin's own switches.
 NOT_FILTERS = frozenset(
@@ -587,6 +596,146 @@ class DirectChangeAdmin(AuditTrailAdmin):
             seals = DirectChangeSeal.objects.filter(direct_change_id=OuterRef("pk"), verified=True, actor__in=actors)
             condition |= Q(Exists(seals))
         return condition
+
+
+class AlertSubjectInline(admin.TabularInline):
+    """What an alert is about (event ids by kind); read-only like everything here."""
+
+    model = AlertSubject
+    fields = ("kind", "object_id", "rule")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return can_view_audit(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(AuditTrailAdmin):
+    """Alerts of the anomaly rules, for compliance to read (the security team works them at /security/).
+
+    The investigators' notes and resolution are encrypted and may mention anything: they are on the
+    detail page only, never in the list or the CSV.
+    """
+
+    date_hierarchy = "created_at"
+    list_display = (
+        "id",
+        "created_at",
+        "occurred_at",
+        "rule",
+        "severity",
+        "status",
+        "actor",
+        "actor_role",
+        "patient",
+        "department_id",
+        "assignee",
+        "closed_at",
+    )
+    list_filter = (
+        filters.CreatedRangeFilter,
+        filters.RuleFilter,
+        filters.SeverityFilter,
+        filters.StatusFilter,
+        filters.ActorIdFilter,
+        filters.PatientIdFilter,
+    )
+    fieldsets = (
+        (None, {"fields": ("id", "rule", "severity", "status", "reason")}),
+        ("Who", {"fields": ("actor", "actor_role", "patient", "department_id")}),
+        ("When", {"fields": ("occurred_at", "created_at", "updated_at", "closed_at")}),
+        ("Review", {"fields": ("assignee", "notes", "resolution")}),
+    )
+    inlines = (AlertSubjectInline,)
+    search_fields = ("actor_username",)
+    search_help_text = "Username of the person the alert is about, or a rule name."
+    csv_columns = (
+        "id",
+        "created_at",
+        "occurred_at",
+        "rule",
+        "severity",
+        "status",
+        "reason",
+        "actor_id",
+        "actor_username",
+        "actor_role",
+        "department_id",
+        "patient_id",
+        "assignee__username",
+        "closed_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request).select_related("assignee")
+        # Lists never show the encrypted columns; the detail page loads the whole row itself.
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("notes", "resolution")
+        return queryset
+
+    @admin.display(description="user", ordering="actor_username")
+    def actor(self, obj: Alert) -> str:
+        return self._actor_link(obj.actor_id, obj.actor_username)
+
+    @admin.display(description="patient", ordering="patient_id")
+    def patient(self, obj: Alert) -> str:
+        if obj.patient_id is None:
+            return "—"
+        return self._changelist_link(f"Patient #{obj.patient_id}", patient_id=obj.patient_id)
+
+    def search_condition(self, request: HttpRequest, term: str) -> Q:
+        return Q(actor_username__icontains=term) | Q(rule__icontains=term)
+
+
+@admin.register(BreakGlassGrant)
+class BreakGlassGrantAdmin(AuditTrailAdmin):
+    """Emergency-access grants, for compliance to read. The free-text explanation may describe the
+    patient's condition: it is on the detail page only (encrypted at rest), never in the list or CSV."""
+
+    date_hierarchy = "granted_at"
+    list_display = ("id", "granted_at", "user_link", "patient", "reason", "expires_at", "ended_at")
+    list_filter = (
+        filters.GrantedRangeFilter,
+        filters.GrantReasonFilter,
+        filters.GrantUserFilter,
+        filters.PatientIdFilter,
+    )
+    fieldsets = (
+        (None, {"fields": ("id", "user_link", "patient", "reason", "explanation")}),
+        ("When", {"fields": ("granted_at", "expires_at", "ended_at")}),
+    )
+    search_fields = ("user__username",)
+    search_help_text = "Username of the person who broke the glass."
+    csv_columns = ("id", "granted_at", "user_id", "user__username", "patient_id", "reason", "expires_at", "ended_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request).select_related("user")
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("explanation")
+        return queryset
+
+    @admin.display(description="user", ordering="user__username")
+    def user_link(self, obj: BreakGlassGrant) -> str:
+        return self._changelist_link(f"{obj.user.username} (#{obj.user_id})", user_id=obj.user_id)
+
+    @admin.display(description="patient", ordering="patient_id")
+    def patient(self, obj: BreakGlassGrant) -> str:
+        # The id only: a name would mean decrypting the record, and this is not a chart.
+        return self._changelist_link(f"Patient #{obj.patient_id}", patient_id=obj.patient_id)
+
+    def search_condition(self, request: HttpRequest, term: str) -> Q:
+        return Q(user__username__icontains=term)
 
 
 # django-auditlog's change history: the same rules as the rest of the trail (role table, read-only).

@@ -27,8 +27,9 @@ from django.http import HttpRequest
 from accounts.roles import DataCategory, Role
 from accounts.signals import AuthEvent
 from audit.guards import CLINICAL_TABLES
-from audit.models import DirectChangeSeal
+from audit.models import Alert, DirectChangeSeal
 from audit.reports import AUDIT_TRAIL_CATEGORY, day_bounds
+from records.models import BreakGlassGrant
 
 # Stands for the empty string in a query string (an event without a role, a purpose...).
 EMPTY = "-"
@@ -291,3 +292,57 @@ def filter_parameters(list_filter: Sequence[Any]) -> set[str]:
         else:
             raise TypeError("The audit admin only uses its own, validating list filters.")
     return names
+
+
+# --- Alerts and break-the-glass grants (read-only for compliance) -----------------------------------
+
+
+class CreatedRangeFilter(DateRangeFilter):
+    """From/To dates on when an alert was raised."""
+
+    field = "created_at"
+    parameter_from = "created_from"
+    parameter_to = "created_to"
+
+
+class GrantedRangeFilter(DateRangeFilter):
+    """From/To dates on when a break-the-glass grant was given."""
+
+    field = "granted_at"
+    parameter_from = "granted_from"
+    parameter_to = "granted_to"
+
+
+class RuleFilter(VocabularyFilter):
+    title = "rule"
+    parameter_name = field = "rule"
+
+
+class SeverityFilter(VocabularyFilter):
+    title = "severity"
+    parameter_name = field = "severity"
+    from_database = False
+
+    static_choices = tuple((str(value), str(label)) for value, label in Alert.Severity.choices)
+
+
+class StatusFilter(VocabularyFilter):
+    title = "status"
+    parameter_name = field = "status"
+    from_database = False
+
+    static_choices = tuple((str(value), str(label)) for value, label in Alert.Status.choices)
+
+
+class GrantReasonFilter(VocabularyFilter):
+    title = "reason"
+    parameter_name = field = "reason"
+    from_database = False
+
+    static_choices = tuple((str(value), str(label)) for value, label in BreakGlassGrant.Reason.choices)
+
+
+class GrantUserFilter(IdInputFilter):
+    title = "user id"
+    parameter_name = field = "user_id"
+    placeholder = "user id"
