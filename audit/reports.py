@@ -2,7 +2,9 @@
 
 Two reports, both over ``AccessEvent`` and a period of whole days:
 
-- per patient: every access to one patient (chosen by id, or by MRN through the blind index);
+- per patient: every access to one patient (chosen by id, or by MRN through the blind index), and
+  the break-the-glass grants for them in the period (who, when, reason code, expiry; never the
+  free-text explanation);
 - per user: everything one member of staff opened.
 
 Each is a page of an admin view and a streamed CSV (audit/exports.py). Every view and every export
@@ -38,7 +40,7 @@ from audit.models import AccessEvent
 from audit.permissions import can_export_audit, can_view_audit
 from audit.services import access_event_record
 from records.crypto import mrn_index
-from records.models import Patient
+from records.models import BreakGlassGrant, Patient
 
 AUDIT_TRAIL_CATEGORY = "audit_trail"
 COMPLIANCE_PURPOSE = "compliance"
@@ -198,6 +200,35 @@ def patient_report_events(
 
 
 @dataclass(frozen=True)
+class GrantRow:
+    """A break-the-glass grant as the report shows it: metadata only, never the free-text explanation."""
+
+    id: int
+    user_id: int
+    username: str
+    role: str
+    reason: str
+    granted_at: datetime.datetime
+    expires_at: datetime.datetime
+    ended_at: datetime.datetime | None
+
+
+def patient_report_grants(*, patient_id: int, date_from: datetime.date, date_to: datetime.date) -> list[GrantRow]:
+    """The emergency grants for ``patient_id`` made in the period, newest first (one query)."""
+    start, end = day_bounds(date_from, date_to)
+    grants = (
+        BreakGlassGrant.objects.filter(patient_id=patient_id, granted_at__gte=start, granted_at__lt=end)
+        .select_related("user")
+        .only("id", "user__username", "user__role", "reason", "granted_at", "expires_at", "ended_at")
+        .order_by("-granted_at", "-id")
+    )
+    return [
+        GrantRow(g.pk, g.user_id, g.user.username, g.user.role, g.reason, g.granted_at, g.expires_at, g.ended_at)
+        for g in grants
+    ]
+
+
+@dataclass(frozen=True)
 class Subject:
     """The person a per-user report is about: an account if one has the username, else the name only."""
 
@@ -313,6 +344,15 @@ def report_view(request: HttpRequest, *, report: Report, admin_context: Mapping[
     )
     query = urlencode({name: _query_value(form.cleaned_data[name]) for name in report.query_fields})
     shown_form = report.form_class(initial=form.cleaned_data) if report is PATIENT_REPORT else form
+    grants = (
+        patient_report_grants(
+            patient_id=detail["patient_id"],
+            date_from=form.cleaned_data["date_from"],
+            date_to=form.cleaned_data["date_to"],
+        )
+        if report is PATIENT_REPORT
+        else []
+    )
     return _render(
         request,
         report,
@@ -321,6 +361,7 @@ def report_view(request: HttpRequest, *, report: Report, admin_context: Mapping[
         page=page,
         query=query,
         heading=f"Patient #{detail['patient_id']}" if report is PATIENT_REPORT else form.cleaned_data["username"],
+        grants=grants,
         export_url=f"{reverse(report.url_name + '_export')}?{query}" if can_export_audit(request.user) else "",
     )
 

@@ -473,3 +473,30 @@ def test_summary_needs_a_bounded_number_of_queries(
     with django_assert_max_num_queries(40) as large:
         assert ems_client.get(url).status_code == 200
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+def test_grant_appears_in_the_patients_access_report(
+    ems: User, ems_client: Client, stranger: Patient, compliance: User, client_for: Callable[[User], Client]
+) -> None:
+    assert ask(ems_client, ems, stranger).status_code == 302
+    grant = BreakGlassGrant.objects.get()
+    today = timezone.localdate().isoformat()
+    page = client_for(compliance).get(
+        reverse("admin:audit_report_patient"), {"patient_id": stranger.pk, "date_from": today, "date_to": today}
+    )
+    assert page.status_code == 200
+    (row,) = page.context["grants"]
+    assert (row.id, row.user_id, row.username, row.role, row.reason) == (
+        grant.pk,
+        ems.pk,
+        "ems",
+        "ems",
+        "emergency_treatment",
+    )
+    assert row.expires_at == grant.expires_at
+    html = page.content.decode()
+    assert "Emergency access (break the glass): 1 grant" in html
+    assert "emergency_treatment" in html
+    assert EXPLANATION not in html
+    # The grant's own access event is in the report's list of accesses too.
+    assert "break_glass" in [event.action for event in page.context["page"].object_list]
