@@ -4,6 +4,9 @@ summary, open the full chart, end the access early.
 Thin like records/views.py: form -> capability -> selector (records/selectors.py, audited) or service
 (records/breakglass.py) -> render. Patient identifiers typed to find someone (MRN, surname, birth
 date) are posted, never put in a URL; pages are addressed by the patient's id only.
+
+The request page shows who a patient is, so it opens only for patients this session found by an
+exact search or among the recent arrivals: walking through patient ids reveals nobody.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from accounts.models import User
 from accounts.roles import Capability
 from accounts.services import second_factor_failed, step_up_record, totp_device_confirmed
 from records import breakglass, forms, selectors
+from records.permissions import AccessDecision
 from records.views import _apply_validation_error
 
 logger = logging.getLogger(__name__)
@@ -32,6 +36,20 @@ C = Capability
 START = "records/breakglass/start.html"
 REQUEST = "records/breakglass/request.html"
 NO_MATCH = "No patient has this MRN, or this surname and birth date. Check them and try again."
+# Ids of the patients this session found (search results, recent arrivals), newest first.
+FOUND_KEY = "hc_break_glass_found"
+FOUND_LIMIT = 100
+
+
+def _remember(request: HttpRequest, patient_ids: list[int]) -> None:
+    earlier = [i for i in request.session.get(FOUND_KEY, []) if i not in patient_ids]
+    request.session[FOUND_KEY] = [*patient_ids, *earlier][:FOUND_LIMIT]
+
+
+def _require_found(request: HttpRequest, patient_id: int) -> None:
+    """404 unless this session found the patient first (no existence leak, nothing recorded)."""
+    if patient_id not in request.session.get(FOUND_KEY, []):
+        raise selectors.AccessRefused(AccessDecision.not_found())
 
 
 def _start_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -43,6 +61,7 @@ def _start_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 def start(request: HttpRequest) -> HttpResponse:
     """Find the patient: a search form (posted) and the patients who arrived in the last day."""
     arrivals = selectors.recent_arrivals(actor=request.user)
+    _remember(request, [row.patient.id for row in arrivals])
     return render(request, START, _start_context(request, arrivals=arrivals))
 
 
@@ -61,6 +80,7 @@ def find(request: HttpRequest) -> HttpResponse:
         birth_date=form.cleaned_data["birth_date"],
         purpose="emergency",
     )
+    _remember(request, [p.id for p in results])
     if not results:
         form.add_error(None, NO_MATCH)
         return render(request, START, {**_start_context(request), "find_form": form, "results": []}, status=404)
@@ -76,6 +96,7 @@ def _request_page(request: HttpRequest, patient_id: int, form: forms.BreakGlassF
 @capability_required(C.BREAK_GLASS)
 def request_access(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Who the request is about, and the form: reason, a few words, a fresh one-time code."""
+    _require_found(request, patient_id)
     return _request_page(request, patient_id, forms.BreakGlassForm())
 
 
@@ -84,6 +105,7 @@ def request_access(request: HttpRequest, patient_id: int) -> HttpResponse:
 @sensitive_post_parameters("otp_token", "explanation")
 def grant(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Break the glass. A wrong or replayed code counts toward the lockout, as on the step-up page."""
+    _require_found(request, patient_id)
     user = cast(User, request.user)
     form = forms.BreakGlassForm(request.POST)
     if form.is_valid():

@@ -45,8 +45,14 @@ def grant_url(patient: Patient) -> str:
     return reverse("records:emergency_grant", args=[patient.pk])
 
 
+def find(client: Client, patient: Patient) -> Any:
+    """Find the patient by MRN, as the request page needs."""
+    return client.post(reverse("records:emergency_find"), {"mrn": patient.mrn})
+
+
 def ask(client: Client, user: User, patient: Patient, **overrides: str) -> Any:
-    """Post the break-the-glass form with a fresh code from the user's authenticator."""
+    """Find the patient, then post the break-the-glass form with a fresh code from the authenticator."""
+    find(client, patient)
     data = {"reason": "emergency_treatment", "explanation": EXPLANATION, "otp_token": current_code(totp_device(user))}
     data.update(overrides)
     return client.post(grant_url(patient), data)
@@ -500,3 +506,26 @@ def test_grant_appears_in_the_patients_access_report(
     assert EXPLANATION not in html
     # The grant's own access event is in the report's list of accesses too.
     assert "break_glass" in [event.action for event in page.context["page"].object_list]
+
+
+def test_request_page_opens_only_for_a_patient_this_session_found(
+    ems: User, ems_client: Client, stranger: Patient, ward: Ward
+) -> None:
+    url = reverse("records:emergency_request", args=[stranger.pk])
+    # Walking through ids shows nobody, and records nothing.
+    assert ems_client.get(url).status_code == 404
+    assert ems_client.post(grant_url(stranger), {"reason": "other"}).status_code == 404
+    assert not events(actor_id=ems.pk)
+    assert find(ems_client, stranger).status_code == 200
+    assert ems_client.get(url).status_code == 200
+    (viewed,) = events(actor_id=ems.pk, action="view")
+    assert (viewed.patient_id, viewed.category, viewed.explanation) == (
+        stranger.pk,
+        "demographics",
+        "break_glass_request",
+    )
+    # A recent arrival may be asked for straight from the list.
+    arrival = reverse("records:emergency_request", args=[ward.treated.pk])
+    assert ems_client.get(arrival).status_code == 404
+    ems_client.get(reverse("records:emergency"))
+    assert ems_client.get(arrival).status_code == 200

@@ -32,7 +32,7 @@ class Spec:
     name: str
     method: str
     capability: Capability
-    scope: str  # "patient", "order", "none", "self", "any_patient" (break the glass: no relationship needed)
+    scope: str  # "patient", "order", "none", "self", "found" (break the glass: a patient this session found)
     category: DataCategory | None = None
 
 
@@ -60,12 +60,12 @@ SPECS = [
     Spec("order_result", "POST", C.ENTER_RESULT, "order"),
     Spec("order_report", "POST", C.WRITE_NOTE, "order"),
     Spec("order_upload", "POST", C.UPLOAD_IMAGE, "order"),
-    # Break the glass: finding a patient and asking needs the capability only; the summary needs a
-    # relationship (a grant, which the ward fixture has not given anyone, or a care relationship).
+    # Break the glass: finding needs the capability only; asking, a patient this session found (none
+    # here: 404); the summary, a relationship (a grant, which nobody has here, or a care relationship).
     Spec("emergency", "GET", C.BREAK_GLASS, "none"),
     Spec("emergency_find", "POST", C.BREAK_GLASS, "none"),
-    Spec("emergency_request", "GET", C.BREAK_GLASS, "any_patient"),
-    Spec("emergency_grant", "POST", C.BREAK_GLASS, "any_patient"),
+    Spec("emergency_request", "GET", C.BREAK_GLASS, "found"),
+    Spec("emergency_grant", "POST", C.BREAK_GLASS, "found"),
     Spec("emergency_summary", "GET", C.BREAK_GLASS, "patient", D.DEMOGRAPHICS),
 ]
 # Routes that change state on a specific object and have no form: covered by their own tests.
@@ -97,8 +97,10 @@ def expected(role: Role, spec: Spec, *, treated: bool) -> int:
     ok = 200 if spec.method == "GET" else 400
     if spec.scope == "none":
         return ok
-    if spec.scope in ("self", "any_patient"):
-        return ok  # the patient persona is linked to the treated patient; anyone may be asked for
+    if spec.scope == "self":
+        return ok  # the patient persona is linked to the treated patient
+    if spec.scope == "found":
+        return 404  # nobody was looked up in this session
     if spec.scope == "order":
         if not access_matches_order(role):
             return 403  # order routes are the worklist roles' own; others' role is too weak
