@@ -13,11 +13,13 @@ import base64
 import datetime
 import hashlib
 import hmac
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from faker import Faker
@@ -116,6 +118,10 @@ class Command(BaseCommand):
             clinical = seed_clinical(
                 patients=patients, users=users, departments=departments, max_bytes=settings.ATTACHMENT_MAX_BYTES
             )
+            # Weeks of audit history, a past emergency grant and alerts, for the security dashboard.
+            # Called by name: records never imports audit (DESIGN.md §2); it is written once.
+            history = io.StringIO()
+            call_command("seed_demo_history", "--force", stdout=history)
 
         credentials = []
         for demo in DEMO_USERS:
@@ -155,6 +161,7 @@ class Command(BaseCommand):
             f"{created_assignments} new care-team assignments, {clinical.encounters} admissions, "
             f"{clinical.observations} observations, {clinical.orders} orders, {clinical.images} images."
         )
+        self.stdout.write(history.getvalue().strip())
         self.stdout.write("Demo users (throwaway credentials for this installation only):")
         self.stdout.write(f"  {'username':<12} {'password':<20} {'TOTP secret (add to an authenticator app)':<34}")
         for row in credentials:

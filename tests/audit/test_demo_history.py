@@ -1,0 +1,48 @@
+"""seed_demo's audit history (audit/demo.py): weeks of events, suspicious reads, a past grant, alerts; once."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db.models.functions import TruncDay
+
+from audit.models import AccessEvent, Alert, AuthEventRecord, ChangeEvent
+from audit.verify import verify_all
+from records.models import BreakGlassGrant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_history_is_spread_over_weeks_verifies_and_is_written_once() -> None:
+    out = StringIO()
+    call_command("seed_demo", "--force", "--patients", "24", stdout=out)
+    assert "Demo history:" in out.getvalue()
+    demo = AccessEvent.objects.filter(session_ref="demo-history")
+    days = demo.annotate(day=TruncDay("at")).values("day").distinct().count()
+    assert days >= 14
+    assert demo.filter(explanation="").exists()  # suspicious reads
+    assert demo.filter(explanation="break_glass", actor_username="ems").exists()
+    grant = BreakGlassGrant.objects.get(user__username="ems")
+    assert grant.ended_at is not None
+    assert AuthEventRecord.objects.filter(event="lockout").count() == 1
+    assert AuthEventRecord.objects.filter(event="login_failed").count() >= 5
+    statuses = set(Alert.objects.values_list("status", flat=True))
+    assert {"open", "acknowledged", "closed_justified", "closed_violation"} <= statuses
+    assert ChangeEvent.objects.filter(category="alert").exists()
+    problems, _ = verify_all(seal=False)
+    assert problems == []
+
+    counts = (demo.count(), Alert.objects.count(), BreakGlassGrant.objects.count(), ChangeEvent.objects.count())
+    again = StringIO()
+    call_command("seed_demo", "--force", "--patients", "24", stdout=again)
+    assert "already present" in again.getvalue()
+    assert (demo.count(), Alert.objects.count(), BreakGlassGrant.objects.count(), ChangeEvent.objects.count()) == counts
+
+
+def test_history_needs_the_demo_users() -> None:
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="Run seed_demo first"):
+        call_command("seed_demo_history", "--force", stdout=StringIO())
