@@ -10,12 +10,16 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         from accounts.signals import auth_event
         from audit import checks, receivers  # noqa: F401  (checks registers the receiver check)
-        from records.signals import disclosure_made, patient_data_accessed, patient_data_changed
+        from audit.alerts import on_access_flagged
+        from audit.signals import access_flagged
+        from records.signals import break_glass_granted, disclosure_made, patient_data_accessed, patient_data_changed
 
         patient_data_accessed.connect(receivers.on_patient_data_accessed, dispatch_uid="audit.accessed")
         patient_data_changed.connect(receivers.on_patient_data_changed, dispatch_uid="audit.changed")
         disclosure_made.connect(receivers.on_disclosure_made, dispatch_uid="audit.disclosure")
         auth_event.connect(receivers.on_auth_event, dispatch_uid="audit.auth")
+        break_glass_granted.connect(receivers.on_break_glass_granted, dispatch_uid="audit.break_glass_granted")
+        access_flagged.connect(on_access_flagged, dispatch_uid="audit.alert_notify")
         register_change_history()
         from audit import dashboard_panels
 

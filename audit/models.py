@@ -16,6 +16,7 @@ from healthcrypt.fields import RowIdentity, encrypt
 
 __all__ = [
     "AccessEvent",
+    "ActivityBaseline",
     "AuditChainHead",
     "AuthEventRecord",
     "ChangeEvent",
@@ -273,3 +274,31 @@ class RuleFailure(models.Model):
 
     def __str__(self) -> str:
         return f"Rule failure #{self.pk} ({self.rule})"
+
+
+class ActivityBaseline(models.Model):
+    """A user's or a department's usual activity, for the after-hours and bulk-browsing rules.
+
+    Derived data, recomputed by ``manage.py scan_access`` (audit/facts.py ``baselines_refresh``) from
+    the last four weeks of accesses; the inline rules read it with one small query. Not part of the
+    trail (no chain): it holds counts per hour, never who was seen.
+    """
+
+    class Scope(models.TextChoices):
+        USER = "user", "User"
+        DEPARTMENT = "department", "Department"
+
+    scope = models.CharField(max_length=12, choices=Scope.choices)
+    scope_id = models.BigIntegerField()
+    # Hours of day (0-23, local time) in which the user usually works (audit/rules.py usual_hours).
+    usual_hours = models.JSONField(default=list)
+    # The 95th percentile of distinct patients opened per clock hour in which they opened any.
+    peak_patients_per_hour = models.PositiveIntegerField(default=0)
+    events = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "scope_id"], name="audit_activity_baseline_once")]
+
+    def __str__(self) -> str:
+        return f"Baseline of {self.scope} #{self.scope_id}"

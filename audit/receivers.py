@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit import services
+from django.conf import settings
+
+from audit import detection, services
+
+
+def _rules_inline() -> bool:
+    # On unless a benchmark turns them off to measure their cost (bench/detection.py).
+    return bool(getattr(settings, "ANOMALY_RULES_INLINE", True))
 
 
 def on_patient_data_accessed(sender: Any, **kwargs: Any) -> None:
     patient_ids = kwargs.get("patient_ids") or (kwargs.get("patient_id"),)
-    services.access_event_record(
+    events = services.access_event_record(
         actor=kwargs.get("actor"),
         patient_ids=patient_ids,
         categories=kwargs.get("categories") or (kwargs["category"],),
@@ -18,6 +25,8 @@ def on_patient_data_accessed(sender: Any, **kwargs: Any) -> None:
         explanation=str(kwargs.get("explanation", "")),
         detail=kwargs.get("detail"),
     )
+    if _rules_inline():
+        detection.judge_new_accesses(kwargs.get("actor"), events)
 
 
 def on_patient_data_changed(sender: Any, **kwargs: Any) -> None:
@@ -33,7 +42,7 @@ def on_patient_data_changed(sender: Any, **kwargs: Any) -> None:
 
 
 def on_disclosure_made(sender: Any, **kwargs: Any) -> None:
-    services.access_event_record(
+    events = services.access_event_record(
         actor=kwargs.get("actor"),
         patient_ids=(kwargs.get("patient_id"),),
         categories=(kwargs.get("category", "record"),),
@@ -41,10 +50,12 @@ def on_disclosure_made(sender: Any, **kwargs: Any) -> None:
         purpose=str(kwargs.get("purpose", "")),
         detail={"recipient": str(kwargs.get("recipient", ""))},
     )
+    if _rules_inline():
+        detection.judge_new_accesses(kwargs.get("actor"), events)
 
 
 def on_auth_event(sender: Any, **kwargs: Any) -> None:
-    services.auth_event_record(
+    record = services.auth_event_record(
         event=kwargs["event"],
         actor=kwargs.get("actor"),
         target=kwargs.get("target"),
@@ -53,3 +64,10 @@ def on_auth_event(sender: Any, **kwargs: Any) -> None:
         user_agent=kwargs.get("user_agent", ""),
         detail=kwargs.get("detail", {}),
     )
+    if _rules_inline():
+        detection.judge_auth_event(record)
+
+
+def on_break_glass_granted(sender: Any, **kwargs: Any) -> None:
+    """Every emergency grant raises an alert for review (fails closed: no alert, no grant)."""
+    detection.judge_new_grant(kwargs["grant"])

@@ -84,6 +84,12 @@ def seal_direct_changes(*, batch: int = BATCH) -> SealResult:
                 break
             seals = [seal_for(change) for change in changes]
             seal_and_insert(seals, partition=PARTITION)
+            # A change without a verifiable marker was made outside the application: alert now,
+            # in the sealing transaction (audit/rules.py direct_change; scan_access catches up too).
+            if any(not seal.verified for seal in seals):
+                from audit.detection import judge_seals
+
+                judge_seals(seal for seal in seals if not seal.verified)
         for seal in seals:
             if not seal.verified:
                 result.unverified += 1

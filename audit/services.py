@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.utils import timezone
+
 from audit import context
 from audit.chain import seal_and_insert
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
@@ -29,8 +31,12 @@ def access_event_record(
     """Store reads of patient data, one event per patient and section shown, in one INSERT (no values)."""
     ctx = context.current()
     actor_fields = _actor_fields(actor)
+    # One instant for the whole call: the sections of one chart view are one access, which the
+    # anomaly rules judge once (audit/facts.py group_accesses), inline and in scan_access alike.
+    at = timezone.now()
     events = [
         AccessEvent(
+            at=at,
             **actor_fields,
             patient_id=patient_id,
             category=str(category),

@@ -1,0 +1,337 @@
+"""What the anomaly rules read (audit/rules.py), gathered without decrypting anything.
+
+Two ways in, one set of helpers, so that the inline rules and ``scan_access`` agree:
+
+* inline, for the accesses of one request: a fixed number of small indexed queries (patients and
+  the actor's own record in one, the baselines in one, the actor's last hour in one, open orders in
+  one for radiology and lab users), whatever the size of the chart;
+* in bulk, for a window of stored events: set-based queries per chunk (all patients, actors, orders
+  and baselines the chunk needs, each in one query), and one pass over the events in time order
+  that keeps the per-user running state (distinct patients this hour, recent name searches).
+
+Patients are compared by plaintext flags and blind indexes only; a staff member's surname goes
+through the same blind index as patients' (records/crypto.py), never plaintext SQL.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
+from django.db.models.functions import ExtractHour, TruncHour
+from django.utils import timezone
+
+from audit import rules
+from audit.models import AccessEvent, ActivityBaseline
+from audit.rules import Access, AccessFacts, ActorFacts, Baseline, PatientFacts
+from records.crypto import family_name_index
+from records.models import Order, Patient
+
+# The columns of an access event the rules read (never ``detail`` beyond a search's "by").
+EVENT_COLUMNS = (
+    "id",
+    "actor_id",
+    "actor_username",
+    "actor_role",
+    "patient_id",
+    "action",
+    "category",
+    "explanation",
+    "at",
+)
+
+
+def surname_index(last_name: str) -> str:
+    """Blind index of a staff member's surname, comparable with ``Patient.family_name_index``."""
+    return family_name_index(last_name) if last_name and last_name.strip() else ""
+
+
+def local_hour(at: datetime.datetime) -> int:
+    return timezone.localtime(at).hour
+
+
+# --- Patients, actors, orders, baselines -----------------------------------------------------------
+
+_DECEASED = ExpressionWrapper(Q(deceased_date__isnull=False), output_field=BooleanField())
+PATIENT_COLUMNS = ("id", "family_name_index", "address_index", "is_confidential", "staff_user_id")
+
+
+def _patient_facts(row: Mapping[str, Any]) -> PatientFacts:
+    return PatientFacts(
+        surname_index=row["family_name_index"],
+        address_index=row["address_index"],
+        confidential=row["is_confidential"],
+        deceased=row["deceased"],
+        staff_user_id=row["staff_user_id"],
+    )
+
+
+def patients_and_own_records(
+    patient_ids: Iterable[int], staff_ids: Iterable[int]
+) -> tuple[dict[int, PatientFacts], dict[int, tuple[int, str]]]:
+    """Facts of the patients, and each staff member's own patient record (id, address index): one query."""
+    rows = (
+        Patient.objects.filter(Q(pk__in=set(patient_ids)) | Q(staff_user_id__in=set(staff_ids)))
+        .annotate(deceased=_DECEASED)
+        .values(*PATIENT_COLUMNS, "deceased")
+    )
+    patients: dict[int, PatientFacts] = {}
+    own: dict[int, tuple[int, str]] = {}
+    for row in rows:
+        patients[row["id"]] = _patient_facts(row)
+        if row["staff_user_id"] is not None:
+            own[row["staff_user_id"]] = (row["id"], row["address_index"])
+    return patients, own
+
+
+def actor_facts(department_id: int | None, last_name: str, own: tuple[int, str] | None) -> ActorFacts:
+    return ActorFacts(
+        department_id=department_id,
+        surname_index=surname_index(last_name),
+        own_patient_id=own[0] if own else None,
+        address_index=own[1] if own else "",
+    )
+
+
+def order_open_at(order: Mapping[str, Any], at: datetime.datetime) -> bool:
+    """Whether an order was open at ``at``: placed by then, and still open or completed later."""
+    if order["ordered_at"] > at:
+        return False
+    if order["status"] in Order.OPEN_STATUSES:
+        return True
+    return order["completed_at"] is not None and order["completed_at"] >= at
+
+
+def orders_for(
+    patient_ids: Iterable[int], departments: Iterable[int]
+) -> dict[tuple[int, int, str], list[dict[str, Any]]]:
+    """Lab and radiology orders of these patients for these departments, by (patient, department, kind): one query."""
+    found: dict[tuple[int, int, str], list[dict[str, Any]]] = defaultdict(list)
+    rows = Order.objects.filter(patient_id__in=set(patient_ids), department_id__in=set(departments)).values(
+        "patient_id", "department_id", "kind", "ordered_at", "completed_at", "status"
+    )
+    for row in rows:
+        found[(row["patient_id"], row["department_id"], row["kind"])].append(row)
+    return found
+
+
+def _baseline(row: ActivityBaseline) -> Baseline:
+    return Baseline(frozenset(row.usual_hours), row.peak_patients_per_hour, row.events)
+
+
+def baselines_for(
+    user_ids: Iterable[int] | None = None, department_ids: Iterable[int] | None = None
+) -> dict[tuple[str, int], Baseline]:
+    """Baselines of these users and departments (all of them when both are None): one query."""
+    queryset = ActivityBaseline.objects.all()
+    if user_ids is not None or department_ids is not None:
+        queryset = queryset.filter(
+            Q(scope=ActivityBaseline.Scope.USER, scope_id__in=set(user_ids or ()))
+            | Q(scope=ActivityBaseline.Scope.DEPARTMENT, scope_id__in=set(department_ids or ()))
+        )
+    return {(row.scope, row.scope_id): _baseline(row) for row in queryset}
+
+
+# --- The running state of one user's stream of events ----------------------------------------------
+
+
+@dataclass
+class ActorWindow:
+    """Per user, in time order: the patients opened in the current clock hour and recent name searches."""
+
+    bucket: datetime.datetime | None = None
+    patients: set[int] = field(default_factory=set)
+    found: dict[int, datetime.datetime] = field(default_factory=dict)
+
+    def feed(self, row: Mapping[str, Any]) -> tuple[int, bool, bool] | None:
+        """Take one event; for a judged access, return (patients this hour, new this hour, found by name)."""
+        patient_id, at = row["patient_id"], row["at"]
+        if row["action"] == "search_result" and patient_id is not None:
+            if (row.get("detail") or {}).get("by") in rules.NAME_SEARCHES:
+                self.found[patient_id] = at
+            return None
+        if not rules.judged(row["action"], row["category"], patient_id):
+            return None
+        bucket = rules.hour_bucket(at)
+        if bucket != self.bucket:
+            self.bucket, self.patients = bucket, set()
+        new = patient_id not in self.patients
+        self.patients.add(patient_id)
+        searched = self.found.get(patient_id)
+        by_name = searched is not None and at - searched <= rules.SEARCH_OPEN_WINDOW
+        return len(self.patients), new, by_name
+
+
+def window_start(at: datetime.datetime) -> datetime.datetime:
+    """How far back a user's events matter to the rules for an access at ``at``."""
+    return min(rules.hour_bucket(at), at - rules.SEARCH_OPEN_WINDOW)
+
+
+def group_accesses(rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[Mapping[str, Any], list[int]]]:
+    """Judged access events in time order, grouped into accesses: the sections of one chart view are
+    written together, at one instant, and judged once (on the first event, naming all of them)."""
+    current: Mapping[str, Any] | None = None
+    ids: list[int] = []
+    key: tuple[Any, ...] | None = None
+    for row in rows:
+        if not rules.judged(row["action"], row["category"], row["patient_id"]):
+            continue
+        row_key = (row["actor_id"], row["patient_id"], row["action"], row["at"])
+        if row_key == key:
+            ids.append(row["id"])
+            continue
+        if current is not None:
+            yield current, ids
+        current, ids, key = row, [row["id"]], row_key
+    if current is not None:
+        yield current, ids
+
+
+def access_of(row: Mapping[str, Any], ids: list[int]) -> Access:
+    return Access(
+        event_id=ids[0],
+        event_ids=tuple(ids),
+        actor_id=row["actor_id"],
+        actor_username=row["actor_username"],
+        actor_role=row["actor_role"],
+        patient_id=row["patient_id"],
+        action=row["action"],
+        category=row["category"],
+        explanation=row["explanation"],
+        at=row["at"],
+    )
+
+
+def facts_of(
+    access: Access,
+    *,
+    actor: ActorFacts,
+    patient: PatientFacts,
+    baselines: Mapping[tuple[str, int], Baseline],
+    orders: Mapping[tuple[int, int, str], list[dict[str, Any]]] | None,
+    window: tuple[int, bool, bool],
+) -> AccessFacts:
+    """The facts of one access from what was gathered (shared by the inline and the bulk path)."""
+    open_order: bool | None = None
+    kind = rules.ORDER_ROLES.get(access.actor_role)
+    if kind is not None:
+        candidates = (orders or {}).get((access.patient_id, actor.department_id or 0, kind), [])
+        open_order = actor.department_id is not None and any(order_open_at(o, access.at) for o in candidates)
+    user = baselines.get((ActivityBaseline.Scope.USER, access.actor_id or 0))
+    department = (
+        baselines.get((ActivityBaseline.Scope.DEPARTMENT, actor.department_id)) if actor.department_id else None
+    )
+    count, new, by_name = window
+    return AccessFacts(
+        actor=actor,
+        patient=patient,
+        user_baseline=user,
+        department_baseline=department,
+        local_hour=local_hour(access.at),
+        open_order=open_order,
+        patients_this_hour=count,
+        new_this_hour=new,
+        found_by_name_search=by_name,
+    )
+
+
+def inline_facts(actor: Any, events: list[AccessEvent]) -> list[tuple[Access, AccessFacts]]:
+    """Facts for the accesses among ``events`` (just written for ``actor``): at most four queries."""
+    rows = [{name: getattr(e, name) for name in EVENT_COLUMNS} for e in events]
+    accesses = [access_of(row, ids) for row, ids in group_accesses(rows)]
+    if not accesses:
+        return []
+    actor_id = getattr(actor, "pk", None)
+    department_id = getattr(actor, "department_id", None)
+    patients, own = patients_and_own_records((a.patient_id for a in accesses), [actor_id] if actor_id else [])
+    me = actor_facts(department_id, getattr(actor, "last_name", ""), own.get(actor_id) if actor_id else None)
+    baselines = baselines_for([actor_id or 0], [department_id] if department_id else [])
+    orders = None
+    if rules.ORDER_ROLES.get(accesses[0].actor_role) and department_id:
+        orders = orders_for((a.patient_id for a in accesses), [department_id])
+    # The actor's recent events (these included), in the order scan_access reads them.
+    first = min(a.at for a in accesses)
+    last = max(a.at for a in accesses)
+    recent = AccessEvent.objects.filter(actor_id=actor_id, at__gte=window_start(first), at__lte=last).order_by(
+        "at", "id"
+    )
+    state = ActorWindow()
+    windows: dict[int, tuple[int, bool, bool]] = {}
+    for row in recent.values(*EVENT_COLUMNS, "detail"):
+        result = state.feed(row)
+        if result is not None:
+            windows.setdefault(row["id"], result)
+    out = []
+    for access in accesses:
+        window = windows.get(access.event_id, (1, True, False))
+        patient = patients.get(access.patient_id, PatientFacts())
+        out.append(
+            (access, facts_of(access, actor=me, patient=patient, baselines=baselines, orders=orders, window=window))
+        )
+    return out
+
+
+# --- Baselines -------------------------------------------------------------------------------------
+
+
+def _p95(values: list[int]) -> int:
+    if not values:
+        return 0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+def baselines_refresh(*, until: datetime.datetime | None = None) -> int:
+    """Recompute every user's and department's baseline from the BASELINE_DAYS before ``until``.
+
+    Two aggregate queries (events per user and hour of day; distinct patients per user and clock
+    hour) and one write per baseline. Returns the number of baselines written.
+    """
+    from accounts.models import User
+
+    until = until or timezone.now()
+    since = until - datetime.timedelta(days=rules.BASELINE_DAYS)
+    opened = AccessEvent.objects.filter(
+        at__gte=since, at__lt=until, actor_id__isnull=False, patient_id__isnull=False, action__in=rules.OPEN_ACTIONS
+    ).exclude(category=rules.AUDIT_TRAIL_CATEGORY)
+    hours: dict[int, dict[int, int]] = defaultdict(dict)
+    for row in opened.annotate(hour=ExtractHour("at")).values("actor_id", "hour").annotate(n=Count("id")):
+        hours[row["actor_id"]][row["hour"]] = row["n"]
+    per_hour: dict[int, list[int]] = defaultdict(list)
+    for row in (
+        opened.annotate(bucket=TruncHour("at"))
+        .values("actor_id", "bucket")
+        .annotate(n=Count("patient_id", distinct=True))
+    ):
+        per_hour[row["actor_id"]].append(row["n"])
+    departments = dict(User.objects.filter(pk__in=list(hours)).values_list("pk", "department_id"))
+    by_department: dict[int, list[int]] = defaultdict(list)
+    for user_id, counts in per_hour.items():
+        if departments.get(user_id):
+            by_department[departments[user_id]].extend(counts)
+    now = timezone.now()
+    written = 0
+    for user_id, counts in hours.items():
+        ActivityBaseline.objects.update_or_create(
+            scope=ActivityBaseline.Scope.USER,
+            scope_id=user_id,
+            defaults={
+                "usual_hours": sorted(rules.usual_hours(counts)),
+                "peak_patients_per_hour": _p95(per_hour[user_id]),
+                "events": sum(counts.values()),
+                "computed_at": now,
+            },
+        )
+        written += 1
+    for department_id, counts in by_department.items():
+        ActivityBaseline.objects.update_or_create(
+            scope=ActivityBaseline.Scope.DEPARTMENT,
+            scope_id=department_id,
+            defaults={"peak_patients_per_hour": _p95(counts), "events": sum(counts), "computed_at": now},
+        )
+        written += 1
+    return written
