@@ -46,9 +46,16 @@ class Chart:
     labels: list[str] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "data": [numbers]}
     note: str = ""
+    y_max: int | None = None  # 100 for percentages
 
     def as_json(self) -> dict[str, Any]:
-        return {"slug": self.slug, "kind": self.kind, "labels": self.labels, "datasets": self.datasets}
+        return {
+            "slug": self.slug,
+            "kind": self.kind,
+            "labels": self.labels,
+            "datasets": self.datasets,
+            "yMax": self.y_max,
+        }
 
     def header(self) -> list[str]:
         return [self.label_heading, *[d["label"] for d in self.datasets]]
@@ -145,7 +152,7 @@ def explained_rate(since: datetime.datetime, until: datetime.datetime) -> Chart:
         labels.append(names.get(department_id, "No department") if department_id else "No department")
         rates.append(_percent(total - unexplained, total))
         totals.append(total)
-    chart = Chart("explained-rate", "Explained-access rate (%)", "bar", "Department")
+    chart = Chart("explained-rate", "Explained-access rate (%)", "bar", "Department", y_max=100)
     chart.labels = ["All departments", *labels]
     chart.datasets = [
         {"label": "Explained (%)", "data": [_percent(grand_total - grand_unexplained, grand_total), *rates]},

@@ -31,6 +31,9 @@
           pointRadius: 2
         };
       });
+    // Many bars read better lying down; the value axis is then the horizontal one.
+    var horizontal = chart.kind === "bar" && chart.labels.length > 8;
+    var valueAxis = { beginAtZero: true, max: chart.yMax || undefined, ticks: { precision: 0 } };
     new window.Chart(canvas, {
       type: chart.kind === "line" ? "line" : "bar",
       data: { labels: chart.labels, datasets: datasets },
@@ -38,8 +41,8 @@
         responsive: true,
         maintainAspectRatio: false,
         animation: false,
-        indexAxis: chart.kind === "bar" && chart.labels.length > 8 ? "y" : "x",
-        scales: { y: { beginAtZero: true, ticks: { precision: 0 } }, x: { beginAtZero: true } },
+        indexAxis: horizontal ? "y" : "x",
+        scales: horizontal ? { x: valueAxis } : { y: valueAxis },
         plugins: { legend: { display: datasets.length > 1 } }
       }
     });
