@@ -72,6 +72,12 @@ def test_security_user_closes_an_alert_with_a_resolution(page: Any, live_server:
     assert (change.actor_id, change.action) == (analyst.pk, "close_violation")
     assert AccessEvent.objects.filter(actor_id=analyst.pk, category="security_alert", action="review").exists()
 
+    # The dashboard counts what is left open (nothing now) and links the queue.
+    page.goto(f"{base}/")
+    assert page.get_by_role("heading", name="Open alerts").is_visible()
+    assert page.get_by_role("link", name="Work the queue").is_visible()
+    page.screenshot(path=str(screenshots / "security-dashboard.png"), full_page=True)
+
     # The reports draw their charts with the vendored library, and nothing trips the CSP.
     page.goto(f"{base}/security/reports/")
     page.wait_for_selector("canvas[data-chart='alerts-per-rule'][data-drawn='true']")
