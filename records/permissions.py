@@ -84,7 +84,8 @@ def _break_glass(user: Any, policy: Any, patient_id: int, at: datetime.datetime)
 def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> AccessDecision:
     """Decide whether ``user`` may see ``patient_id``'s record now, and which sections of it.
 
-    Cheap: at most three small indexed queries, so it can run on every chart request.
+    Cheap: at most four small indexed queries (the grant only when nothing else applies), so it can
+    run on every chart request.
     """
     policy = policy_for(user)
     if policy is None or policy.chart_access == ChartAccess.NONE:

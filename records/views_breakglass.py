@@ -19,6 +19,7 @@ from django.contrib.auth import logout
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
@@ -135,7 +136,8 @@ def grant(request: HttpRequest, patient_id: int) -> HttpResponse:
                 step_up_record(request, device)
             messages.warning(
                 request,
-                f"Emergency access granted until {created.expires_at:%H:%M}. Every view is recorded and reviewed.",
+                f"Emergency access granted until {timezone.localtime(created.expires_at):%H:%M}. "
+                "Every view is recorded and reviewed.",
             )
             return redirect("records:emergency_summary", patient_id=patient_id)
     return _request_page(request, patient_id, form, status=400)
