@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from audit.models import AccessEvent
+from audit.models import AccessEvent, Alert
 from records import breakglass
 from records.models import BreakGlassGrant, Encounter, Observation, Patient
 from records.permissions import chart_access
@@ -535,3 +535,11 @@ def test_request_page_opens_only_for_a_patient_this_session_found(
     assert ems_client.get(arrival).status_code == 404
     ems_client.get(reverse("records:emergency"))
     assert ems_client.get(arrival).status_code == 200
+
+
+def test_every_grant_raises_an_alert_for_review(ems: User, ems_client: Client, stranger: Patient) -> None:
+    # Raised by the audit app's receiver of break_glass_granted, in the grant's transaction.
+    assert ask(ems_client, ems, stranger).status_code == 302
+    alert = Alert.objects.get(rule="break_glass")
+    assert (alert.actor_id, alert.patient_id, alert.status) == (ems.pk, stranger.pk, Alert.Status.OPEN)
+    assert EXPLANATION not in alert.reason
