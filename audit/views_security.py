@@ -95,6 +95,9 @@ def alert_queue(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     page = Paginator(security_selectors.alert_queue(filters), PAGE_SIZE).get_page(request.GET.get("page"))
     alerts = list(page.object_list)
+    departments = security_selectors.department_names()
+    for alert in alerts:
+        alert.department_name = departments.get(alert.department_id, "")  # type: ignore[attr-defined]
     _record(request, action="list", detail={"view": "alert_queue", "filters": filters.as_detail(), "page": page.number})
     query = _filter_query(form)
     return render(
@@ -104,7 +107,6 @@ def alert_queue(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "alerts": alerts,
-            "departments": security_selectors.department_names(),
             "query": query,
             "sort": filters.sort,
             "sort_choices": form.fields["sort"].choices,

@@ -106,6 +106,7 @@ def test_queue_lists_filters_and_records_the_view(
     assert response.status_code == 200
     assert [a.pk for a in response.context["alerts"]] == [mine.pk, other.pk]  # severity first
     assert b"Patient #77" in response.content
+    assert nurse.department.name in response.content.decode()
     response = client.get(reverse("security:alerts"), {"rule": "after_hours"})
     assert [a.pk for a in response.context["alerts"]] == [other.pk]
     response = client.get(reverse("security:alerts"), {"severity": "3", "user": nurse.username})
