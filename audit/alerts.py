@@ -24,6 +24,13 @@ from audit.signals import access_flagged
 
 logger = logging.getLogger(__name__)
 
+# Repeats of one finding are one case. About a patient (same surname, coworker, VIP ...): while an
+# alert about this user and this patient is open, their further accesses join it (a nurse who
+# looks up a relative five times during a stay is one case to investigate, not five). About the
+# user's behaviour (after hours): repeats within a day join, a day covering a shift and its overlap.
+AGGREGATE_WINDOW = datetime.timedelta(hours=24)
+OPEN_STATUSES = (Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED)
+
 # Alerts at or above this severity are mailed to the security team: the ones that should be looked
 # at today, not in the weekly review.
 NOTIFY_SEVERITY = Alert.Severity.HIGH
@@ -40,12 +47,40 @@ def alert_raise(
     actor_role: str = "",
     department_id: int | None = None,
     patient_id: int | None = None,
+    aggregate: bool = False,
+    per_patient: bool = True,
 ) -> Alert | None:
-    """Raise an alert for ``finding`` about ``object_ids`` (of ``kind``); None if it was raised before."""
+    """Raise an alert for ``finding`` about ``object_ids`` (of ``kind``); None if it was raised before.
+
+    With ``aggregate``, an open alert of the same rule, user and patient (or, without
+    ``per_patient``, of the same rule and user within the AGGREGATE_WINDOW before) takes the events
+    instead, and None is returned.
+    """
     if not object_ids:
         return None
     if AlertSubject.objects.filter(rule=finding.rule, kind=kind, object_id=object_ids[0]).exists():
         return None
+    if aggregate and actor_id is not None:
+        earlier = Alert.objects.filter(
+            rule=finding.rule, actor_id=actor_id, status__in=OPEN_STATUSES, occurred_at__lte=occurred_at
+        )
+        if per_patient:
+            earlier = earlier.filter(patient_id=patient_id)
+        else:
+            earlier = earlier.filter(occurred_at__gte=occurred_at - AGGREGATE_WINDOW)
+        existing = earlier.order_by("-occurred_at").values_list("pk", flat=True).first()
+        if existing is not None:
+            try:
+                with transaction.atomic():
+                    AlertSubject.objects.bulk_create(
+                        [
+                            AlertSubject(alert_id=existing, rule=finding.rule, kind=kind, object_id=pk)
+                            for pk in object_ids
+                        ]
+                    )
+            except IntegrityError:
+                pass
+            return None
     try:
         # A savepoint: a concurrent scan that raised it first makes this one roll back alone.
         with transaction.atomic():

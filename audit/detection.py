@@ -80,6 +80,8 @@ def judge_access(
             actor_role=access.actor_role,
             department_id=facts.actor.department_id,
             patient_id=access.patient_id,
+            aggregate=True,
+            per_patient=finding.rule not in rules.PER_USER_RULES,
         )
         if alert is not None:
             outcome.raised.append(alert)

@@ -409,6 +409,10 @@ OTHER_RULES: tuple[Rule, ...] = (
     Rule("lockout_storm", S.HIGH, lockout_storm, kind="auth"),
 )
 
+# Findings about a user's behaviour rather than one patient: repeats within a day join one alert
+# whatever the patient (audit/alerts.py AGGREGATE_WINDOW); the others join per user and patient.
+PER_USER_RULES = frozenset({"after_hours", "bulk_browsing"})
+
 ALL_RULES: dict[str, Rule] = {rule.name: rule for rule in ACCESS_RULES + GRANT_RULES + OTHER_RULES}
 
 

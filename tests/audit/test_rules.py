@@ -410,3 +410,19 @@ def test_usual_hours_widen_by_the_margin_and_wrap_midnight() -> None:
 def test_every_rule_has_a_docstring_and_a_reason_without_placeholders() -> None:
     for rule in rules.ALL_RULES.values():
         assert rule.judge.__doc__, rule.name
+
+
+def test_repeats_of_a_finding_join_the_open_alert(nurse: User) -> None:
+    nurse.last_name = "Okafor"
+    nurse.save(update_fields=["last_name"])
+    relative = on_ward(nurse, family_name="Okafor")
+    open_chart(nurse, relative)
+    open_chart(nurse, relative)
+    alert = Alert.objects.get()
+    accesses = AccessEvent.objects.filter(patient_id=relative.pk, action="view").values("at").distinct().count()
+    assert accesses == 2
+    assert alert.subjects.count() == AccessEvent.objects.filter(patient_id=relative.pk, action="view").count()
+    alert.status = Alert.Status.CLOSED_JUSTIFIED
+    alert.save(update_fields=["status"])
+    open_chart(nurse, relative)
+    assert Alert.objects.count() == 2  # a closed case is not reopened silently
