@@ -34,7 +34,15 @@ def register_change_history() -> None:
 
     from healthcrypt.fields import EncryptedField
 
-    secrets_and_indexes = {"password", "key", "code_hash", "mrn_index", "name_dob_index", "family_name_index"}
+    secrets_and_indexes = {
+        "password",
+        "key",
+        "code_hash",
+        "mrn_index",
+        "name_dob_index",
+        "family_name_index",
+        "address_index",
+    }
     for label in ("records", "accounts"):
         for model in apps.get_app_config(label).get_models():
             if auditlog.contains(model):
