@@ -62,6 +62,7 @@ bench: install-dev ## Run the benchmarks (each prints ratios against a baseline 
 	$(PY) -m bench.audit_write
 	$(PY) -m bench.rotate_keys
 	$(PY) -m bench.row_binding
+	$(PY) -m bench.detection
 
 .PHONY: lint
 lint: install-dev ## Run ruff (lint and format check).

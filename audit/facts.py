@@ -16,11 +16,14 @@ through the same blind index as patients' (records/crypto.py), never plaintext S
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.db.models.functions import ExtractHour, TruncHour
 from django.utils import timezone
@@ -50,8 +53,15 @@ def surname_index(last_name: str) -> str:
     return family_name_index(last_name) if last_name and last_name.strip() else ""
 
 
+@lru_cache(maxsize=1)
+def _zone() -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
 def local_hour(at: datetime.datetime) -> int:
-    return timezone.localtime(at).hour
+    """The hour of day of ``at`` in the hospital's time zone (TIME_ZONE), cheaply: scan_access asks
+    it a million times."""
+    return at.astimezone(_zone()).hour
 
 
 # --- Patients, actors, orders, baselines -----------------------------------------------------------
