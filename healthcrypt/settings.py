@@ -260,10 +260,13 @@ CACHES = {
 # --- Email (alert notifications, audit/alerts.py) -------------------------------------------------
 # The demo prints mail to the console; production sends through SMTP. Messages carry no patient
 # data (a link to the alert only), and SITE_URL makes that link absolute.
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
-) or "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_BACKEND = (
+    env_str(
+        "EMAIL_BACKEND",
+        "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    )
+    or "django.core.mail.backends.smtp.EmailBackend"
+)
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost") or "localhost"
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
