@@ -144,6 +144,9 @@ def judge_grant(facts: GrantFacts, outcome: Outcome, *, only: str | None = None,
             actor_role=getattr(user, "role", "") if user is not None else "",
             department_id=getattr(user, "department_id", None) if user is not None else None,
             patient_id=facts.patient_id,
+            # Every grant is its own review; a run of grants past the weekly count is one case.
+            aggregate=finding.rule in rules.PER_USER_RULES,
+            per_patient=False,
         )
         if alert is not None:
             outcome.raised.append(alert)

@@ -367,8 +367,9 @@ def break_glass(grant: GrantFacts) -> Finding:
 
 
 def repeated_break_glass(grant: GrantFacts) -> Finding | None:
-    """Many emergency grants by one user within a week (fires on the grant that reaches the count)."""
-    if grant.previous_in_week + 1 != REPEATED_BREAK_GLASS_COUNT:
+    """Many emergency grants by one user within a week: every grant at or past the count (they join
+    one open alert per user, audit/alerts.py, so a run of grants is one case)."""
+    if grant.previous_in_week + 1 < REPEATED_BREAK_GLASS_COUNT:
         return None
     return Finding(
         "repeated_break_glass",
@@ -411,7 +412,7 @@ OTHER_RULES: tuple[Rule, ...] = (
 
 # Findings about a user's behaviour rather than one patient: repeats within a day join one alert
 # whatever the patient (audit/alerts.py AGGREGATE_WINDOW); the others join per user and patient.
-PER_USER_RULES = frozenset({"after_hours", "bulk_browsing"})
+PER_USER_RULES = frozenset({"after_hours", "bulk_browsing", "repeated_break_glass"})
 
 ALL_RULES: dict[str, Rule] = {rule.name: rule for rule in ACCESS_RULES + GRANT_RULES + OTHER_RULES}
 

@@ -259,6 +259,9 @@ def test_every_grant_alerts_and_a_second_within_a_day_is_high(ems: User) -> None
     assert list(Alert.objects.filter(rule="repeated_break_glass").values_list("patient_id", flat=True)) == [
         fourth.patient_id
     ]
+    fifth = _grant(ems, PatientFactory(), now + datetime.timedelta(minutes=5))
+    repeated = Alert.objects.get(rule="repeated_break_glass")  # the fifth joins the open case
+    assert set(repeated.subjects.values_list("object_id", flat=True)) == {fourth.pk, fifth.pk}
 
 
 def test_grant_for_a_confidential_patient_is_high(ems: User) -> None:
