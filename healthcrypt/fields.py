@@ -29,6 +29,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldError
@@ -44,7 +45,7 @@ ROW_UID = "row_uid"
 # to); kept apart from ``row_uid`` so that changing ``row_uid`` in memory cannot redirect a decrypt.
 _LOADED_ROW = "_row_uid_at_load"
 
-SUPPORTED_BASE_FIELDS: tuple[type[models.Field], ...] = (
+SUPPORTED_BASE_FIELDS: tuple[type[models.Field[Any, Any]], ...] = (
     models.CharField,  # includes EmailField, SlugField
     models.TextField,
     models.DateField,  # includes DateTimeField
@@ -203,17 +204,17 @@ class RowIdentity(models.Model):
             self.__dict__[_LOADED_ROW] = row_identity(row)
 
 
-class EncryptedField(models.TextField):
+class EncryptedField(models.TextField[Any, Any]):
     """A column holding the encrypted form of ``base_field``'s value."""
 
     description = "Encrypted %(base_description)s"
     empty_strings_allowed = True
     descriptor_class = EncryptedAttribute
 
-    def __init__(self, base_field: models.Field, **kwargs: Any) -> None:
+    def __init__(self, base_field: models.Field[Any, Any], **kwargs: Any) -> None:
         if not isinstance(base_field, SUPPORTED_BASE_FIELDS):
             raise TypeError(f"encrypt() does not support {type(base_field).__name__}.")
-        if base_field.primary_key or base_field.unique or base_field.db_index:
+        if base_field.primary_key or base_field.unique or getattr(base_field, "db_index", False):
             raise TypeError("An encrypted field cannot be a key, unique or indexed; use a blind index.")
         self.base_field = base_field
         super().__init__(**kwargs)
@@ -248,7 +249,9 @@ class EncryptedField(models.TextField):
 
     def deconstruct(self) -> Any:
         name, _path, args, kwargs = super().deconstruct()
-        kwargs["base_field"] = self.base_field.clone()
+        # Field.clone(), spelt out (django-stubs does not declare it).
+        _name, _path, base_args, base_kwargs = self.base_field.deconstruct()
+        kwargs["base_field"] = type(self.base_field)(*base_args, **base_kwargs)
         return name, "healthcrypt.fields.EncryptedField", args, kwargs
 
     def get_internal_type(self) -> str:
@@ -320,7 +323,17 @@ class EncryptedField(models.TextField):
     def run_validators(self, value: Any) -> None:
         self.base_field.run_validators(value)
 
-    def formfield(self, **kwargs: Any) -> Any:
+    def formfield(
+        self,
+        form_class: type[forms.Field] | None = None,
+        choices_form_class: type[forms.ChoiceField] | None = None,
+        **kwargs: Any,
+    ) -> forms.Field | None:
+        # The base field picks its own form field (a date field a date input, ...) unless told.
+        if form_class is not None:
+            kwargs["form_class"] = form_class
+        if choices_form_class is not None:
+            kwargs["choices_form_class"] = choices_form_class
         return self.base_field.formfield(**kwargs)
 
     def value_to_string(self, obj: models.Model) -> str:
@@ -328,7 +341,7 @@ class EncryptedField(models.TextField):
         return str(self.pre_save(obj, add=False) or "")
 
 
-def encrypt(base_field: models.Field) -> EncryptedField:
+def encrypt(base_field: models.Field[Any, Any]) -> EncryptedField:
     """Wrap a model field so that its values are stored encrypted.
 
     ``null``, ``blank``, ``default``, ``verbose_name``, ``help_text`` and ``editable`` are taken

@@ -12,10 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from healthcrypt.env import env_bool, env_int, env_list, env_secret, env_str, load_dev_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Lets the generic classes that mypy sees (Field[...], ModelAdmin[...], ...) be subscripted at run time.
+django_stubs_ext.monkeypatch()
 
 # Fail closed: DEBUG is off unless asked for.
 DEBUG = env_bool("DEBUG", False)
