@@ -4,7 +4,7 @@
   admin never offers to add, change or delete, and has no delete action; the detail page is the
   view-only change form.
 - Who: the role table decides (audit/permissions.py), not Django's model permissions. The admin site
-  already requires the ``admin_site`` capability and a verified second factor (healthcrypt/admin.py).
+  already requires the ``admin_site`` capability and a verified second factor (accounts/admin_site.py).
 - Sortable by every column, filtered by validated filters (audit/admin_filters.py), searchable by
   username and by MRN through the blind index; no patient data is ever loaded or shown, a patient
   is "Patient #<id>".

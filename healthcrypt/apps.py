@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
-from django.contrib.admin.apps import AdminConfig
 
 
 class HealthcryptConfig(AppConfig):
@@ -11,7 +10,3 @@ class HealthcryptConfig(AppConfig):
     def ready(self) -> None:
         # Registers the security system checks.
         from healthcrypt import checks  # noqa: F401
-
-
-class HealthcryptAdminConfig(AdminConfig):
-    default_site = "healthcrypt.admin.HealthcryptAdminSite"
