@@ -1,7 +1,7 @@
 """The Django admin is the compliance officers' tool; only they and operators may enter it.
 
-It lives in accounts because the role table decides who enters; ``AccountsAdminConfig`` makes it
-Django's default admin site (``INSTALLED_APPS``).
+It lives in accounts because the role table decides who enters; ``accounts.apps.AccountsAdminConfig``
+makes it Django's default admin site (``INSTALLED_APPS``).
 """
 
 from __future__ import annotations
@@ -9,19 +9,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django_otp.admin import OTPAdminSite
 
 from accounts.roles import Capability, has_capability
-
-
-class AccountsAdminConfig(AdminConfig):
-    """django.contrib.admin with Healthcrypt's site as ``admin.site``."""
-
-    default_site = "accounts.admin_site.HealthcryptAdminSite"
 
 
 class HealthcryptAdminSite(OTPAdminSite):

@@ -99,7 +99,7 @@ BREAK_GLASS_MINUTES = max(1, min(env_int("BREAK_GLASS_MINUTES", 60), BREAK_GLASS
 
 # --- Applications ---------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "accounts.admin_site.AccountsAdminConfig",
+    "accounts.apps.AccountsAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
