@@ -29,7 +29,6 @@ def capability_required(capability: Capability | str) -> Callable[[View], View]:
                 raise PermissionDenied("Your role does not allow this.")
             return view(request, *args, **kwargs)
 
-        wrapped.required_capability = wanted  # type: ignore[attr-defined]
         return wrapped
 
     return decorator
@@ -49,5 +48,4 @@ def step_up_required(view: View) -> View:
             return redirect(f"{reverse('accounts:step_up')}?{urlencode({'next': target})}")
         return view(request, *args, **kwargs)
 
-    wrapped.step_up = True  # type: ignore[attr-defined]
     return wrapped

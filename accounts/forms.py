@@ -44,7 +44,7 @@ class CodeForm(forms.Form):
             self.fields["otp_token"].help_text = CODE_HELP + " Lost your phone? Enter one of your recovery codes."
 
     def clean_otp_token(self) -> str:
-        token = self.cleaned_data["otp_token"].replace(" ", "").lower()
+        token = str(self.cleaned_data["otp_token"]).replace(" ", "").lower()
         if _TOTP_RE.match(token) or (self.allow_recovery and _RECOVERY_RE.match(token)):
             return token
         if self.allow_recovery:
@@ -60,7 +60,7 @@ class PasswordChangeWithCodeForm(PasswordChangeForm):
     otp_token = _code_field()
 
     def clean_otp_token(self) -> str:
-        token = self.cleaned_data["otp_token"].replace(" ", "")
+        token = str(self.cleaned_data["otp_token"]).replace(" ", "")
         if not _TOTP_RE.match(token):
             raise forms.ValidationError("Enter the 6 digits from your authenticator app.")
         return token

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
+from django_otp.middleware import is_verified
 
-from accounts.services import AUTH_AT_KEY, LAST_SEEN_KEY
+from accounts.services import AUTH_AT_KEY, LAST_SEEN_KEY, LOGOUT_REASON_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +35,14 @@ class SessionSecurityMiddleware:
             now = time.time()
             session = request.session
             reason = ""
-            if not user.is_verified():  # type: ignore[union-attr]
+            if not is_verified(user):
                 reason = "unverified"
             elif now - float(session.get(LAST_SEEN_KEY, 0)) > settings.SESSION_IDLE_SECONDS:
                 reason = "idle"
             elif now - float(session.get(AUTH_AT_KEY, 0)) > settings.SESSION_COOKIE_AGE:
                 reason = "expired"
             if reason:
-                request.hc_logout_reason = reason  # type: ignore[attr-defined]
+                setattr(request, LOGOUT_REASON_ATTR, reason)
                 logout(request)
                 if reason == "idle":
                     minutes = settings.SESSION_IDLE_SECONDS // 60

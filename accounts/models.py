@@ -6,6 +6,7 @@ import secrets
 import time
 from base64 import b32encode
 from binascii import unhexlify
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
@@ -43,10 +44,10 @@ class Department(models.Model):
         return self.name
 
 
-class HealthcryptUserManager(UserManager):
+class HealthcryptUserManager(UserManager["User"]):
     def create_superuser(
-        self, username: str, email: str | None = None, password: str | None = None, **extra_fields: object
-    ) -> User:  # type: ignore[override]
+        self, username: str, email: str | None = None, password: str | None = None, **extra_fields: Any
+    ) -> User:
         # Superusers are operators: they never carry a clinical role.
         extra_fields["role"] = ""
         return super().create_superuser(username, email, password, **extra_fields)
@@ -58,7 +59,7 @@ class User(AbstractUser):
     role = models.CharField(max_length=20, choices=Role.choices, blank=True)
     department = models.ForeignKey(Department, null=True, blank=True, on_delete=models.PROTECT, related_name="staff")
 
-    objects = HealthcryptUserManager()
+    objects: ClassVar[HealthcryptUserManager] = HealthcryptUserManager()
 
     class Meta:
         constraints = [
@@ -81,7 +82,7 @@ class User(AbstractUser):
 
     @property
     def role_label(self) -> str:
-        return Role(self.role).label if self.role else "Operator"
+        return str(Role(self.role).label) if self.role else "Operator"
 
 
 class _SettingsThrottleMixin(ThrottlingMixin):

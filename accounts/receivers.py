@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from accounts.models import User
-from accounts.services import auth_event_emit
+from accounts.services import LOGOUT_REASON_ATTR, auth_event_emit
 from accounts.signals import AuthEvent
 
 
@@ -26,7 +26,7 @@ def on_user_login_failed(
 def on_user_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if user is None:
         return
-    reason = getattr(request, "hc_logout_reason", "")
+    reason = getattr(request, LOGOUT_REASON_ATTR, "")
     event = AuthEvent.IDLE_LOGOUT if reason else AuthEvent.LOGOUT
     auth_event_emit(event, request=request, actor=user, target=user, reason=reason or "user")
 

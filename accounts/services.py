@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 PENDING_KEY = "hc_pending_login"
 AUTH_AT_KEY = "hc_auth_at"
 LAST_SEEN_KEY = "hc_last_seen"
+# Set on the request by the idle/unverified sign-out (middleware), read by the sign-out receiver.
+LOGOUT_REASON_ATTR = "hc_logout_reason"
 VERIFIED_AT_KEY = "hc_otp_at"
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -77,7 +79,10 @@ def pending_login_user(request: HttpRequest) -> User | None:
     if time.time() - float(pending.get("at", 0)) > settings.LOGIN_CODE_SECONDS:
         pending_login_clear(request)
         return None
-    return User.objects.filter(pk=pending.get("user_id"), is_active=True).first()
+    user_id = pending.get("user_id")
+    if not isinstance(user_id, int):
+        return None
+    return User.objects.filter(pk=user_id, is_active=True).first()
 
 
 def pending_login_clear(request: HttpRequest) -> None:
@@ -135,7 +140,7 @@ def second_factor_verify(
     if device is not None and token.isdigit() and device.verify_token(token):
         return device
     if allow_recovery and not token.isdigit():
-        recovery = RecoveryCodeDevice.objects.filter(user=user, confirmed=True).first()
+        recovery: RecoveryCodeDevice | None = RecoveryCodeDevice.objects.filter(user=user, confirmed=True).first()
         if recovery is not None and recovery.verify_token(token):
             return recovery
     return None

@@ -62,13 +62,13 @@ def _safe_next(request: HttpRequest, candidate: str | None) -> str:
 def _lockout(request: HttpRequest, user: User) -> HttpResponse:
     # AxesMiddleware turns a request marked as locked out into the lockout page (429).
     pending_login_clear(request)
-    request.axes_locked_out = True  # type: ignore[attr-defined]
-    request.axes_credentials = {"username": user.get_username()}  # type: ignore[attr-defined]
+    # django-axes reads these two attributes it puts on the request itself.
+    vars(request).update(axes_locked_out=True, axes_credentials={"username": user.get_username()})
     return HttpResponse(status=429)
 
 
 def _is_locked(request: HttpRequest, user: User) -> bool:
-    return AxesProxyHandler.is_locked(request, {"username": user.get_username()})
+    return bool(AxesProxyHandler.is_locked(request, {"username": user.get_username()}))
 
 
 def _wrong_code(
