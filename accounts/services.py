@@ -7,7 +7,9 @@ password, only a *pending* marker ``{user id, time}`` goes into a fresh session;
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import secrets
 import time
 from base64 import b32encode
@@ -20,6 +22,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.signals import user_login_failed
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from django_otp import login as otp_login
 
 from accounts.models import Department, RecoveryCode, RecoveryCodeDevice, TOTPDevice, User, recovery_code_hash
@@ -144,6 +147,35 @@ def second_factor_verify(
         if recovery is not None and recovery.verify_token(token):
             return recovery
     return None
+
+
+def second_factor_wait(user: User, token: str, *, allow_recovery: bool = True) -> int:
+    """Seconds until the device that would check ``token`` accepts a try again (0: now).
+
+    After wrong codes django-otp's throttle refuses every code, right or wrong, for
+    OTP_THROTTLE_FACTOR x 2^(failures-1) seconds. A try in that time is not checked, so it is not a
+    failure either: the person is told to wait instead.
+    """
+    token = token.strip()
+    device: TOTPDevice | RecoveryCodeDevice | None
+    if token.isdigit():
+        device = totp_device_confirmed(user)
+    elif allow_recovery:
+        device = RecoveryCodeDevice.objects.filter(user=user, confirmed=True).first()
+    else:
+        device = None
+    return device_wait(device) if device is not None else 0
+
+
+def device_wait(device: TOTPDevice | RecoveryCodeDevice) -> int:
+    """Seconds until django-otp's throttle lets ``device`` check a code again (0: now)."""
+    allowed, data = device.verify_is_allowed()
+    if allowed:
+        return 0
+    locked_until = (data or {}).get("locked_until")
+    if not isinstance(locked_until, datetime.datetime):
+        return 1
+    return max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
 
 
 def second_factor_failed(request: HttpRequest, user: User, *, stage: str) -> None:

@@ -29,12 +29,14 @@ from accounts.otp import qr_svg
 from accounts.roles import Capability, policy_for
 from accounts.services import (
     auth_event_emit,
+    device_wait,
     otp_enrolment_confirm,
     pending_login_clear,
     pending_login_start,
     pending_login_user,
     second_factor_failed,
     second_factor_verify,
+    second_factor_wait,
     sign_in_complete,
     step_up_record,
     totp_device_confirmed,
@@ -47,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 NEXT_KEY = "hc_next"
 WRONG_CODE = "That code is not right, or it has already been used. Codes change every 30 seconds."
+THROTTLED = (
+    "Too many wrong codes in a row: wait {seconds} second{s}, then enter the code your app shows. "
+    "This try was not counted."
+)
 START_AGAIN = "Your sign-in took too long or was not started. Please enter your password again."
 
 
@@ -69,6 +75,13 @@ def _lockout(request: HttpRequest, user: User) -> HttpResponse:
 
 def _is_locked(request: HttpRequest, user: User) -> bool:
     return bool(AxesProxyHandler.is_locked(request, {"username": user.get_username()}))
+
+
+def _throttled(form: Any, wait: int) -> bool:
+    """True (with a message on the form) while django-otp's throttle would refuse any code."""
+    if wait:
+        form.add_error("otp_token", THROTTLED.format(seconds=wait, s="" if wait == 1 else "s"))
+    return wait > 0
 
 
 def _wrong_code(
@@ -125,12 +138,14 @@ def login_code(request: HttpRequest) -> HttpResponse:
         return _lockout(request, user)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        device = second_factor_verify(user, form.cleaned_data["otp_token"])
-        if device is not None:
+        token = form.cleaned_data["otp_token"]
+        if _throttled(form, second_factor_wait(user, token)):
+            pass
+        elif (device := second_factor_verify(user, token)) is not None:
             next_url = request.session.get(NEXT_KEY) or reverse("accounts:dashboard")
             sign_in_complete(request, user, device)
             return redirect(_safe_next(request, next_url))
-        if (locked := _wrong_code(request, user, form, stage="login")) is not None:
+        elif (locked := _wrong_code(request, user, form, stage="login")) is not None:
             return locked
     return render(request, "accounts/login_code.html", {"form": form, "username": user.get_username()})
 
@@ -150,8 +165,9 @@ def enrol(request: HttpRequest) -> HttpResponse:
         return _lockout(request, user)
     device = totp_device_for_enrolment(user)
     form = CodeForm(request.POST or None, allow_recovery=False)
-    if request.method == "POST" and form.is_valid():
-        codes = otp_enrolment_confirm(request=request, user=user, device=device, token=form.cleaned_data["otp_token"])
+    if request.method == "POST" and form.is_valid() and not _throttled(form, device_wait(device)):
+        token = form.cleaned_data["otp_token"]
+        codes = otp_enrolment_confirm(request=request, user=user, device=device, token=token)
         if codes is not None:
             next_url = request.session.get(NEXT_KEY) or reverse("accounts:dashboard")
             sign_in_complete(request, user, device)
@@ -180,11 +196,13 @@ def step_up(request: HttpRequest) -> HttpResponse:
     user = cast(User, request.user)  # LoginRequiredMiddleware lets only signed-in users here
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        device = second_factor_verify(user, form.cleaned_data["otp_token"])
-        if device is not None:
+        token = form.cleaned_data["otp_token"]
+        if _throttled(form, second_factor_wait(user, token)):
+            pass
+        elif (device := second_factor_verify(user, token)) is not None:
             step_up_record(request, device)
             return redirect(next_url)
-        if (locked := _wrong_code(request, user, form, stage="step_up", sign_out=True)) is not None:
+        elif (locked := _wrong_code(request, user, form, stage="step_up", sign_out=True)) is not None:
             return locked
     return render(request, "accounts/step_up.html", {"form": form, "next": next_url})
 
@@ -196,7 +214,10 @@ def password_change(request: HttpRequest) -> HttpResponse:
     user = cast(User, request.user)
     form = PasswordChangeWithCodeForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if second_factor_verify(user, form.cleaned_data["otp_token"], allow_recovery=False) is None:
+        token = form.cleaned_data["otp_token"]
+        if _throttled(form, second_factor_wait(user, token, allow_recovery=False)):
+            pass
+        elif second_factor_verify(user, token, allow_recovery=False) is None:
             if (locked := _wrong_code(request, user, form, stage="password_change", sign_out=True)) is not None:
                 return locked
         else:
