@@ -1,0 +1,116 @@
+"""The one read path of the clinical record (DESIGN.md §4).
+
+Every function takes the acting user explicitly and, in this order: checks policy (role and
+relationship, records/permissions.py), reports the access with ``patient_data_accessed`` inside a
+transaction (a failing receiver raises ``AccessNotRecorded`` and nothing is decrypted), and only
+then loads and decrypts what the user may see, returned as frozen dataclasses, never model rows.
+
+Query counts are bounded per page: one query per section shown, staff names joined, lists paged.
+
+Where to look: ``chart`` (the chart, write and download checks), ``lists`` (searches, patient lists,
+the worklist), ``emergency`` (break the glass), ``access`` (refusals and the access signal shared by
+all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
+``records.selectors`` itself.
+"""
+
+from __future__ import annotations
+
+from records.selectors.access import SUMMARY_FIELDS, AccessNotRecorded, AccessRefused
+from records.selectors.chart import D, attachment_for_download, chart_for, check_write_access, patient_own_summary
+from records.selectors.emergency import (
+    ARRIVALS_HOURS,
+    ARRIVALS_LIMIT,
+    EMERGENCY_CATEGORIES,
+    SUMMARY_ENCOUNTERS,
+    VITALS_SCAN,
+    emergency_candidate,
+    emergency_summary,
+    my_active_grants,
+    recent_arrivals,
+)
+from records.selectors.lists import (
+    my_patients,
+    order_for_worklist,
+    patient_search,
+    registration_list,
+    worklist,
+    worklist_order,
+)
+from records.selectors.read_models import (
+    GRANT_FIELDS,
+    LIST_PER_PAGE,
+    NOTES_PER_PAGE,
+    OBSERVATIONS_PER_PAGE,
+    SECTION_LIMIT,
+    ActiveGrantRow,
+    AllergyRow,
+    ArrivalRow,
+    AttachmentRow,
+    CareTeamRow,
+    Chart,
+    ConditionRow,
+    Demographics,
+    EmergencySummary,
+    EncounterRow,
+    EventRow,
+    GrantInfo,
+    MedicationRow,
+    NoteRow,
+    ObservationRow,
+    OrderRef,
+    OrderRow,
+    Page,
+    PatientSummary,
+    WorklistRow,
+)
+
+__all__ = [
+    "ARRIVALS_HOURS",
+    "ARRIVALS_LIMIT",
+    "EMERGENCY_CATEGORIES",
+    "GRANT_FIELDS",
+    "LIST_PER_PAGE",
+    "NOTES_PER_PAGE",
+    "OBSERVATIONS_PER_PAGE",
+    "SECTION_LIMIT",
+    "SUMMARY_ENCOUNTERS",
+    "SUMMARY_FIELDS",
+    "VITALS_SCAN",
+    "AccessNotRecorded",
+    "AccessRefused",
+    "ActiveGrantRow",
+    "AllergyRow",
+    "ArrivalRow",
+    "AttachmentRow",
+    "CareTeamRow",
+    "Chart",
+    "ConditionRow",
+    "D",
+    "Demographics",
+    "EmergencySummary",
+    "EncounterRow",
+    "EventRow",
+    "GrantInfo",
+    "MedicationRow",
+    "NoteRow",
+    "ObservationRow",
+    "OrderRef",
+    "OrderRow",
+    "Page",
+    "PatientSummary",
+    "WorklistRow",
+    "attachment_for_download",
+    "chart_for",
+    "check_write_access",
+    "emergency_candidate",
+    "emergency_summary",
+    "my_active_grants",
+    "my_patients",
+    "order_for_worklist",
+    "patient_own_summary",
+    "patient_search",
+    "recent_arrivals",
+    "registration_list",
+    "worklist",
+    "worklist_order",
+]

@@ -1,0 +1,147 @@
+"""Shared steps of the read path: refusals, reporting an access (fail closed), paging, and the rows built from models."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+
+from accounts.models import User
+from records.models import BreakGlassGrant, Order, Patient
+from records.permissions import AccessDecision
+from records.selectors.read_models import GRANT_FIELDS, Demographics, GrantInfo, OrderRow, PatientSummary, _grant_info
+from records.signals import patient_data_accessed
+
+logger = logging.getLogger(__name__)
+
+
+class AccessRefused(Exception):
+    """The policy said no. ``status`` is 403 (role too weak) or 404 (no relationship: no existence leak)."""
+
+    def __init__(self, decision: AccessDecision) -> None:
+        super().__init__(decision.explanation)
+        self.status = decision.status
+        self.explanation = decision.explanation
+
+
+class AccessNotRecorded(Exception):
+    """The audit trail could not record the access, so nothing is shown (fail closed)."""
+
+
+# --- Rows built from models -----------------------------------------------------------------------
+
+
+def _name(user: User | None) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def _with_staff(queryset: QuerySet[Any], *relations: str) -> QuerySet[Any]:
+    """Join the staff members a section names, loading only their names (not whole user rows)."""
+    names = [
+        f"{relation}__{field}" for relation in relations for field in ("first_name", "last_name", "username", "role")
+    ]
+    own = [f.name for f in queryset.model._meta.concrete_fields]
+    return queryset.select_related(*relations).only(*own, *names)
+
+
+def _record(
+    *,
+    actor: Any,
+    patient_ids: Sequence[int | None],
+    category: str | Sequence[str],
+    action: str,
+    purpose: str,
+    explanation: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Report accesses: one signal for every patient and section shown; a failure becomes AccessNotRecorded."""
+    categories = (category,) if isinstance(category, str) else tuple(category)
+    if not patient_ids:
+        return
+    try:
+        with transaction.atomic():
+            patient_data_accessed.send(
+                sender=Patient,
+                actor=actor,
+                patient_id=patient_ids[0] if len(patient_ids) == 1 else None,
+                patient_ids=tuple(patient_ids),
+                category=categories[0],
+                categories=categories,
+                action=action,
+                purpose=purpose,
+                explanation=explanation,
+                detail=detail or {},
+            )
+    except Exception as exc:
+        logger.exception("Access could not be recorded; nothing was shown (actor=%s)", getattr(actor, "pk", None))
+        raise AccessNotRecorded from exc
+
+
+def _page_number(raw: object) -> int:
+    try:
+        return max(1, int(str(raw)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _summary(p: Patient) -> PatientSummary:
+    return PatientSummary(p.pk, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex, p.is_confidential)
+
+
+# row_uid: the encrypted fields are opened with it; without it each patient would cost one more query.
+SUMMARY_FIELDS = ("id", "row_uid", "mrn", "given_name", "family_name", "birth_date", "sex", "is_confidential")
+
+
+def _demographics(p: Patient) -> Demographics:
+    return Demographics(
+        p.pk,
+        p.mrn,
+        p.given_name,
+        p.family_name,
+        p.birth_date,
+        p.sex,
+        p.is_confidential,
+        address_line=p.address_line,
+        city=p.city,
+        state=p.state,
+        postal_code=p.postal_code,
+        phone=p.phone,
+        email=p.email,
+        national_id_last4=p.national_id[-4:] if p.national_id else "",
+        emergency_contact_name=p.emergency_contact_name,
+        emergency_contact_phone=p.emergency_contact_phone,
+        deceased_date=p.deceased_date,
+    )
+
+
+def _order_row(o: Order) -> OrderRow:
+    return OrderRow(
+        o.pk,
+        o.patient_id,
+        o.get_kind_display(),
+        o.status,
+        o.priority,
+        o.get_priority_display(),
+        o.description,
+        o.code,
+        o.reason,
+        o.department.name,
+        _name(o.ordered_by),
+        o.ordered_at,
+        o.completed_at,
+    )
+
+
+def _grant_detail(decision: AccessDecision) -> dict[str, Any] | None:
+    return {"grant_id": decision.grant_id} if decision.grant_id is not None else None
+
+
+def _decision_grant(decision: AccessDecision) -> GrantInfo | None:
+    if decision.grant_id is None:
+        return None
+    return _grant_info(BreakGlassGrant.objects.only(*GRANT_FIELDS).get(pk=decision.grant_id))

@@ -1,0 +1,250 @@
+"""The chart: one patient's record as the actor may see it, and the checks that guard writes and downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.roles import DataCategory
+from records.models import (
+    Allergy,
+    Attachment,
+    CareAssignment,
+    ClinicalNote,
+    Condition,
+    Encounter,
+    Immunization,
+    Medication,
+    Observation,
+    Order,
+    Patient,
+    Procedure,
+)
+from records.permissions import AccessDecision, active_assignments, chart_access
+from records.selectors.access import (
+    AccessRefused,
+    _decision_grant,
+    _demographics,
+    _grant_detail,
+    _name,
+    _order_row,
+    _page_number,
+    _record,
+    _with_staff,
+)
+from records.selectors.read_models import (
+    NOTES_PER_PAGE,
+    OBSERVATIONS_PER_PAGE,
+    SECTION_LIMIT,
+    AllergyRow,
+    AttachmentRow,
+    CareTeamRow,
+    Chart,
+    ConditionRow,
+    EncounterRow,
+    EventRow,
+    MedicationRow,
+    NoteRow,
+    ObservationRow,
+    Page,
+)
+
+D = DataCategory
+
+
+def chart_for(
+    *,
+    actor: Any,
+    patient_id: int,
+    purpose: str = "treatment",
+    categories: Iterable[DataCategory] | None = None,
+    observations_page: object = 1,
+    notes_page: object = 1,
+) -> Chart:
+    """A patient's record as ``actor`` may see it. Raises AccessRefused or AccessNotRecorded."""
+    decision = chart_access(actor, patient_id)
+    if not decision.allowed:
+        raise AccessRefused(decision)
+    wanted = frozenset(categories) if categories is not None else decision.categories
+    visible = decision.categories & (wanted | {D.DEMOGRAPHICS})
+    _record(
+        actor=actor,
+        patient_ids=[patient_id],
+        category=sorted(visible),
+        action="view",
+        purpose=purpose,
+        explanation=decision.explanation,
+        detail=_grant_detail(decision),
+    )
+    # Only now is anything decrypted.
+    patient = Patient.objects.get(pk=patient_id)
+    sections: dict[str, Any] = {"grant": _decision_grant(decision)}
+    order_scope = Q(pk__in=decision.order_ids) if decision.explanation == "order" else Q()
+    if D.CARE_TEAM in visible:
+        sections["care_team"] = tuple(
+            CareTeamRow(a.pk, _name(a.staff), a.staff.role, a.get_team_role_display(), a.starts_at)
+            for a in _with_staff(
+                CareAssignment.objects.filter(active_assignments(timezone.now()), patient_id=patient_id), "staff"
+            ).order_by("starts_at")
+        )
+    if D.ENCOUNTERS in visible:
+        sections["encounters"] = tuple(
+            EncounterRow(
+                e.pk,
+                e.get_kind_display(),
+                e.get_status_display(),
+                e.department.name if e.department else "",
+                _name(e.attending),
+                e.starts_at,
+                e.ends_at,
+                e.reason,
+                e.type_display,
+            )
+            for e in _with_staff(Encounter.objects.filter(patient_id=patient_id), "attending")
+            .select_related("department")
+            .order_by("-starts_at")[:50]
+        )
+    if D.CONDITIONS in visible:
+        sections["conditions"] = tuple(
+            ConditionRow(c.pk, c.display, c.code, c.clinical_status, c.onset_date, c.abatement_date)
+            for c in Condition.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
+        )
+    if D.ALLERGIES in visible:
+        sections["allergies"] = tuple(
+            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at)
+            for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
+        )
+    if D.MEDICATIONS in visible:
+        sections["medications"] = tuple(
+            MedicationRow(
+                m.pk, m.display, m.code, m.dosage, m.get_status_display(), _name(m.prescribed_by), m.prescribed_at
+            )
+            for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
+                "status", "-prescribed_at"
+            )[:SECTION_LIMIT]
+        )
+    if D.OBSERVATIONS in visible:
+        observations = Observation.objects.filter(patient_id=patient_id)
+        if decision.explanation == "order":
+            observations = observations.filter(order_id__in=decision.order_ids)
+        page = Page(_page_number(observations_page), OBSERVATIONS_PER_PAGE, observations.count())
+        page = Page(min(page.number, page.num_pages), page.per_page, page.total)
+        start = (page.number - 1) * page.per_page
+        sections["observations_page"] = page
+        sections["observations"] = tuple(
+            ObservationRow(
+                o.pk,
+                o.get_category_display(),
+                o.display,
+                o.value,
+                o.unit,
+                o.loinc_code,
+                o.effective_at,
+                _name(o.recorded_by),
+                o.order_id,
+            )
+            for o in _with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[
+                start : start + page.per_page
+            ]
+        )
+    if D.ORDERS in visible:
+        sections["orders"] = tuple(
+            _order_row(o)
+            for o in _with_staff(Order.objects.filter(order_scope, patient_id=patient_id), "ordered_by")
+            .select_related("department")
+            .order_by("-ordered_at")[:100]
+        )
+    if D.NOTES in visible:
+        notes = ClinicalNote.objects.filter(patient_id=patient_id)
+        if decision.explanation == "order":
+            notes = notes.filter(order_id__in=decision.order_ids)
+        page = Page(_page_number(notes_page), NOTES_PER_PAGE, notes.count())
+        page = Page(min(page.number, page.num_pages), page.per_page, page.total)
+        start = (page.number - 1) * page.per_page
+        sections["notes_page"] = page
+        sections["notes"] = tuple(
+            NoteRow(n.pk, n.get_kind_display(), _name(n.author), n.signed_at, n.text, n.amends_id, n.order_id)
+            for n in _with_staff(notes, "author").order_by("-signed_at", "-id")[start : start + page.per_page]
+        )
+    if D.IMAGING in visible:
+        attachments = Attachment.objects.filter(patient_id=patient_id)
+        if decision.explanation == "order":
+            attachments = attachments.filter(order_id__in=decision.order_ids)
+        sections["attachments"] = tuple(
+            AttachmentRow(
+                a.pk,
+                a.get_kind_display(),
+                a.filename,
+                a.content_type,
+                a.description,
+                a.size,
+                _name(a.uploaded_by),
+                a.uploaded_at,
+                a.order_id,
+            )
+            for a in _with_staff(attachments, "uploaded_by").order_by("-uploaded_at")[:SECTION_LIMIT]
+        )
+    if D.PROCEDURES in visible:
+        sections["procedures"] = tuple(
+            EventRow(p.pk, "procedure", p.display, p.performed_at)
+            for p in Procedure.objects.filter(patient_id=patient_id).order_by("-performed_at")[:100]
+        )
+    if D.IMMUNIZATIONS in visible:
+        sections["immunizations"] = tuple(
+            EventRow(i.pk, "immunization", i.display, i.occurred_at)
+            for i in Immunization.objects.filter(patient_id=patient_id).order_by("-occurred_at")[:100]
+        )
+    return Chart(
+        patient=_demographics(patient),
+        explanation=decision.explanation,
+        categories=visible,
+        order_ids=decision.order_ids,
+        **sections,
+    )
+
+
+def check_write_access(*, actor: Any, patient_id: int, category: DataCategory) -> str:
+    """Raise AccessRefused unless ``actor`` may add to this patient's ``category``; returns the explanation.
+
+    Data-entry views call it before validating their form, so that a patient one has no relationship
+    to gets the same 404 whatever was posted. Nothing is read or decrypted.
+    """
+    decision = chart_access(actor, patient_id)
+    if not decision.allowed:
+        raise AccessRefused(decision)
+    if category not in decision.categories:
+        raise AccessRefused(AccessDecision.not_found())
+    return decision.explanation
+
+
+def attachment_for_download(*, actor: Any, attachment_id: int, purpose: str = "treatment") -> Attachment:
+    """An attachment row the user may download; the download itself is recorded as an access."""
+    row = Attachment.objects.filter(pk=attachment_id).only("id", "patient_id", "order_id").first()
+    if row is None:
+        raise AccessRefused(AccessDecision.not_found())
+    decision = chart_access(actor, row.patient_id)
+    if not decision.allowed or D.IMAGING not in decision.categories:
+        raise AccessRefused(decision if not decision.allowed else AccessDecision.not_found())
+    if decision.explanation == "order" and row.order_id not in decision.order_ids:
+        raise AccessRefused(AccessDecision.not_found())
+    _record(
+        actor=actor,
+        patient_ids=[row.patient_id],
+        category=D.IMAGING,
+        action="download",
+        purpose=purpose,
+        explanation=decision.explanation,
+        detail={"attachment_id": attachment_id},
+    )
+    return Attachment.objects.get(pk=attachment_id)
+
+
+def patient_own_summary(*, actor: Any) -> Chart:
+    """A patient's own record, through the same audited path as anyone else's."""
+    record = Patient.objects.filter(portal_user_id=getattr(actor, "pk", None)).only("id").first()
+    if record is None:
+        raise AccessRefused(AccessDecision.not_found())
+    return chart_for(actor=actor, patient_id=record.pk, purpose="own_record")

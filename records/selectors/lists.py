@@ -1,0 +1,164 @@
+"""Lists and searches of patients, and the radiology and laboratory worklist."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.db.models import Case, Q, QuerySet, When
+from django.utils import timezone
+
+from accounts.roles import Capability, DataCategory, has_capability, policy_for
+from records.crypto import mrn_index, name_dob_index
+from records.models import CareAssignment, Encounter, Order, Patient
+from records.permissions import ORDER_KIND_FOR_ROLE, AccessDecision, active_assignments, open_encounters, order_access
+from records.selectors.access import SUMMARY_FIELDS, AccessRefused, _order_row, _page_number, _record, _summary
+from records.selectors.chart import chart_for
+from records.selectors.read_models import LIST_PER_PAGE, Chart, OrderRef, OrderRow, Page, PatientSummary, WorklistRow
+
+D = DataCategory
+
+
+def _listed(
+    *, actor: Any, queryset: QuerySet[Patient], page: object, action: str, purpose: str, detail: dict[str, Any]
+) -> tuple[list[PatientSummary], Page]:
+    total = queryset.count()
+    current = Page(_page_number(page), LIST_PER_PAGE, total)
+    current = Page(min(current.number, current.num_pages), current.per_page, total)
+    start = (current.number - 1) * current.per_page
+    ids = list(queryset.order_by("id").values_list("id", flat=True)[start : start + current.per_page])
+    _record(actor=actor, patient_ids=ids, category=D.DEMOGRAPHICS, action=action, purpose=purpose, detail=detail)
+    patients = Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by("id")
+    return [_summary(p) for p in patients], current
+
+
+def patient_search(
+    *,
+    actor: Any,
+    mrn: str = "",
+    family_name: str = "",
+    birth_date: datetime.date | None = None,
+    purpose: str = "registration",
+) -> list[PatientSummary]:
+    """Exact search by MRN, or by surname and birth date, through the blind indexes.
+
+    The search itself is recorded (how it searched, how many results, never the terms) and so is
+    each patient it showed, so a patient's access report lists searches that found them.
+    """
+    if not has_capability(actor, Capability.SEARCH_PATIENTS):
+        raise AccessRefused(AccessDecision.forbidden("role_cannot_search"))
+    if mrn.strip():
+        queryset, by = Patient.objects.filter(mrn_index=mrn_index(mrn)), "mrn"
+    elif family_name.strip() and birth_date is not None:
+        queryset, by = Patient.objects.filter(name_dob_index=name_dob_index(family_name, birth_date)), "name_dob"
+    else:
+        return []
+    ids = list(queryset.order_by("id").values_list("id", flat=True)[:LIST_PER_PAGE])
+    _record(
+        actor=actor,
+        patient_ids=[None],
+        category=D.DEMOGRAPHICS,
+        action="search",
+        purpose=purpose,
+        detail={"by": by, "results": len(ids)},
+    )
+    if ids:
+        _record(
+            actor=actor,
+            patient_ids=ids,
+            category=D.DEMOGRAPHICS,
+            action="search_result",
+            purpose=purpose,
+            detail={"by": by},
+        )
+    return [_summary(p) for p in Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by("id")]
+
+
+def my_patients(*, actor: Any, page: object = 1) -> tuple[list[PatientSummary], Page]:
+    """The patients a physician or nurse cares for now: care team, attending, and (nurses) their ward."""
+    policy = policy_for(actor)
+    if policy is None or not has_capability(actor, Capability.VIEW_PATIENT_LIST):
+        raise AccessRefused(AccessDecision.forbidden("role_without_patient_list"))
+    now = timezone.now()
+    relation = Q(pk__in=CareAssignment.objects.filter(active_assignments(now), staff_id=actor.pk).values("patient_id"))
+    relation |= Q(pk__in=Encounter.objects.filter(open_encounters(), attending_id=actor.pk).values("patient_id"))
+    if policy.chart_access == "care_team_or_ward" and actor.department_id:
+        relation |= Q(
+            pk__in=Encounter.objects.filter(open_encounters(), department_id=actor.department_id).values("patient_id")
+        )
+    return _listed(
+        actor=actor,
+        queryset=Patient.objects.filter(relation),
+        page=page,
+        action="list",
+        purpose="treatment",
+        detail={"list": "my_patients"},
+    )
+
+
+def registration_list(*, actor: Any, page: object = 1) -> tuple[list[PatientSummary], Page]:
+    """The front desk's list of recently registered patients (demographics only)."""
+    if not has_capability(actor, Capability.REGISTER_PATIENT):
+        raise AccessRefused(AccessDecision.forbidden("role_cannot_register"))
+    recent = Patient.objects.filter(pk__in=Patient.objects.order_by("-id").values("id")[:200])
+    return _listed(
+        actor=actor,
+        queryset=recent,
+        page=page,
+        action="list",
+        purpose="registration",
+        detail={"list": "recent_registrations"},
+    )
+
+
+def worklist(*, actor: Any, page: object = 1) -> tuple[list[WorklistRow], Page]:
+    """Open radiology or laboratory orders for the user's department, urgent first."""
+    policy = policy_for(actor)
+    if policy is None or not has_capability(actor, Capability.VIEW_WORKLIST):
+        raise AccessRefused(AccessDecision.forbidden("role_without_worklist"))
+    orders = Order.objects.filter(
+        kind=ORDER_KIND_FOR_ROLE[policy.role], department_id=actor.department_id, status__in=Order.OPEN_STATUSES
+    )
+    total = orders.count()
+    current = Page(_page_number(page), LIST_PER_PAGE, total)
+    current = Page(min(current.number, current.num_pages), current.per_page, total)
+    start = (current.number - 1) * current.per_page
+    urgency = Case(When(priority=Order.Priority.STAT, then=0), When(priority=Order.Priority.URGENT, then=1), default=2)
+    rows = list(
+        orders.select_related("department", "ordered_by").order_by(urgency, "ordered_at", "id")[
+            start : start + current.per_page
+        ]
+    )
+    _record(
+        actor=actor,
+        patient_ids=sorted({o.patient_id for o in rows}),
+        category=D.ORDERS,
+        action="list",
+        purpose="treatment",
+        explanation="order",
+        detail={"list": "worklist"},
+    )
+    patients = {
+        p.pk: _summary(p) for p in Patient.objects.filter(pk__in={o.patient_id for o in rows}).only(*SUMMARY_FIELDS)
+    }
+    return [WorklistRow(_order_row(o), patients[o.patient_id]) for o in rows], current
+
+
+def worklist_order(*, actor: Any, order_id: int) -> OrderRef:
+    """Check that ``order_id`` is an open order of the user's department; raises AccessRefused otherwise."""
+    decision, order = order_access(actor, order_id)
+    if order is None:
+        raise AccessRefused(decision)
+    return OrderRef(order.pk, order.patient_id, order.kind)
+
+
+def order_for_worklist(*, actor: Any, order_id: int) -> tuple[OrderRow, Chart]:
+    """One open order of the user's department, with the chart sections that order opens."""
+    decision, order = order_access(actor, order_id)
+    if order is None:
+        raise AccessRefused(decision)
+    chart = chart_for(actor=actor, patient_id=order.patient_id, purpose="treatment")
+    row = next((o for o in chart.orders if o.id == order_id), None)
+    if row is None:  # pragma: no cover - order_access and chart_access agree by construction
+        raise AccessRefused(AccessDecision.not_found())
+    return row, chart

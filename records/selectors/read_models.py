@@ -1,0 +1,280 @@
+"""The frozen dataclasses the read path returns: what one person may see, decrypted for one request, never model rows."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from accounts.roles import DataCategory
+from records.models import BreakGlassGrant
+
+OBSERVATIONS_PER_PAGE = 50
+NOTES_PER_PAGE = 20
+LIST_PER_PAGE = 25
+# Short sections (problems, allergies, medications, images) show the newest this many; the long ones
+# (observations, notes) are paged.
+SECTION_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    id: int
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: datetime.date
+    sex: str
+    is_confidential: bool
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.family_name.upper()}, {self.given_name}"
+
+    @property
+    def age(self) -> int:
+        today = timezone.localdate()
+        born = self.birth_date
+        return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+@dataclass(frozen=True)
+class Demographics(PatientSummary):
+    address_line: str
+    city: str
+    state: str
+    postal_code: str
+    phone: str
+    email: str
+    national_id_last4: str
+    emergency_contact_name: str
+    emergency_contact_phone: str
+    deceased_date: datetime.date | None
+
+
+@dataclass(frozen=True)
+class CareTeamRow:
+    id: int
+    staff_name: str
+    staff_role: str
+    team_role: str
+    starts_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class EncounterRow:
+    id: int
+    kind: str
+    status: str
+    department: str
+    attending: str
+    starts_at: datetime.datetime
+    ends_at: datetime.datetime | None
+    reason: str
+    type_display: str
+
+
+@dataclass(frozen=True)
+class ConditionRow:
+    id: int
+    display: str
+    code: str
+    clinical_status: str
+    onset_date: datetime.date | None
+    abatement_date: datetime.date | None
+
+
+@dataclass(frozen=True)
+class AllergyRow:
+    id: int
+    substance: str
+    reaction: str
+    severity: str
+    recorded_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class MedicationRow:
+    id: int
+    display: str
+    code: str
+    dosage: str
+    status: str
+    prescribed_by: str
+    prescribed_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    id: int
+    category: str
+    display: str
+    value: str
+    unit: str
+    loinc_code: str
+    effective_at: datetime.datetime
+    recorded_by: str
+    order_id: int | None
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    id: int
+    patient_id: int
+    kind: str
+    status: str
+    priority: str
+    priority_label: str
+    description: str
+    code: str
+    reason: str
+    department: str
+    ordered_by: str
+    ordered_at: datetime.datetime
+    completed_at: datetime.datetime | None
+
+
+@dataclass(frozen=True)
+class NoteRow:
+    id: int
+    kind: str
+    author: str
+    signed_at: datetime.datetime
+    text: str
+    amends_id: int | None
+    order_id: int | None
+
+
+@dataclass(frozen=True)
+class AttachmentRow:
+    id: int
+    kind: str
+    filename: str
+    content_type: str
+    description: str
+    size: int
+    uploaded_by: str
+    uploaded_at: datetime.datetime
+    order_id: int | None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    kind: str
+    display: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    per_page: int
+    total: int
+
+    @property
+    def num_pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.num_pages
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    """A break-the-glass grant as its holder sees it on the banner: never the free-text explanation."""
+
+    id: int
+    patient_id: int
+    reason: str
+    reason_label: str
+    granted_at: datetime.datetime
+    expires_at: datetime.datetime
+
+    @property
+    def minutes_left(self) -> int:
+        return max(0, -(-int((self.expires_at - timezone.now()).total_seconds()) // 60))
+
+
+GRANT_FIELDS = ("id", "patient_id", "reason", "granted_at", "expires_at")
+
+
+def _grant_info(g: BreakGlassGrant) -> GrantInfo:
+    return GrantInfo(g.pk, g.patient_id, g.reason, g.get_reason_display(), g.granted_at, g.expires_at)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What one person may see of one patient's record, decrypted, for one request."""
+
+    patient: Demographics
+    explanation: str
+    categories: frozenset[DataCategory]
+    care_team: tuple[CareTeamRow, ...] = ()
+    encounters: tuple[EncounterRow, ...] = ()
+    conditions: tuple[ConditionRow, ...] = ()
+    allergies: tuple[AllergyRow, ...] = ()
+    medications: tuple[MedicationRow, ...] = ()
+    observations: tuple[ObservationRow, ...] = ()
+    observations_page: Page = field(default_factory=lambda: Page(1, OBSERVATIONS_PER_PAGE, 0))
+    orders: tuple[OrderRow, ...] = ()
+    notes: tuple[NoteRow, ...] = ()
+    notes_page: Page = field(default_factory=lambda: Page(1, NOTES_PER_PAGE, 0))
+    attachments: tuple[AttachmentRow, ...] = ()
+    procedures: tuple[EventRow, ...] = ()
+    immunizations: tuple[EventRow, ...] = ()
+    order_ids: tuple[int, ...] = ()
+    # The emergency grant this view is under (explanation "break_glass"), for the banner.
+    grant: GrantInfo | None = None
+
+    def shows(self, category: str) -> bool:
+        return DataCategory(category) in self.categories
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    order: OrderRow
+    patient: PatientSummary
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """An order's identity and routing, without any clinical value (nothing is decrypted)."""
+
+    id: int
+    patient_id: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class EmergencySummary:
+    """What a clinician needs first in an emergency: allergies, active medications, problems, the
+    last vitals and recent encounters. Shown before the full chart, under the same audited path."""
+
+    patient: Demographics
+    explanation: str
+    categories: frozenset[DataCategory]
+    grant: GrantInfo | None
+    allergies: tuple[AllergyRow, ...] = ()
+    medications: tuple[MedicationRow, ...] = ()
+    conditions: tuple[ConditionRow, ...] = ()
+    vitals: tuple[ObservationRow, ...] = ()
+    encounters: tuple[EncounterRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArrivalRow:
+    patient: PatientSummary
+    arrived_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ActiveGrantRow:
+    grant: GrantInfo
+    patient: PatientSummary
