@@ -18,4 +18,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("security/lockouts/", views.lockouts, name="lockouts"),
     path("security/lockouts/<int:attempt_id>/clear/", views.lockout_clear, name="lockout_clear"),
+    path("security/lockouts/address/clear/", views.lockout_clear_address, name="lockout_clear_address"),
 ]

@@ -12,8 +12,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.core.validators import validate_ipv46_address
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.dashboards import panels_for
 from accounts.decorators import capability_required
 from accounts.forms import CodeForm, PasswordChangeWithCodeForm, PasswordStepForm
+from accounts.lockout import locked_addresses
 from accounts.models import User
 from accounts.otp import qr_svg
 from accounts.roles import Capability, policy_for
@@ -44,6 +46,7 @@ from accounts.services import (
     user_password_change,
 )
 from accounts.signals import AuthEvent
+from healthcrypt.views import render_error
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +237,13 @@ def lockouts(request: HttpRequest) -> HttpResponse:
     limit = settings.AXES_FAILURE_LIMIT
     attempts = AccessAttempt.objects.order_by("-failures_since_start", "-attempt_time")
     page = Paginator(attempts, 50).get_page(request.GET.get("page"))
-    return render(request, "accounts/lockouts.html", {"page": page, "limit": limit})
+    context = {
+        "page": page,
+        "limit": limit,
+        "address_limit": settings.AXES_ADDRESS_FAILURE_LIMIT,
+        "addresses": locked_addresses(),
+    }
+    return render(request, "accounts/lockouts.html", context)
 
 
 @require_POST
@@ -254,6 +263,21 @@ def lockout_clear(request: HttpRequest, attempt_id: int) -> HttpResponse:
         cleared_ip=ip,
     )
     messages.success(request, f"Sign-in failures for {username} from {ip} were cleared.")
+    return redirect("accounts:lockouts")
+
+
+@require_POST
+@capability_required(Capability.MANAGE_LOCKOUTS)
+def lockout_clear_address(request: HttpRequest) -> HttpResponse:
+    """Clear every failure from one address locked for password spraying."""
+    ip = request.POST.get("ip_address", "").strip()
+    try:
+        validate_ipv46_address(ip)
+    except ValidationError:
+        return render_error(request, 400, "Bad request", "That is not an address on the lockout list.")
+    cleared = axes_reset(ip=ip)
+    auth_event_emit(AuthEvent.LOCKOUT_CLEARED, request=request, actor=request.user, cleared_ip=ip, scope="address")
+    messages.success(request, f"Sign-in failures from {ip} were cleared ({cleared} record(s)).")
     return redirect("accounts:lockouts")
 
 

@@ -201,7 +201,12 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # never permanent, so nobody can lock a clinician out for good.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Password spraying: one address is locked after this many failures over all usernames within the
+# cool-off (accounts/lockout.py). Higher than the per-account limit, since a ward may share one
+# address behind a proxy; set AXES_PROXY_COUNT so that the address is the workstation's.
+AXES_ADDRESS_FAILURE_LIMIT = env_int("AXES_ADDRESS_FAILURE_LIMIT", 20)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "accounts.lockout.AddressAwareHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0)
