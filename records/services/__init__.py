@@ -1,0 +1,65 @@
+"""The one write path of the clinical record (DESIGN.md §4).
+
+Every function takes the acting user explicitly (``None`` only for system jobs such as the demo
+seed or an import), checks capability and relationship, validates with ``full_clean()`` inside a
+transaction, and sends ``patient_data_changed`` in that same transaction, so a failing audit
+receiver undoes the change. Signals name the fields that changed, never their values.
+
+Where to look: ``patients`` (registration, demographics, encounters, care team), ``orders``,
+``clinical`` (observations, notes, medications, diagnoses, allergies), ``attachments``, and
+``base`` (the checks and the change signal every write shares). Every public name is importable
+from ``records.services`` itself.
+"""
+
+from __future__ import annotations
+
+from records.services.attachments import attachment_upload
+from records.services.base import D, DuplicatePatient, RecordNotFound
+from records.services.clinical import (
+    allergy_record,
+    condition_record,
+    medication_administer,
+    medication_prescribe,
+    note_amend,
+    note_write,
+    observation_record,
+)
+from records.services.orders import order_cancel, order_complete, order_place
+from records.services.patients import (
+    DEMOGRAPHIC_FIELDS,
+    care_assignment_create,
+    care_assignment_end,
+    encounter_admit,
+    encounter_discharge,
+    patient_register,
+    patient_update_demographics,
+    possible_duplicates,
+)
+from records.services.patients import (
+    _set_indexes as _set_indexes,  # bench/detection.py sets the blind indexes of bulk rows itself
+)
+
+__all__ = [
+    "DEMOGRAPHIC_FIELDS",
+    "D",
+    "DuplicatePatient",
+    "RecordNotFound",
+    "allergy_record",
+    "attachment_upload",
+    "care_assignment_create",
+    "care_assignment_end",
+    "condition_record",
+    "encounter_admit",
+    "encounter_discharge",
+    "medication_administer",
+    "medication_prescribe",
+    "note_amend",
+    "note_write",
+    "observation_record",
+    "order_cancel",
+    "order_complete",
+    "order_place",
+    "patient_register",
+    "patient_update_demographics",
+    "possible_duplicates",
+]

@@ -1,0 +1,102 @@
+"""What every write shares: the refusals, the capability and relationship checks, validation and the change signal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from accounts.roles import Capability, DataCategory, has_capability
+from records.db import mark_actor
+from records.models import Allergy, Condition, Medication, Order
+from records.permissions import chart_access, order_access
+from records.signals import patient_data_changed
+
+D = DataCategory
+
+
+class RecordNotFound(Exception):
+    """The target does not exist, or the actor has no relationship to it (same answer: 404)."""
+
+
+class DuplicatePatient(ValidationError):
+    """Registration would create a second record for a patient already registered."""
+
+
+def _changed(
+    sender: type,
+    *,
+    actor: Any,
+    patient_id: int,
+    category: str,
+    action: str,
+    fields: Iterable[str],
+    object_id: int | None = None,
+) -> None:
+    patient_data_changed.send(
+        sender=sender,
+        actor=actor,
+        patient_id=patient_id,
+        category=category,
+        action=action,
+        fields=tuple(fields),
+        object_id=object_id,
+    )
+
+
+def _require(actor: Any, capability: Capability) -> None:
+    """Refuse a role without ``capability``; mark the transaction as the application's (records/db.py)."""
+    if actor is not None and not has_capability(actor, capability):
+        raise PermissionDenied("Your role does not allow this.")
+    mark_actor(actor)
+
+
+def _require_relationship(actor: Any, patient_id: int, category: DataCategory) -> str:
+    """The relationship that lets ``actor`` write to this patient's ``category``; raises otherwise."""
+    if actor is None:
+        return "system"
+    decision = chart_access(actor, patient_id)
+    if decision.status == 403:
+        raise PermissionDenied("Your role does not allow this.")
+    if not decision.allowed or category not in decision.categories:
+        raise RecordNotFound
+    return decision.explanation
+
+
+def _save(instance: Any, actor: Any = None) -> None:
+    instance.full_clean()
+    mark_actor(actor)
+    instance.save()
+
+
+def _worklist_order(actor: Any, order_id: int) -> Order:
+    decision, row = order_access(actor, order_id)
+    if row is None:
+        if decision.status == 403:
+            raise PermissionDenied("Your role does not allow this.")
+        raise RecordNotFound
+    return Order.objects.select_for_update().get(pk=row.pk)
+
+
+# The entries added through _chart_entry_add: each has a patient and no other parent to check.
+_Entry = TypeVar("_Entry", Medication, Condition, Allergy)
+
+
+def _chart_entry_add(
+    *, actor: Any, capability: Capability, category: DataCategory, entry: _Entry, fields: tuple[str, ...]
+) -> _Entry:
+    """The shape of every "add an entry to this patient's chart" service: role, relationship, save, signal."""
+    _require(actor, capability)
+    _require_relationship(actor, entry.patient_id, category)
+    _save(entry, actor)
+    _changed(
+        type(entry),
+        actor=actor,
+        patient_id=entry.patient_id,
+        category=category,
+        action="create",
+        fields=fields,
+        object_id=entry.pk,
+    )
+    return entry

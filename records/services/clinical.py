@@ -1,0 +1,229 @@
+"""Clinical entries on a chart: observations and results, notes and amendments, medications, diagnoses, allergies."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.roles import Capability, DataCategory
+from records.models import Allergy, ClinicalNote, Condition, Medication, MedicationAdministration, Observation, Order
+from records.services.base import (
+    RecordNotFound,
+    _changed,
+    _chart_entry_add,
+    _require,
+    _require_relationship,
+    _save,
+    _worklist_order,
+)
+
+D = DataCategory
+
+
+@transaction.atomic
+def observation_record(
+    *,
+    actor: Any,
+    patient_id: int,
+    category: str,
+    display: str,
+    value: str,
+    unit: str = "",
+    loinc_code: str = "",
+    effective_at: datetime.datetime | None = None,
+    order_id: int | None = None,
+    encounter_id: int | None = None,
+) -> Observation:
+    """Record a vital sign (nurses, physicians) or a result against an order (lab, radiology).
+
+    Adding data needs the relationship but not the step-up: a nurse entering vitals is not shown anything.
+    """
+    if order_id is not None:
+        _require(actor, Capability.ENTER_RESULT)
+        order = _worklist_order(actor, order_id) if actor is not None else Order.objects.get(pk=order_id)
+        if order.patient_id != patient_id:
+            raise RecordNotFound
+        if order.status == Order.Status.OPEN:
+            order.status = Order.Status.IN_PROGRESS
+            order.save(update_fields=["status"])
+    else:
+        _require(actor, Capability.RECORD_VITALS)
+        _require_relationship(actor, patient_id, D.OBSERVATIONS)
+    observation = Observation(
+        patient_id=patient_id,
+        encounter_id=encounter_id,
+        order_id=order_id,
+        category=category,
+        display=display,
+        value=value,
+        unit=unit,
+        loinc_code=loinc_code,
+        effective_at=effective_at or timezone.now(),
+        recorded_by=actor,
+    )
+    _save(observation, actor)
+    _changed(
+        Observation,
+        actor=actor,
+        patient_id=patient_id,
+        category=D.OBSERVATIONS,
+        action="create",
+        fields=("category", "display", "value", "unit", "loinc_code", "effective_at"),
+        object_id=observation.pk,
+    )
+    return observation
+
+
+@transaction.atomic
+def note_write(*, actor: Any, patient_id: int, kind: str, text: str, order_id: int | None = None) -> ClinicalNote:
+    """Sign a clinical note (a radiology report goes against its order)."""
+    _require(actor, Capability.WRITE_NOTE)
+    if order_id is not None:
+        order = _worklist_order(actor, order_id)
+        if order.patient_id != patient_id:
+            raise RecordNotFound
+    else:
+        _require_relationship(actor, patient_id, D.NOTES)
+    note = ClinicalNote(
+        patient_id=patient_id, order_id=order_id, kind=kind, author=actor, text=text, signed_at=timezone.now()
+    )
+    _save(note, actor)
+    _changed(
+        ClinicalNote,
+        actor=actor,
+        patient_id=patient_id,
+        category=D.NOTES,
+        action="create",
+        fields=("kind", "text"),
+        object_id=note.pk,
+    )
+    return note
+
+
+@transaction.atomic
+def note_amend(*, actor: Any, note_id: int, text: str) -> ClinicalNote:
+    """Correct a signed note by appending an amendment; the original stays as it was signed."""
+    _require(actor, Capability.WRITE_NOTE)
+    original = ClinicalNote.objects.filter(pk=note_id).only("id", "patient_id", "kind", "author_id", "order_id").first()
+    if original is None:
+        raise RecordNotFound
+    _require_relationship(actor, original.patient_id, D.NOTES)
+    if original.author_id != actor.pk:
+        raise PermissionDenied("Only the author may amend a note; write a new note instead.")
+    amendment = ClinicalNote(
+        patient_id=original.patient_id,
+        order_id=original.order_id,
+        kind=original.kind,
+        author=actor,
+        text=text,
+        signed_at=timezone.now(),
+        amends_id=original.pk,
+    )
+    _save(amendment, actor)
+    _changed(
+        ClinicalNote,
+        actor=actor,
+        patient_id=original.patient_id,
+        category=D.NOTES,
+        action="amend",
+        fields=("text", "amends"),
+        object_id=amendment.pk,
+    )
+    return amendment
+
+
+@transaction.atomic
+def medication_prescribe(*, actor: Any, patient_id: int, display: str, dosage: str, code: str = "") -> Medication:
+    """A physician prescribes a medication."""
+    entry = Medication(
+        patient_id=patient_id,
+        display=display,
+        dosage=dosage,
+        code=code,
+        prescribed_by=actor,
+        prescribed_at=timezone.now(),
+    )
+    return _chart_entry_add(
+        actor=actor,
+        capability=Capability.PRESCRIBE,
+        category=D.MEDICATIONS,
+        entry=entry,
+        fields=("display", "dosage", "code"),
+    )
+
+
+@transaction.atomic
+def medication_administer(*, actor: Any, medication_id: int, dose: str, note: str = "") -> MedicationAdministration:
+    """A nurse records a dose given of an active prescription."""
+    _require(actor, Capability.ADMINISTER_MEDICATION)
+    medication = Medication.objects.filter(pk=medication_id).only("id", "patient_id", "status").first()
+    if medication is None:
+        raise RecordNotFound
+    _require_relationship(actor, medication.patient_id, D.MEDICATIONS)
+    if medication.status != Medication.Status.ACTIVE:
+        raise ValidationError("This prescription is not active.")
+    given = MedicationAdministration(
+        medication_id=medication.pk,
+        patient_id=medication.patient_id,
+        administered_by=actor,
+        administered_at=timezone.now(),
+        dose=dose,
+        note=note,
+    )
+    _save(given, actor)
+    _changed(
+        MedicationAdministration,
+        actor=actor,
+        patient_id=medication.patient_id,
+        category=D.MEDICATIONS,
+        action="administer",
+        fields=("dose", "note"),
+        object_id=given.pk,
+    )
+    return given
+
+
+@transaction.atomic
+def condition_record(
+    *, actor: Any, patient_id: int, display: str, code: str = "", onset_date: datetime.date | None = None
+) -> Condition:
+    """A physician records a diagnosis."""
+    entry = Condition(
+        patient_id=patient_id,
+        display=display,
+        code=code,
+        recorded_by=actor,
+        recorded_at=timezone.now(),
+    )
+    entry.onset_date = onset_date  # the decrypted type, set apart as in patient_register
+    return _chart_entry_add(
+        actor=actor,
+        capability=Capability.RECORD_DIAGNOSIS,
+        category=D.CONDITIONS,
+        entry=entry,
+        fields=("display", "code", "onset_date"),
+    )
+
+
+@transaction.atomic
+def allergy_record(*, actor: Any, patient_id: int, substance: str, reaction: str = "", severity: str = "") -> Allergy:
+    """A physician or nurse records an allergy."""
+    entry = Allergy(
+        patient_id=patient_id,
+        substance=substance,
+        reaction=reaction,
+        severity=severity,
+        recorded_by=actor,
+        recorded_at=timezone.now(),
+    )
+    return _chart_entry_add(
+        actor=actor,
+        capability=Capability.RECORD_ALLERGY,
+        category=D.ALLERGIES,
+        entry=entry,
+        fields=("substance", "reaction", "severity"),
+    )

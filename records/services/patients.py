@@ -1,0 +1,254 @@
+"""Registration and demographics (front desk), encounters and the care team."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Department
+from accounts.roles import Capability, DataCategory, Role
+from records.crypto import address_index, family_name_index, mrn_index, name_dob_index
+from records.models import CareAssignment, Encounter, Patient
+from records.services.base import DuplicatePatient, RecordNotFound, _changed, _require, _save
+
+D = DataCategory
+
+DEMOGRAPHIC_FIELDS = (
+    "mrn",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "sex",
+    "address_line",
+    "city",
+    "state",
+    "postal_code",
+    "phone",
+    "email",
+    "national_id",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+    "deceased_date",
+    "is_confidential",
+)
+
+
+def possible_duplicates(*, family_name: str, birth_date: datetime.date) -> int:
+    """How many registered patients share this surname and birth date (a count, never who)."""
+    return Patient.objects.filter(name_dob_index=name_dob_index(family_name, birth_date)).count()
+
+
+@transaction.atomic
+def patient_register(
+    *,
+    actor: Any,
+    mrn: str,
+    given_name: str,
+    family_name: str,
+    birth_date: datetime.date,
+    sex: str,
+    allow_possible_duplicate: bool = False,
+    source_id: str = "",
+    **details: Any,
+) -> Patient:
+    """Register a new patient. The MRN must be new; a surname + birth-date match needs confirmation."""
+    _require(actor, Capability.REGISTER_PATIENT)
+    unknown = set(details) - set(DEMOGRAPHIC_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown demographic fields: {', '.join(sorted(unknown))}")
+    if Patient.objects.filter(mrn_index=mrn_index(mrn)).exists():
+        raise DuplicatePatient({"mrn": "A patient with this MRN is already registered."})
+    if not allow_possible_duplicate and possible_duplicates(family_name=family_name, birth_date=birth_date):
+        raise DuplicatePatient(
+            {
+                "family_name": "A patient with this surname and birth date is already registered. "
+                "Search for them first, or confirm that this is a different person."
+            }
+        )
+    patient = Patient(
+        mrn=mrn.strip(),
+        given_name=given_name.strip(),
+        family_name=family_name.strip(),
+        sex=sex,
+        source_id=source_id,
+        **details,
+    )
+    # Set apart: to the type checker an encrypted field is the text column it is stored in, so the
+    # constructor would take only text; the attribute takes the date it decrypts to.
+    patient.birth_date = birth_date
+    _set_indexes(patient)
+    _save(patient, actor)
+    _changed(
+        Patient,
+        actor=actor,
+        patient_id=patient.pk,
+        category=D.DEMOGRAPHICS,
+        action="create",
+        fields=DEMOGRAPHIC_FIELDS,
+        object_id=patient.pk,
+    )
+    return patient
+
+
+def _set_indexes(patient: Patient) -> None:
+    patient.mrn_index = mrn_index(patient.mrn)
+    patient.name_dob_index = name_dob_index(patient.family_name, patient.birth_date)
+    patient.family_name_index = family_name_index(patient.family_name)
+    patient.address_index = address_index(patient.address_line or "", patient.postal_code or "")
+
+
+@transaction.atomic
+def patient_update_demographics(*, actor: Any, patient_id: int, **changes: Any) -> list[str]:
+    """Change registration data; returns the names of the fields that really changed."""
+    _require(actor, Capability.EDIT_DEMOGRAPHICS)
+    unknown = set(changes) - set(DEMOGRAPHIC_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown demographic fields: {', '.join(sorted(unknown))}")
+    patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
+    if patient is None:
+        raise RecordNotFound
+    changed = [name for name, value in changes.items() if getattr(patient, name) != value]
+    if not changed:
+        return []
+    if "mrn" in changed and Patient.objects.filter(mrn_index=mrn_index(changes["mrn"])).exclude(pk=patient_id).exists():
+        raise DuplicatePatient({"mrn": "Another patient already has this MRN."})
+    for name in changed:
+        setattr(patient, name, changes[name])
+    _set_indexes(patient)
+    _save(patient, actor)
+    _changed(
+        Patient,
+        actor=actor,
+        patient_id=patient.pk,
+        category=D.DEMOGRAPHICS,
+        action="update",
+        fields=changed,
+        object_id=patient.pk,
+    )
+    return changed
+
+
+@transaction.atomic
+def encounter_admit(
+    *,
+    actor: Any,
+    patient_id: int,
+    kind: str,
+    department: Department | None,
+    attending: Any = None,
+    reason: str = "",
+    starts_at: datetime.datetime | None = None,
+) -> Encounter:
+    """Open an encounter (admission, emergency visit, appointment)."""
+    _require(actor, Capability.ADMIT_PATIENT)
+    if not Patient.objects.filter(pk=patient_id).exists():
+        raise RecordNotFound
+    if attending is not None and attending.role != Role.PHYSICIAN:
+        raise ValidationError({"attending": "The attending must be a physician."})
+    encounter = Encounter(
+        patient_id=patient_id,
+        kind=kind,
+        status=Encounter.Status.IN_PROGRESS,
+        department=department,
+        attending=attending,
+        reason=reason,
+        starts_at=starts_at or timezone.now(),
+    )
+    _save(encounter, actor)
+    _changed(
+        Encounter,
+        actor=actor,
+        patient_id=patient_id,
+        category=D.ENCOUNTERS,
+        action="create",
+        fields=("kind", "department", "attending", "reason", "starts_at"),
+        object_id=encounter.pk,
+    )
+    return encounter
+
+
+@transaction.atomic
+def encounter_discharge(*, actor: Any, encounter_id: int, ends_at: datetime.datetime | None = None) -> Encounter:
+    """Close an open encounter."""
+    _require(actor, Capability.ADMIT_PATIENT)
+    encounter = Encounter.objects.select_for_update().filter(pk=encounter_id).first()
+    if encounter is None:
+        raise RecordNotFound
+    if encounter.status not in (Encounter.Status.PLANNED, Encounter.Status.IN_PROGRESS):
+        raise ValidationError("This encounter is already closed.")
+    encounter.status = Encounter.Status.FINISHED
+    encounter.ends_at = ends_at or timezone.now()
+    _save(encounter, actor)
+    _changed(
+        Encounter,
+        actor=actor,
+        patient_id=encounter.patient_id,
+        category=D.ENCOUNTERS,
+        action="update",
+        fields=("status", "ends_at"),
+        object_id=encounter.pk,
+    )
+    return encounter
+
+
+@transaction.atomic
+def care_assignment_create(
+    *,
+    actor: Any,
+    staff: Any,
+    patient: Patient | int,
+    team_role: str,
+    starts_at: datetime.datetime | None = None,
+    ends_at: datetime.datetime | None = None,
+) -> CareAssignment:
+    """Put ``staff`` on a patient's care team."""
+    _require(actor, Capability.ASSIGN_CARE_TEAM)
+    patient_id = patient if isinstance(patient, int) else patient.pk
+    if not Patient.objects.filter(pk=patient_id).exists():
+        raise RecordNotFound
+    if staff.role not in (Role.PHYSICIAN, Role.NURSE) or not staff.is_active:
+        raise ValidationError({"staff": "Only active physicians and nurses join a care team."})
+    assignment = CareAssignment(
+        staff=staff,
+        patient_id=patient_id,
+        team_role=team_role,
+        starts_at=starts_at or timezone.now(),
+        ends_at=ends_at,
+        assigned_by=actor,
+    )
+    _save(assignment, actor)
+    _changed(
+        CareAssignment,
+        actor=actor,
+        patient_id=patient_id,
+        category=D.CARE_TEAM,
+        action="create",
+        fields=("staff", "team_role", "starts_at", "ends_at"),
+        object_id=assignment.pk,
+    )
+    return assignment
+
+
+@transaction.atomic
+def care_assignment_end(*, actor: Any, assignment_id: int) -> CareAssignment:
+    """Take someone off a care team now; their access to the chart ends with it."""
+    _require(actor, Capability.ASSIGN_CARE_TEAM)
+    assignment = CareAssignment.objects.select_for_update().filter(pk=assignment_id, ends_at__isnull=True).first()
+    if assignment is None:
+        raise RecordNotFound
+    assignment.ends_at = max(timezone.now(), assignment.starts_at + datetime.timedelta(seconds=1))
+    _save(assignment, actor)
+    _changed(
+        CareAssignment,
+        actor=actor,
+        patient_id=assignment.patient_id,
+        category=D.CARE_TEAM,
+        action="update",
+        fields=("ends_at",),
+        object_id=assignment.pk,
+    )
+    return assignment
