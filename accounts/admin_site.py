@@ -6,15 +6,49 @@ makes it Django's default admin site (``INSTALLED_APPS``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib.admin import ModelAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django_otp.admin import OTPAdminSite
 
 from accounts.roles import Capability, has_capability
+
+
+class NoExistenceLeak(ModelAdmin[Any]):
+    """Refuse (403) before looking an object up when the person may not see the model at all.
+
+    Django's admin redirects to its index for an id that does not exist but refuses an existing one
+    a person may not view, which tells a probing user which ids exist. Checked first, the answer is
+    the same for both. Someone who may view the model keeps Django's usual behaviour.
+    """
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return super().history_view(request, object_id, extra_context)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
+        return super().delete_view(request, object_id, extra_context)
 
 
 class HealthcryptAdminSite(OTPAdminSite):
@@ -27,6 +61,20 @@ class HealthcryptAdminSite(OTPAdminSite):
     def __init__(self, name: str = "admin") -> None:
         # OTPAdminSite names itself "otpadmin"; keep the usual "admin" namespace.
         super().__init__(name)
+
+    def register(
+        self,
+        model_or_iterable: type[Model] | Iterable[type[Model]],
+        admin_class: type[ModelAdmin[Any]] | None = None,
+        **options: Any,
+    ) -> None:
+        """Register as usual, with every admin class (the apps' and third parties') made leak-free."""
+        admin_class = admin_class or ModelAdmin
+        if not issubclass(admin_class, NoExistenceLeak):
+            admin_class = type(
+                admin_class.__name__, (NoExistenceLeak, admin_class), {"__module__": admin_class.__module__}
+            )
+        super().register(model_or_iterable, admin_class, **options)
 
     def has_permission(self, request: HttpRequest) -> bool:
         # is_staff alone is not enough: the role table decides (DESIGN.md §3), and OTPAdminSite
