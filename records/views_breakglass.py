@@ -29,7 +29,7 @@ from accounts.roles import Capability
 from accounts.services import second_factor_failed, step_up_record, totp_device_confirmed
 from records import breakglass, forms, selectors
 from records.permissions import AccessDecision
-from records.views import _apply_validation_error
+from records.views.base import _apply_validation_error
 
 logger = logging.getLogger(__name__)
 

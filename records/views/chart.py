@@ -1,0 +1,237 @@
+"""The chart (physicians and nurses) and what they add to it, and the patient's own record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.decorators import capability_required, step_up_required
+from accounts.roles import Capability, DataCategory, has_capability
+from records import forms, selectors, services
+from records.views.base import _write
+
+C = Capability
+
+
+@require_GET
+@capability_required(C.VIEW_CHART)
+@step_up_required
+def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
+    record = selectors.chart_for(
+        actor=request.user,
+        patient_id=patient_id,
+        observations_page=request.GET.get("obs_page", 1),
+        notes_page=request.GET.get("notes_page", 1),
+    )
+    return render(request, "records/chart.html", chart_context(request, record))
+
+
+def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, Any]:
+    """Everything the chart template needs besides the record: empty forms and what the user may do."""
+    return {
+        "chart": record,
+        "note_form": forms.NoteForm(),
+        "vitals_form": forms.VitalsForm(),
+        "order_form": forms.OrderForm(),
+        "prescription_form": forms.PrescriptionForm(),
+        "condition_form": forms.ConditionForm(),
+        "allergy_form": forms.AllergyForm(),
+        "administer_form": forms.AdministerForm(),
+        "can": _abilities(request),
+    }
+
+
+def _abilities(request: HttpRequest) -> dict[str, bool]:
+    return {cap.value: has_capability(request.user, cap) for cap in Capability}
+
+
+def _chart_write(
+    request: HttpRequest,
+    patient_id: int,
+    form: Any,
+    action: Callable[[dict[str, Any]], Any],
+    title: str,
+    message: str,
+    *,
+    category: DataCategory,
+) -> HttpResponse:
+    # Relationship first: a patient one does not treat is a 404 whatever was posted.
+    selectors.check_write_access(actor=request.user, patient_id=patient_id, category=category)
+    success = reverse("records:chart", args=[patient_id])
+    return _write(
+        request,
+        form=form,
+        action=action,
+        success=success,
+        template="records/form.html",
+        context={"title": title, "submit": "Save", "cancel": success},
+        success_message=message,
+    )
+
+
+@require_POST
+@capability_required(C.WRITE_NOTE)
+def note_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.NoteForm(request.POST),
+        lambda d: services.note_write(actor=request.user, patient_id=patient_id, kind=d["kind"], text=d["text"]),
+        "Write a note",
+        "Note signed.",
+        category=DataCategory.NOTES,
+    )
+
+
+@require_POST
+@capability_required(C.WRITE_NOTE)
+def note_amend(request: HttpRequest, patient_id: int, note_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.AmendForm(request.POST),
+        lambda d: services.note_amend(actor=request.user, note_id=note_id, text=d["text"]),
+        "Amend a note",
+        "Amendment signed.",
+        category=DataCategory.NOTES,
+    )
+
+
+@require_POST
+@capability_required(C.RECORD_VITALS)
+def vitals_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    def save(data: dict[str, Any]) -> None:
+        for name, (loinc, display, unit) in forms.VitalsForm.FIELDS.items():
+            if data.get(name) is not None:
+                services.observation_record(
+                    actor=request.user,
+                    patient_id=patient_id,
+                    category="vital-signs",
+                    display=display,
+                    value=str(data[name]),
+                    unit=unit,
+                    loinc_code=loinc,
+                )
+
+    return _chart_write(
+        request,
+        patient_id,
+        forms.VitalsForm(request.POST),
+        save,
+        "Record vitals",
+        "Vitals recorded.",
+        category=DataCategory.OBSERVATIONS,
+    )
+
+
+@require_POST
+@capability_required(C.PLACE_ORDER)
+def order_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.OrderForm(request.POST),
+        lambda d: services.order_place(
+            actor=request.user,
+            patient_id=patient_id,
+            kind=d["kind"],
+            department=d["department"],
+            description=d["description"],
+            code=d["code"],
+            reason=d["reason"],
+            priority=d["priority"],
+        ),
+        "Place an order",
+        "Order placed.",
+        category=DataCategory.ORDERS,
+    )
+
+
+@require_POST
+@capability_required(C.PLACE_ORDER)
+def order_cancel(request: HttpRequest, patient_id: int, order_id: int) -> HttpResponse:
+    services.order_cancel(actor=request.user, order_id=order_id)
+    messages.success(request, "Order cancelled.")
+    return redirect("records:chart", patient_id=patient_id)
+
+
+@require_POST
+@capability_required(C.PRESCRIBE)
+def prescription_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.PrescriptionForm(request.POST),
+        lambda d: services.medication_prescribe(
+            actor=request.user, patient_id=patient_id, display=d["display"], dosage=d["dosage"], code=d["code"]
+        ),
+        "Prescribe",
+        "Prescription saved.",
+        category=DataCategory.MEDICATIONS,
+    )
+
+
+@require_POST
+@capability_required(C.ADMINISTER_MEDICATION)
+def administer(request: HttpRequest, patient_id: int, medication_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.AdministerForm(request.POST),
+        lambda d: services.medication_administer(
+            actor=request.user, medication_id=medication_id, dose=d["dose"], note=d["note"]
+        ),
+        "Record a dose given",
+        "Dose recorded.",
+        category=DataCategory.MEDICATIONS,
+    )
+
+
+@require_POST
+@capability_required(C.RECORD_DIAGNOSIS)
+def condition_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.ConditionForm(request.POST),
+        lambda d: services.condition_record(
+            actor=request.user, patient_id=patient_id, display=d["display"], code=d["code"], onset_date=d["onset_date"]
+        ),
+        "Record a diagnosis",
+        "Diagnosis recorded.",
+        category=DataCategory.CONDITIONS,
+    )
+
+
+@require_POST
+@capability_required(C.RECORD_ALLERGY)
+def allergy_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    return _chart_write(
+        request,
+        patient_id,
+        forms.AllergyForm(request.POST),
+        lambda d: services.allergy_record(
+            actor=request.user,
+            patient_id=patient_id,
+            substance=d["substance"],
+            reaction=d["reaction"],
+            severity=d["severity"],
+        ),
+        "Record an allergy",
+        "Allergy recorded.",
+        category=DataCategory.ALLERGIES,
+    )
+
+
+@require_GET
+@capability_required(C.VIEW_OWN_RECORD)
+@step_up_required
+def my_record(request: HttpRequest) -> HttpResponse:
+    record = selectors.patient_own_summary(actor=request.user)
+    return render(request, "records/my_record.html", {"chart": record})
