@@ -399,7 +399,8 @@ def test_reencrypt_deletes_a_copy_that_does_not_read_back_identically(
     media_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = store(pattern(CHUNK_BYTES + 1))
-    monkeypatch.setattr(files, "_plaintext_sha256", lambda storage_name, row_uid: "0" * 64)
+    # Patched where reencrypt_file looks it up (records/files/reencrypt.py), not on the package.
+    monkeypatch.setattr(files.reencrypt, "_plaintext_sha256", lambda storage_name, row_uid: "0" * 64)
     with pytest.raises(DecryptionError, match="did not read back identically"):
         reencrypt_file(old.storage_name, row_uid=ROW)
     assert os.listdir(media_root / "attachments") == [old.storage_name]
