@@ -25,6 +25,8 @@ from healthcrypt.fields import EncryptedField
 from records.files import attachments_dir, file_key_id, open_decrypted, store_encrypted
 from records.management.commands import rotate_keys
 from records.models import Attachment, Observation, Patient
+from records.rotation import attachments as file_rotation
+from records.rotation import values as value_rotation
 from tests.factories import PatientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -403,7 +405,7 @@ def test_a_file_replaced_meanwhile_keeps_the_replacement(
 ) -> None:
     attachment = records["attachments"][1]
     original_name = attachment.storage_name
-    original = rotate_keys.reencrypt_file
+    original = file_rotation.reencrypt_file
     replacement: list[str] = []
 
     def replaced_meanwhile(storage_name: str, **kwargs: Any) -> Any:
@@ -414,7 +416,8 @@ def test_a_file_replaced_meanwhile_keeps_the_replacement(
             replacement.append(stored.storage_name)
         return copy
 
-    monkeypatch.setattr(rotate_keys, "reencrypt_file", replaced_meanwhile)
+    # Patched where the file pass looks it up (records/rotation/attachments.py).
+    monkeypatch.setattr(file_rotation, "reencrypt_file", replaced_meanwhile)
     with new_key():
         with django_capture_on_commit_callbacks(execute=True):
             output = run()
@@ -495,7 +498,7 @@ def test_a_batch_hit_by_a_lock_conflict_is_retried_and_old_files_go_once_committ
         return original(self, *args)
 
     monkeypatch.setattr(rotate_keys.Command, "_write_batch", deadlocked_once)
-    monkeypatch.setattr(rotate_keys.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(value_rotation.time, "sleep", lambda seconds: None)
     old_files = {a.storage_name for a in records["attachments"]}
     with new_key():
         run()
@@ -530,14 +533,14 @@ def test_an_old_file_that_cannot_be_deleted_is_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     old_names = {a.storage_name for a in records["attachments"]}
-    original = rotate_keys.delete_stored
+    original = file_rotation.delete_stored
 
     def read_only_old_files(storage_name: str) -> None:
         if storage_name in old_names:
             raise PermissionError(13, "Permission denied")
         original(storage_name)
 
-    monkeypatch.setattr(rotate_keys, "delete_stored", read_only_old_files)
+    monkeypatch.setattr(file_rotation, "delete_stored", read_only_old_files)
     stderr = io.StringIO()
     with new_key():
         with pytest.raises(CommandError, match="2 value"):
