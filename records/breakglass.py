@@ -1,6 +1,6 @@
 """Break the glass (DESIGN.md §8): emergency access to one patient's record, for a limited time.
 
-The write path of emergency grants (records/services.py holds the rest of the write path). A user
+The write path of emergency grants (records/services/ holds the rest of the write path). A user
 whose role has ``break_glass`` states a reason (a choice and a few words), re-enters a one-time code
 from their authenticator, and receives a grant for that one patient that lasts
 ``BREAK_GLASS_MINUTES``. While it is in force, records/permissions.py counts it as the relationship
@@ -124,10 +124,13 @@ def break_glass_grant(*, actor: Any, patient_id: int, reason: str, explanation: 
 def break_glass_end(*, actor: Any, grant_id: int) -> BreakGlassGrant:
     """End one of ``actor``'s own grants now. Raises RecordNotFound for anyone else's grant or an
     unknown id; a grant that is already over is returned unchanged (nothing to end, nothing sent)."""
+    actor_id = getattr(actor, "pk", None)
+    if actor_id is None:  # not a signed-in user: holds no grant
+        raise RecordNotFound
     with transaction.atomic():
         grant = (
             BreakGlassGrant.objects.select_for_update()
-            .filter(pk=grant_id, user_id=getattr(actor, "pk", None))
+            .filter(pk=grant_id, user_id=actor_id)
             .defer("explanation")
             .first()
         )

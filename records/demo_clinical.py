@@ -1,6 +1,6 @@
 """Synthetic clinical history for the demo hospital (used by ``seed_demo``; never on real data).
 
-Goes through records/services.py with the demo staff as actors, so the demo exercises the same
+Goes through records/services/ with the demo staff as actors, so the demo exercises the same
 policy checks and audit signals as the application. Deterministic: a seeded ``random.Random``.
 """
 

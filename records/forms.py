@@ -59,7 +59,8 @@ class DemographicsForm(forms.Form):
         return value
 
     def clean_mrn(self) -> str:
-        value = self.cleaned_data["mrn"].strip()
+        mrn: str = self.cleaned_data["mrn"]
+        value = mrn.strip()
         if not value.replace("-", "").isalnum():
             raise forms.ValidationError("An MRN has only letters, digits and hyphens.")
         return value
@@ -250,7 +251,8 @@ class BreakGlassForm(forms.Form):
     )
 
     def clean_otp_token(self) -> str:
-        token = self.cleaned_data["otp_token"].replace(" ", "")
+        entered: str = self.cleaned_data["otp_token"]
+        token = entered.replace(" ", "")
         if not (len(token) == 6 and token.isdigit()):
             raise forms.ValidationError("Enter the 6 digits from your authenticator app.")
         return token

@@ -7,8 +7,8 @@ category), event timestamps (needed to sort and page a chart without decrypting 
 department an order or admission is addressed to, and the confidential/VIP flag (read by anomaly
 rules). None of them names a person or states a finding.
 
-Reads of these models for a person go through records/selectors.py; writes through
-records/services.py. Views never query them directly.
+Reads of these models for a person go through records/selectors/; writes through
+records/services/. Views never query them directly.
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ class ClinicalNote(RowIdentity):
 
 
 class Attachment(RowIdentity):
-    """An image or document; the file is encrypted on disk (records/files.py), its name and type too."""
+    """An image or document; the file is encrypted on disk (records/files/), its name and type too."""
 
     class Kind(models.TextChoices):
         IMAGING = "imaging", "Imaging study"
@@ -373,7 +373,7 @@ class Attachment(RowIdentity):
     # Random name of the encrypted file under MEDIA_ROOT/attachments, and the key id it is under.
     storage_name = models.CharField(max_length=64, unique=True, editable=False)
     key_id = models.CharField(max_length=32, editable=False)
-    # Format of the stored file (records/files.py): 2 is bound to this row's row_uid, 1 (files stored
+    # Format of the stored file (records/files/): 2 is bound to this row's row_uid, 1 (files stored
     # before row binding) to its storage name only. rotate_keys finds version 1 files by it; opening
     # a file checks the header itself, so a wrong value here cannot make a version 1 file readable.
     file_format = models.PositiveSmallIntegerField(default=2, editable=False)

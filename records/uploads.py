@@ -4,11 +4,11 @@ Django spools uploads larger than FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary fil
 an X-ray would sit readable in /tmp until the request ends (and in freed disk blocks after). This
 handler encrypts each chunk as it arrives, with AES-256-CTR under a random key that lives only in
 this process's memory, and hands the view a file object that decrypts as it is read. The upload is
-then re-encrypted under the keyring by records/files.py; the ephemeral key dies with the request,
+then re-encrypted under the keyring by records/files/; the ephemeral key dies with the request,
 so whatever the temporary file leaves behind is noise.
 
 CTR mode (no authentication) is enough here: the file never leaves this process's control, and the
-data is authenticated when records/files.py seals it. Memory stays flat: one chunk at a time.
+data is authenticated when records/files/ seals it. Memory stays flat: one chunk at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from django.conf import settings
@@ -77,9 +77,18 @@ class _CtrTempFile:
 class EncryptedTemporaryUploadedFile(UploadedFile):
     """What a view receives for a large upload: reads decrypt, the disk holds ciphertext only."""
 
-    def __init__(self, name: str, content_type: str, size: int, charset: str | None, content_type_extra: Any = None):
+    def __init__(
+        self,
+        name: str | None,
+        content_type: str | None,
+        size: int,
+        charset: str | None,
+        content_type_extra: dict[str, bytes] | None = None,
+    ) -> None:
         self._ctr = _CtrTempFile()
-        super().__init__(self._ctr, name, content_type, size, charset, content_type_extra)  # type: ignore[arg-type]
+        # Django's File wraps any file-like object (it calls read, seek, tell and close, which
+        # _CtrTempFile has); its stubs ask for a full IO.
+        super().__init__(cast(IO[bytes], self._ctr), name, content_type, size, charset, content_type_extra)
 
     def temporary_file_path(self) -> str:
         # Never hand out the path: what is there is ciphertext, useless to anyone reading it.

@@ -1,7 +1,7 @@
 """Break the glass (DESIGN.md §8): find the patient, state a reason, re-enter a code, see the emergency
 summary, open the full chart, end the access early.
 
-Thin like records/views.py: form -> capability -> selector (records/selectors.py, audited) or service
+Thin like records/views/: form -> capability -> selector (records/selectors/, audited) or service
 (records/breakglass.py) -> render. Patient identifiers typed to find someone (MRN, surname, birth
 date) are posted, never put in a URL; pages are addressed by the patient's id only.
 
@@ -124,7 +124,8 @@ def grant(request: HttpRequest, patient_id: int) -> HttpResponse:
                 # As on the step-up page: the last straw signs the person out; AxesMiddleware
                 # turns the marked request into the lockout page.
                 logout(request)
-                request.axes_credentials = {"username": user.get_username()}  # type: ignore[attr-defined]
+                # Read by AxesMiddleware; HttpRequest declares no such attribute (as in accounts/views.py).
+                vars(request)["axes_credentials"] = {"username": user.get_username()}
                 return HttpResponse(status=429)
             _apply_validation_error(form, error)
         except ValidationError as error:

@@ -16,7 +16,7 @@ import hmac
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.management import call_command
@@ -45,6 +45,21 @@ DEPARTMENTS: tuple[tuple[str, str, Department.Kind], ...] = (
     ("outpatient", "Outpatient Clinic", Department.Kind.OUTPATIENT),
     ("administration", "Administration", Department.Kind.ADMINISTRATION),
 )
+
+
+class DemoProfile(TypedDict):
+    """One generated patient's demographics, as patient_register takes them."""
+
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: datetime.date
+    sex: str
+    address_line: str
+    city: str
+    postal_code: str
+    phone: str
+    email: str
 
 
 @dataclass(frozen=True)
@@ -217,7 +232,7 @@ class Command(BaseCommand):
             # Draw every value even for existing patients, so the sequence stays deterministic.
             sex = fake.random_element(["female", "male"])
             given = fake.first_name_female() if sex == "female" else fake.first_name_male()
-            profile = {
+            profile: DemoProfile = {
                 "mrn": f"HC{100000 + number}",
                 "given_name": given,
                 "family_name": fake.last_name(),
