@@ -57,8 +57,8 @@ def _require_relationship(actor: Any, patient_id: int, category: DataCategory) -
     if actor is None:
         return "system"
     decision = chart_access(actor, patient_id)
-    if decision.status == 403:
-        raise PermissionDenied("Your role does not allow this.")
+    # No 403 here: _require has already refused a role without the capability, and every role that
+    # may write has chart access (accounts/roles.py), so a refusal is a missing relationship.
     if not decision.allowed or category not in decision.categories:
         raise RecordNotFound
     return decision.explanation
