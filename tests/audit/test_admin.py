@@ -484,7 +484,7 @@ def test_patient_report_form_errors_show_nothing_and_record_nothing(trail: Ward,
 def test_user_report_lists_what_one_user_opened(
     trail: Ward, compliance: User, nurse: User, officer: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reports, "REPORT_PAGE_SIZE", 5)
+    monkeypatch.setattr("audit.reports.views.REPORT_PAGE_SIZE", 5)
     url = reverse("admin:audit_report_user")
     params = {"username": "nurse", **_period()}
     expected = list(AccessEvent.objects.filter(actor_id=nurse.pk).order_by("-at", "-id").values_list("id", flat=True))
@@ -586,7 +586,7 @@ def test_nothing_is_shown_when_the_view_cannot_be_recorded(
     def broken(**kwargs: object) -> None:
         raise RuntimeError("audit store unavailable")
 
-    monkeypatch.setattr(reports, "access_event_record", broken)
+    monkeypatch.setattr("audit.reports.trail.access_event_record", broken)
     for url in _every_url(seen)[1:]:
         with pytest.raises(RuntimeError):
             officer.get(url)
