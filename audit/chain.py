@@ -15,13 +15,14 @@ tail no longer reaches the head. ``manage.py verify_audit`` checks all of it.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -57,6 +58,10 @@ class Chained(models.Model):
 
     STREAM = ""
 
+    # Every chained model has its own ``at`` column (a DateTimeField); declared here for the sealer,
+    # which stamps rows that have none. An annotation only: no column is added to the abstract base.
+    at: datetime.datetime
+
     partition = models.PositiveSmallIntegerField(editable=False)
     seq = models.BigIntegerField(editable=False)
     prev_hash = models.CharField(max_length=64, editable=False)
@@ -64,6 +69,9 @@ class Chained(models.Model):
 
     class Meta:
         abstract = True
+
+
+_C = TypeVar("_C", bound=Chained)
 
 
 def content_fields(model: type[Chained]) -> list[str]:
@@ -113,7 +121,7 @@ def partitions() -> int:
     return int(getattr(settings, "AUDIT_CHAIN_PARTITIONS", 16))
 
 
-def seal_and_insert(rows: Sequence[Chained], *, partition: int | None = None) -> list[Chained]:
+def seal_and_insert(rows: Sequence[_C], *, partition: int | None = None) -> list[_C]:
     """Link ``rows`` (all of one model) onto one chain and insert them, atomically.
 
     The chain is picked at random among ``partitions()``, unless ``partition`` names one (the
@@ -137,7 +145,7 @@ def lock_head(stream: str, partition: int) -> AuditChainHead:
     return heads.get()
 
 
-def _seal_and_insert(rows: Sequence[Chained], partition: int | None) -> list[Chained]:
+def _seal_and_insert(rows: Sequence[_C], partition: int | None) -> list[_C]:
     model = type(rows[0])
     if partition is None:
         partition = secrets.randbelow(partitions())
@@ -147,11 +155,11 @@ def _seal_and_insert(rows: Sequence[Chained], partition: int | None) -> list[Cha
     seq, prev = head.last_seq, head.last_hash
     for row in rows:
         if getattr(row, "at", None) is None:
-            row.at = now  # type: ignore[attr-defined]
+            row.at = now
         seq += 1
         values = {name: getattr(row, name) for name in content_fields(model)}
         row.partition, row.seq, row.prev_hash = partition, seq, prev
         row.hash = prev = link_hash(model, values, partition, seq, prev)
-    created = model.objects.bulk_create(rows)
+    created = model._default_manager.bulk_create(rows)
     heads.update(last_seq=seq, last_hash=prev)
     return list(created)

@@ -52,7 +52,7 @@ def access_event_record(
         for patient_id in patient_ids
         for category in categories
     ]
-    return seal_and_insert(events)  # type: ignore[return-value]
+    return seal_and_insert(events)
 
 
 def change_event_record(
@@ -83,7 +83,7 @@ def change_event_record(
             )
         ]
     )
-    return event  # type: ignore[return-value]
+    return event
 
 
 def auth_event_record(
@@ -105,4 +105,4 @@ def auth_event_record(
             )
         ]
     )
-    return record  # type: ignore[return-value]
+    return record

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
@@ -61,9 +62,10 @@ class Summary:
     sealed: int = 0  # direct changes sealed by this run
 
 
-def _partition_rows(model: type[Chained], partition: int) -> Iterator[dict[str, object]]:
+def _partition_rows(model: type[Chained], partition: int) -> Iterator[dict[str, Any]]:
+    """The rows of one chain in ``seq`` order, as column name -> value (the values of a hash's input)."""
     names = [*CHAIN_FIELDS, *content_fields(model)]
-    rows = model.objects.filter(partition=partition).order_by("seq").values_list(*names)
+    rows = model._default_manager.filter(partition=partition).order_by("seq").values_list(*names)
     for row in rows.iterator(chunk_size=FETCH):
         yield dict(zip(names, row, strict=True))
 
@@ -76,7 +78,7 @@ def verify_partition(
     stream = model.STREAM
     for row in _partition_rows(model, partition):
         summary.events += 1
-        seq, event_id = int(row["seq"]), int(row["id"])  # type: ignore[call-overload]
+        seq, event_id = int(row["seq"]), int(row["id"])
         if seq < expected_seq:
             return Problem(
                 stream, partition, seq, event_id, "inserted", "a second event claims this place in the chain"
@@ -114,9 +116,9 @@ def verify_direct_changes() -> list[Problem]:
     problems: list[Problem] = []
     bad = 0
     seals = DirectChangeSeal.objects.order_by("id").values_list("id", "seq", "direct_change_id", "change_at", *COPIED)
-    chunk: list[tuple[object, ...]] = []
+    chunk: list[tuple[Any, ...]] = []
 
-    def check(rows: list[tuple[object, ...]]) -> None:
+    def check(rows: list[tuple[Any, ...]]) -> None:
         nonlocal bad
         ids = [row[2] for row in rows]
         current = {
@@ -132,7 +134,7 @@ def verify_direct_changes() -> list[Problem]:
                 continue
             bad += 1
             if len(problems) < MAX_DIRECT_PROBLEMS:
-                problems.append(Problem(DirectChangeSeal.STREAM, 0, int(seq), int(seal_id), kind, detail))  # type: ignore[call-overload]
+                problems.append(Problem(DirectChangeSeal.STREAM, 0, int(seq), int(seal_id), kind, detail))
 
     for row in seals.iterator(chunk_size=FETCH):
         chunk.append(row)
@@ -160,7 +162,7 @@ def verify_all(*, seal: bool = True) -> tuple[list[Problem | GuardProblem], Summ
         summary.sealed = seal_direct_changes().sealed
     for model in CHAINED_MODELS:
         heads = {h.partition: h for h in AuditChainHead.objects.filter(stream=model.STREAM)}
-        used = set(model.objects.values_list("partition", flat=True).distinct()) | set(heads)
+        used = set(model._default_manager.values_list("partition", flat=True).distinct()) | set(heads)
         for partition in sorted(used):
             summary.partitions += 1
             problem = verify_partition(model, partition, heads.get(partition), summary)
