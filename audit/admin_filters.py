@@ -3,7 +3,7 @@
 Every filter *validates* its value and refuses anything else (``IncorrectLookupParameters``, which the
 admin turns into its "invalid filter" page), for two reasons: a value that filtered nothing would
 silently show the whole trail, and the filters are written to the audit-of-the-audit event, which
-must never carry free text that could be a patient identifier (audit/reports.py).
+must never carry free text that could be a patient identifier (audit/reports/).
 
 The choice lists of text columns come from a cached ``SELECT DISTINCT``: Django's own
 ``AllValuesFieldListFilter`` runs that scan on every page view, which a table of millions of rows
@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, cast
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -57,6 +57,33 @@ def _other_parameters(changelist: ChangeList, exclude: Sequence[str]) -> list[tu
         if name not in exclude
         for value in values
     ]
+
+
+# What the two input filters hand their own templates (templates/admin/audit/*_filter.html). Django's
+# stubs type ``choices()`` for the admin's default template, a list of links; these are forms, so the
+# overrides below yield these instead, as ``Any`` to the base class.
+
+
+class InputChoice(TypedDict):
+    """A typed-in id filter: its value and the page's other parameters (input_filter.html)."""
+
+    parameter_name: str
+    value: str
+    placeholder: str
+    hidden: list[tuple[str, str]]
+    clear_query_string: str
+
+
+class DateRangeChoice(TypedDict):
+    """A from/to date filter (date_range_filter.html)."""
+
+    parameter_from: str
+    parameter_to: str
+    value_from: str
+    value_to: str
+    hidden: list[tuple[str, str]]
+    clear_query_string: str
+    active: bool
 
 
 class VocabularyFilter(admin.SimpleListFilter):
@@ -109,15 +136,16 @@ class IdInputFilter(admin.SimpleListFilter):
     def filter_id(self, queryset: QuerySet[Any], value: int) -> QuerySet[Any]:
         return queryset.filter(**{self.field: value})
 
-    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[Any]:
         name = str(self.parameter_name)
-        yield {
+        choice: InputChoice = {
             "parameter_name": name,
             "value": self.value() or "",
             "placeholder": self.placeholder,
             "hidden": _other_parameters(changelist, [name]),
             "clear_query_string": changelist.get_query_string(remove=[name]),
         }
+        yield choice
 
 
 class DateRangeFilter(admin.ListFilter):
@@ -130,19 +158,27 @@ class DateRangeFilter(admin.ListFilter):
     parameter_to = "at_to"
 
     def __init__(self, request: HttpRequest, params: dict[str, list[str]], model: Any, model_admin: Any) -> None:
-        super().__init__(request, params, model, model_admin)
-        for name in self.expected_parameters():
+        # Since Django 5.0 the admin passes each parameter's list of values; the stubs still say str.
+        super().__init__(request, cast("dict[str, str]", params), model, model_admin)
+        for name in self._names():
             if name in params:
                 self.used_parameters[name] = params.pop(name)[-1]
 
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def _names(self) -> list[str]:
         return [self.parameter_from, self.parameter_to]
 
+    def expected_parameters(self) -> list[str | None]:
+        return [*self._names()]
+
+    def _value(self, name: str) -> str:
+        value = self.used_parameters.get(name)
+        return value if isinstance(value, str) else ""
+
     def _date(self, name: str) -> datetime.date | None:
-        raw = (self.used_parameters.get(name) or "").strip()
+        raw = self._value(name).strip()
         if not raw:
             return None
         try:
@@ -158,17 +194,18 @@ class DateRangeFilter(admin.ListFilter):
             queryset = queryset.filter(**{f"{self.field}__lt": end})
         return queryset
 
-    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
-        names = self.expected_parameters()
-        yield {
+    def choices(self, changelist: ChangeList) -> Iterator[Any]:
+        names = self._names()
+        choice: DateRangeChoice = {
             "parameter_from": self.parameter_from,
             "parameter_to": self.parameter_to,
-            "value_from": self.used_parameters.get(self.parameter_from, ""),
-            "value_to": self.used_parameters.get(self.parameter_to, ""),
+            "value_from": self._value(self.parameter_from),
+            "value_to": self._value(self.parameter_to),
             "hidden": _other_parameters(changelist, names),
             "clear_query_string": changelist.get_query_string(remove=names),
-            "active": any(self.used_parameters.get(name) for name in names),
+            "active": any(self._value(name) for name in names),
         }
+        yield choice
 
 
 class ActorRoleFilter(VocabularyFilter):
@@ -187,7 +224,7 @@ class ActionFilter(VocabularyFilter):
 class CategoryFilter(VocabularyFilter):
     title = "data category"
     parameter_name = field = "category"
-    # The trail's own category (audit/reports.py) is offered before anyone has looked at the trail.
+    # The trail's own category (audit/reports/) is offered before anyone has looked at the trail.
     static_choices = (
         *((category.value, category.value) for category in DataCategory),
         (AUDIT_TRAIL_CATEGORY, AUDIT_TRAIL_CATEGORY),

@@ -284,7 +284,7 @@ def _load(path: Path, key: Ed25519PublicKey) -> dict[str, Any]:
         key.verify(signature, canonical(payload))
     except InvalidSignature:
         raise CheckpointError("its signature does not verify under the trusted public key") from None
-    if payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError("unknown checkpoint format")
     return payload
 

@@ -270,7 +270,11 @@ def _raise_alerts(history: History, *, grant: BreakGlassGrant, start: datetime.d
             actor_id=first.actor_id,
             actor_username=first.actor_username,
             actor_role=first.actor_role,
-            department_id=User.objects.filter(pk=first.actor_id).values_list("department_id", flat=True).first(),
+            department_id=(
+                User.objects.filter(pk=first.actor_id).values_list("department_id", flat=True).first()
+                if first.actor_id is not None
+                else None
+            ),
             patient_id=None if rule == "bulk_browsing" else first.patient_id,
             occurred_at=first.at,
             created_at=first.at + datetime.timedelta(minutes=1),

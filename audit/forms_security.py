@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -51,7 +51,7 @@ class QueueFilterForm(forms.Form):
         return rule
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             raise forms.ValidationError("The start date is after the end date.")
         return data
@@ -76,7 +76,7 @@ class BulkAcknowledgeForm(forms.Form):
     alert = forms.TypedMultipleChoiceField(coerce=int, choices=())
 
     def clean_alert(self) -> list[int]:
-        ids = self.cleaned_data["alert"]
+        ids: list[int] = self.cleaned_data["alert"]
         if len(ids) > BULK_MAX:
             raise forms.ValidationError(f"Select at most {BULK_MAX} alerts.")
         return ids
@@ -85,7 +85,9 @@ class BulkAcknowledgeForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Any id is a valid choice: the service acknowledges the open ones among them.
         raw = self.data.getlist("alert") if hasattr(self.data, "getlist") else []
-        self.fields["alert"].choices = [(value, value) for value in raw if str(value).isdigit()]
+        # The field is declared above; the stubs type ``fields[name]`` as any Field.
+        field = cast(forms.TypedMultipleChoiceField, self.fields["alert"])
+        field.choices = [(value, value) for value in raw if str(value).isdigit()]
 
 
 class AssignForm(forms.Form):
@@ -94,7 +96,7 @@ class AssignForm(forms.Form):
     def __init__(self, *args: Any, team: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if team is not None:
-            self.fields["assignee"].queryset = team
+            cast("forms.ModelChoiceField[User]", self.fields["assignee"]).queryset = team
 
 
 class NoteForm(forms.Form):

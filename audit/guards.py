@@ -360,17 +360,17 @@ def _pg_guard_problems(connection: Any) -> list[str]:
         )
         database, maintenance_role = cursor.fetchone()
     checked = list(FUNCTIONS) + ([RECORD_DDL] if event_triggers else [])
-    for function in checked:
-        if function.name not in functions:
-            problems.append(f"guard function public.{function.name}() is missing")
+    for guard in checked:
+        if guard.name not in functions:
+            problems.append(f"guard function public.{guard.name}() is missing")
             continue
-        definer, config, source = functions[function.name]
+        definer, config, source = functions[guard.name]
         if not definer:
-            problems.append(f"guard function public.{function.name}() is not SECURITY DEFINER")
+            problems.append(f"guard function public.{guard.name}() is not SECURITY DEFINER")
         if f"search_path={SEARCH_PATH}" not in config:
-            problems.append(f"guard function public.{function.name}() has no fixed search_path ({SEARCH_PATH})")
-        if source != function.body:
-            problems.append(f"guard function public.{function.name}() was replaced: its body is not the installed one")
+            problems.append(f"guard function public.{guard.name}() has no fixed search_path ({SEARCH_PATH})")
+        if source != guard.body:
+            problems.append(f"guard function public.{guard.name}() was replaced: its body is not the installed one")
     for name, enabled in sorted(event_triggers.items()):
         if enabled != "A":
             problems.append(f"event trigger {name} is not ENABLE ALWAYS (state {enabled})")

@@ -15,11 +15,10 @@ row with a lower id after higher ones were sealed, and it must still be sealed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from audit.chain import lock_head, seal_and_insert
 from audit.models import DirectChange, DirectChangeSeal
@@ -51,10 +50,10 @@ class SealResult:
     unverified_ids: list[int] = field(default_factory=list)
 
 
-def unsealed() -> Iterator[DirectChange]:
+def unsealed() -> QuerySet[DirectChange]:
     """Direct changes without a seal, oldest first (an anti-join: see the module docstring)."""
     seals = DirectChangeSeal.objects.filter(direct_change_id=OuterRef("pk"))
-    return DirectChange.objects.filter(~Exists(seals)).order_by("id")  # type: ignore[return-value]
+    return DirectChange.objects.filter(~Exists(seals)).order_by("id")
 
 
 def seal_for(change: DirectChange) -> DirectChangeSeal:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db.models import Count, QuerySet
 
@@ -104,14 +104,60 @@ def security_team() -> QuerySet[User]:
     return User.objects.filter(is_active=True, role__in=roles_with(Capability.REVIEW_ALERTS)).order_by("username")
 
 
+class AuthEventRow(TypedDict):
+    """An authentication event on an alert's page."""
+
+    id: int
+    at: datetime.datetime
+    event: str
+    username: str
+    ip: str | None
+
+
+class DirectChangeRow(TypedDict):
+    """A sealed direct database change on an alert's page (the seal's copy of it)."""
+
+    id: int
+    change_at: datetime.datetime
+    table_name: str
+    operation: str
+    row_id: int | None
+    db_user: str
+    client_addr: str
+    verified: bool
+
+
+class GrantSummary(TypedDict):
+    """A break-the-glass grant on an alert's page: never its free-text explanation."""
+
+    id: int
+    user__username: str
+    patient_id: int
+    reason: str
+    reason_label: str
+    granted_at: datetime.datetime
+    expires_at: datetime.datetime
+    ended_at: datetime.datetime | None
+
+
+class RuleFailureRow(TypedDict):
+    """A rule that failed on an event, as the dashboard lists it (the exception's class name only)."""
+
+    at: datetime.datetime
+    rule: str
+    kind: str
+    object_id: int | None
+    error: str
+
+
 @dataclass(frozen=True)
 class AlertContext:
     """Everything an alert's page shows besides the alert itself; metadata only."""
 
     access_events: list[dict[str, Any]]
-    auth_events: list[dict[str, Any]]
-    direct_changes: list[dict[str, Any]]
-    grants: list[dict[str, Any]]
+    auth_events: list[AuthEventRow]
+    direct_changes: list[DirectChangeRow]
+    grants: list[GrantSummary]
     user_recent: list[dict[str, Any]]
     patient_recent: list[dict[str, Any]]
     department: str
@@ -149,18 +195,15 @@ def alert_context(alert: Alert) -> AlertContext:
         else []
     )
     # The grant's free-text explanation may describe the patient's condition: not shown here.
-    grants = (
-        list(
-            BreakGlassGrant.objects.filter(pk__in=ids["grant"])
-            .order_by("granted_at")
-            .values("id", "user__username", "patient_id", "reason", "granted_at", "expires_at", "ended_at")
-        )
+    grant_rows = (
+        BreakGlassGrant.objects.filter(pk__in=ids["grant"])
+        .order_by("granted_at")
+        .values("id", "user__username", "patient_id", "reason", "granted_at", "expires_at", "ended_at")
         if ids["grant"]
         else []
     )
     reasons = dict(BreakGlassGrant.Reason.choices)
-    for grant in grants:
-        grant["reason_label"] = reasons.get(grant["reason"], grant["reason"])
+    grants = [GrantSummary(**row, reason_label=reasons.get(row["reason"], row["reason"])) for row in grant_rows]
     user_recent = (
         list(
             AccessEvent.objects.filter(actor_id=alert.actor_id)
@@ -190,7 +233,7 @@ class DashboardCounts:
     open_by_severity: list[tuple[str, int]]
     open_total: int
     acknowledged: int
-    failures: list[dict[str, Any]]
+    failures: list[RuleFailureRow]
     failures_total: int
 
 

@@ -27,7 +27,7 @@ from accounts.roles import Capability
 from accounts.services import step_up_is_fresh
 from audit import alert_workflow, security_reports, security_selectors
 from audit.exports import csv_response, queryset_rows
-from audit.forms_security import AssignForm, BulkAcknowledgeForm, CloseForm, NoteForm, QueueFilterForm
+from audit.forms_security import SORT_CHOICES, AssignForm, BulkAcknowledgeForm, CloseForm, NoteForm, QueueFilterForm
 from audit.models import Alert
 from audit.security_reports import SECURITY_CATEGORY
 from audit.services import access_event_record
@@ -97,7 +97,7 @@ def alert_queue(request: HttpRequest) -> HttpResponse:
     alerts = list(page.object_list)
     departments = security_selectors.department_names()
     for alert in alerts:
-        alert.department_name = departments.get(alert.department_id, "")  # type: ignore[attr-defined]
+        alert.department_name = departments.get(alert.department_id, "")
     _record(request, action="list", detail={"view": "alert_queue", "filters": filters.as_detail(), "page": page.number})
     query = _filter_query(form)
     return render(
@@ -109,7 +109,7 @@ def alert_queue(request: HttpRequest) -> HttpResponse:
             "alerts": alerts,
             "query": query,
             "sort": filters.sort,
-            "sort_choices": form.fields["sort"].choices,
+            "sort_choices": SORT_CHOICES,
         },
     )
 
