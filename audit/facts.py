@@ -54,14 +54,15 @@ def surname_index(last_name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _zone() -> zoneinfo.ZoneInfo:
+def zone() -> zoneinfo.ZoneInfo:
+    """The hospital's time zone (TIME_ZONE): local hours here and in scan_access's SQL use it."""
     return zoneinfo.ZoneInfo(settings.TIME_ZONE)
 
 
 def local_hour(at: datetime.datetime) -> int:
     """The hour of day of ``at`` in the hospital's time zone (TIME_ZONE), cheaply: scan_access asks
     it a million times."""
-    return at.astimezone(_zone()).hour
+    return at.astimezone(zone()).hour
 
 
 # --- Patients, actors, orders, baselines -----------------------------------------------------------

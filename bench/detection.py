@@ -20,15 +20,22 @@ access and the chart view with rules on against rules off in the same run. It pr
 assert.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/healthcrypt_bench .venv/bin/python -m bench.detection [--days 21]
+
+Loading 600 days takes minutes; ``--keep`` leaves the bench database (``test_<name>``) in place with
+the ground-truth labels in ``--state`` (a JSON file), and ``--scan-only`` then times the scan again
+on it (alerts and baselines recomputed, nothing reloaded). Both skip the inline cost, whose chart
+view would add events to the kept history; measure it with a plain run.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import random
 import statistics
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -50,7 +57,15 @@ from accounts.roles import Role
 from audit import detection, rules
 from audit.chain import seal_and_insert
 from audit.facts import baselines_refresh
-from audit.models import AccessEvent, Alert, AlertSubject, AuthEventRecord, DirectChangeSeal
+from audit.models import (
+    AccessEvent,
+    ActivityBaseline,
+    Alert,
+    AlertSubject,
+    AuthEventRecord,
+    DirectChangeSeal,
+    RuleFailure,
+)
 from records.models import BreakGlassGrant, CareAssignment, Encounter, Order, Patient
 from records.services import _set_indexes
 
@@ -485,6 +500,39 @@ def inline_cost(requests: int) -> None:
     )
 
 
+def scan_and_measure(days: int, labels: dict[str, Any], incidents: dict[str, str], total: int) -> None:
+    end = START + datetime.timedelta(days=days + 1)
+    t0 = time.perf_counter()
+    baselines_refresh(until=end)
+    t1 = time.perf_counter()
+    outcome = detection.scan(since=START, until=end)
+    t2 = time.perf_counter()
+    print(
+        f"scan_access over {total:,} events: {t2 - t1:.1f} s (+ baselines {t1 - t0:.1f} s), "
+        f"{outcome.judged:,} accesses judged, {outcome.candidates:,} candidate events read, "
+        f"{len(outcome.raised)} alerts, {outcome.failures} rule failures"
+    )
+    again = detection.scan(since=START, until=end)
+    print(f"second scan: {len(again.raised)} new alerts (idempotent: 0), {AlertSubject.objects.count()} subjects")
+    measure(labels, incidents, total)
+
+
+def _state_save(path: str, days: int, labels: dict[str, Any], incidents: dict[str, str], total: int) -> None:
+    plain = {key: sorted(value) if isinstance(value, set) else value for key, value in labels.items()}
+    with open(path, "w") as out:
+        json.dump({"days": days, "labels": plain, "incidents": incidents, "total": total}, out)
+
+
+def _state_load(path: str) -> tuple[int, dict[str, Any], dict[str, str], int]:
+    with open(path) as source:
+        state = json.load(source)
+    labels = state["labels"]
+    labels["grants"] = {int(k): v for k, v in labels["grants"].items()}
+    labels["events"] = {int(k): v for k, v in labels["events"].items()}
+    labels["direct"], labels["auth"] = set(labels["direct"]), set(labels["auth"])
+    return state["days"], labels, state["incidents"], state["total"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=21, help="days of simulated activity (600: about 1,000,000 events)")
@@ -492,12 +540,28 @@ def main() -> None:
         "--swap-rate", type=float, default=0.002, help="share of nurse shifts (whole days) worked at the other time"
     )
     parser.add_argument("--requests", type=int, default=30, help="chart views per median for the inline cost")
+    parser.add_argument("--keep", action="store_true", help="keep the loaded database and its labels (see --state)")
+    parser.add_argument("--scan-only", action="store_true", help="scan the database kept by --keep again")
+    parser.add_argument(
+        "--state", default="", help="labels of a kept database (default: <tmp>/bench-detection-<db>.json)"
+    )
     args = parser.parse_args()
     setup_test_environment()
     settings.ANOMALY_RULES_INLINE = False  # the history is loaded in bulk; scan_access judges it
     original = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, serialize=False)
+    state = args.state or os.path.join(tempfile.gettempdir(), f"bench-detection-{os.path.basename(str(original))}.json")
+    keep = args.keep or args.scan_only
+    connection.creation.create_test_db(verbosity=0, serialize=False, keepdb=args.scan_only)
     try:
+        if args.scan_only:
+            days, labels, incidents, total = _state_load(state)
+            AlertSubject.objects.all().delete()
+            Alert.objects.all().delete()
+            RuleFailure.objects.all().delete()
+            ActivityBaseline.objects.all().delete()
+            print(f"kept database: {days} days, {total:,} access events ({connection.vendor})")
+            scan_and_measure(days, labels, incidents, total)
+            return
         started = time.perf_counter()
         h = build(args.days)
         ev = Events()
@@ -510,23 +574,16 @@ def main() -> None:
             f"{total:,} access events ({len(labels['events'])} misuse), {len(ev.incidents)} incidents; "
             f"loaded in {time.perf_counter() - started:.0f} s ({connection.vendor})"
         )
-        end = START + datetime.timedelta(days=args.days + 1)
-        t0 = time.perf_counter()
-        baselines_refresh(until=end)
-        t1 = time.perf_counter()
-        outcome = detection.scan(since=START, until=end)
-        t2 = time.perf_counter()
-        print(
-            f"scan_access over {total:,} events: {t2 - t1:.1f} s (+ baselines {t1 - t0:.1f} s), "
-            f"{outcome.judged:,} accesses judged, {len(outcome.raised)} alerts, {outcome.failures} rule failures"
-        )
-        again = detection.scan(since=START, until=end)
-        print(f"second scan: {len(again.raised)} new alerts (idempotent: 0), {AlertSubject.objects.count()} subjects")
-        measure(labels, ev.incidents, total)
-        inline_cost(args.requests)
+        if keep:
+            _state_save(state, args.days, labels, ev.incidents, total)
+            print(f"kept: {connection.settings_dict['NAME']}, labels in {state}")
+        scan_and_measure(args.days, labels, ev.incidents, total)
+        if not keep:
+            inline_cost(args.requests)
     finally:
         connections.close_all()
-        connection.creation.destroy_test_db(original, verbosity=0)
+        if not keep:
+            connection.creation.destroy_test_db(original, verbosity=0)
 
 
 if __name__ == "__main__":

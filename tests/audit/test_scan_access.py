@@ -201,3 +201,91 @@ def test_direct_database_change_raises_a_critical_alert_once(physician: User) ->
     assert AlertSubject.objects.get(alert=alert).kind == "direct"
     scan("--since", "2026-01-01", "--rule", "direct_change")
     assert Alert.objects.filter(rule="direct_change").count() == 1
+
+
+def _seen(actor: User, patient_id: int, at: datetime.datetime, explanation: str = "ward", **kw: Any) -> None:
+    seal_and_insert(
+        [
+            AccessEvent(
+                at=at,
+                actor_id=actor.pk,
+                actor_username=actor.username,
+                actor_role=actor.role,
+                patient_id=patient_id,
+                category="demographics",
+                action=kw.get("action", "view"),
+                explanation=explanation,
+                detail=kw.get("detail", {}),
+            )
+        ]
+    )
+
+
+def test_the_candidate_filter_keeps_every_finding_and_leaves_routine_work_in_the_database(
+    nurse: User, physician: User, radiology: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rule's misuse and its legitimate twin, among routine ward work: the scan that reads only
+    candidates finds exactly what a scan reading every event finds, and reads far fewer events."""
+    from audit import detection
+
+    nurse.last_name = "Okafor"
+    nurse.save(update_fields=["last_name"])
+    ActivityBaseline.objects.create(scope="user", scope_id=nurse.pk, usual_hours=list(range(7, 20)), events=500)
+    day = DAY - datetime.timedelta(days=1)
+    own = PatientFactory(address_line="12 Elm Road", postal_code="AB1 2CD")
+    own.staff_user = nurse
+    own.save(update_fields=["staff_user"])
+    me = PatientFactory()
+    me.staff_user = physician
+    me.save(update_fields=["staff_user"])
+    routine = [PatientFactory() for _ in range(12)]
+    for n, p in enumerate(routine):  # a ward nurse's ordinary day: read by nobody but the count
+        _seen(nurse, p.pk, day.replace(hour=8) + datetime.timedelta(minutes=5 * n))
+        _seen(physician, p.pk, day.replace(hour=9) + datetime.timedelta(minutes=5 * n), "care_team")
+    scenes = [
+        (PatientFactory(family_name="Okafor"), day.replace(hour=10), "ward"),  # same surname
+        (PatientFactory(address_line="12 elm road", postal_code="AB1 2CD"), day.replace(hour=10, minute=5), "ward"),
+        (PatientFactory(deceased_date=datetime.date(2026, 1, 2)), day.replace(hour=10, minute=10), "ward"),
+        (routine[0], day.replace(hour=2), "ward"),  # after hours
+        (routine[1], day.replace(hour=11), ""),  # unexplained
+        (PatientFactory(family_name="Okafor"), day.replace(hour=12), "care_team"),  # twin: on the care team
+    ]
+    for patient, at, explanation in scenes:
+        _seen(nurse, patient.pk, at, explanation)
+    # Search, then open within the window; the twin searched long before.
+    for patient, gap in ((routine[2], 3), (routine[3], 40)):
+        at = day.replace(hour=13) + datetime.timedelta(minutes=gap * 2)
+        _seen(nurse, patient.pk, at, "", action="search_result", detail={"by": "name_dob"})
+        _seen(nurse, patient.pk, at + datetime.timedelta(minutes=gap), "ward")
+    _seen(physician, me.pk, day.replace(hour=14), "care_team")  # self-lookup
+    # Radiology: one access with an order open at that moment, one after it was completed.
+    assign(physician, routine[4])
+    order = order_place(
+        actor=physician, patient_id=routine[4].pk, kind=Order.Kind.RADIOLOGY, department=radiology.department,
+        description="CT",
+    )  # fmt: skip
+    Order.objects.filter(pk=order.pk).update(
+        ordered_at=day.replace(hour=6), status=Order.Status.COMPLETED, completed_at=day.replace(hour=12)
+    )
+    _seen(radiology, routine[4].pk, day.replace(hour=11), "order")
+    _seen(radiology, routine[4].pk, day.replace(hour=15), "order")
+
+    since, until = day.replace(hour=0), day.replace(hour=23)
+    filtered = detection.scan_accesses(since=since, until=until)
+    found = subjects()
+    assert {rule for rule, _, _ in found} == {
+        "same_surname",
+        "same_address",
+        "deceased_patient",
+        "after_hours",
+        "unexplained_view",
+        "search_then_open",
+        "self_lookup",
+        "order_without_open_order",
+    }
+    Alert.objects.all().delete()
+    monkeypatch.setattr(detection, "candidates", lambda *args: None)
+    everything = detection.scan_accesses(since=since, until=until)
+    assert subjects() == found
+    assert dict(filtered.findings) == dict(everything.findings)
+    assert filtered.candidates < everything.candidates - 2 * len(routine)
