@@ -12,7 +12,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from accounts.signals import auth_event
 from audit.guards import MAINTENANCE_ROLE, guard_problems
-from records.signals import disclosure_made, patient_data_accessed, patient_data_changed
+from records.signals import break_glass_granted, disclosure_made, patient_data_accessed, patient_data_changed
 
 AUDIT_MIDDLEWARE = "audit.middleware.AuditContextMiddleware"
 GUARDS_MIGRATION = ("audit", "0004_guards_v2")
@@ -20,13 +20,19 @@ GUARDS_MIGRATION = ("audit", "0004_guards_v2")
 
 @register(Tags.security)
 def check_audit_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Every signal of the read and write paths must have a receiver, and the context middleware must run."""
+    """Every signal of the read and write paths must have a receiver, and the context middleware must run.
+
+    ``break_glass_granted`` is checked too: its receiver raises the grant's alert for review (without
+    it an emergency grant would go unreviewed). ``break_glass_ended`` is not: audit does not listen to
+    it, the end of a grant is recorded through ``patient_data_accessed`` (action ``break_glass_end``).
+    """
     errors: list[CheckMessage] = []
     signals = {
         "patient_data_accessed": patient_data_accessed,
         "patient_data_changed": patient_data_changed,
         "disclosure_made": disclosure_made,
         "auth_event": auth_event,
+        "break_glass_granted": break_glass_granted,
     }
     for name, signal in signals.items():
         if not signal.has_listeners():
@@ -34,6 +40,23 @@ def check_audit_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     if AUDIT_MIDDLEWARE not in settings.MIDDLEWARE:
         errors.append(Error(f"{AUDIT_MIDDLEWARE} is not in MIDDLEWARE.", id="healthcrypt.E011"))
     return errors
+
+
+@register(Tags.security)
+def check_alert_link(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Alert emails link to the security workspace: outside DEBUG the link needs SITE_URL's host."""
+    if settings.DEBUG or getattr(settings, "TESTING", False):
+        return []
+    site = getattr(settings, "SITE_URL", "")
+    if site.startswith(("https://", "http://")):
+        return []
+    return [
+        CheckWarning(
+            "SITE_URL is not an absolute URL: alert emails would carry a link without a host.",
+            hint="Set SITE_URL to the address staff use, e.g. https://ehr.hospital.example.",
+            id="healthcrypt.W014",
+        )
+    ]
 
 
 @register(Tags.security, Tags.database)
