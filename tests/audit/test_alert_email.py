@@ -1,0 +1,56 @@
+"""The alert email: an absolute link to the alert page that the security team can open, and nothing
+about the patient or the user (audit/alerts.py alert_notify, templates/emails/alert-*)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core import mail
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from accounts.models import User
+from audit.models import Alert
+from tests.audit.rule_helpers import on_ward, open_chart
+from tests.conftest import sign_in
+
+SITE = "https://ehr.hospital.example"
+
+
+@override_settings(SITE_URL=SITE + "/")
+def test_alert_email_links_to_the_alert_page_and_holds_no_patient_data(
+    nurse: User, security: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    security.email = "soc@hospital.example"
+    security.save(update_fields=["email"])
+    nurse.last_name = "Mbeki"
+    nurse.save(update_fields=["last_name"])
+    relative = on_ward(nurse, family_name="Mbeki", given_name="Thabo")
+    with django_capture_on_commit_callbacks(execute=True):
+        open_chart(nurse, relative)
+    (message,) = mail.outbox
+    alert = Alert.objects.get()
+    assert alert.rule == "same_surname"
+    (url,) = re.findall(r"https?://\S+", message.body)
+    assert url == SITE + reverse("security:alert", args=[alert.pk])
+    response = sign_in(Client(), security).get(urlsplit(url).path)
+    assert response.status_code == 200
+    assert response.context["alert"] == alert
+    text = message.subject + message.body
+    for secret in ("Mbeki", "Thabo", relative.mrn, nurse.username, f"patients/{relative.pk}"):
+        assert secret not in text
+
+
+def test_the_alert_link_is_refused_to_the_user_it_is_about(
+    nurse: User, security: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    security.email = "soc@hospital.example"
+    security.save(update_fields=["email"])
+    nurse.last_name = "Mbeki"
+    nurse.save(update_fields=["last_name"])
+    with django_capture_on_commit_callbacks(execute=True):
+        open_chart(nurse, on_ward(nurse, family_name="Mbeki"))
+    (url,) = re.findall(r"/security/alerts/\d+/", mail.outbox[0].body)
+    assert sign_in(Client(), nurse).get(url).status_code in (403, 404)
