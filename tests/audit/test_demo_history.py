@@ -46,3 +46,25 @@ def test_history_needs_the_demo_users() -> None:
 
     with pytest.raises(CommandError, match="Run seed_demo first"):
         call_command("seed_demo_history", "--force", stdout=StringIO())
+
+
+def test_a_failing_rules_scan_still_leaves_the_demo_with_verifiable_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def scan_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the rules engine is broken")
+
+    monkeypatch.setattr("audit.demo.call_command", scan_fails)
+    out = StringIO()
+    call_command("seed_demo", "--force", "--patients", "24", stdout=out)
+    assert "alerts (made directly)" in out.getvalue()
+    assert {"unexplained_view", "break_glass"} <= set(Alert.objects.values_list("rule", flat=True))
+    assert all(alert.subjects.exists() for alert in Alert.objects.all())
+    problems, _ = verify_all(seal=False)
+    assert problems == []
+
+
+def test_history_refuses_to_run_with_debug_off_unless_forced() -> None:
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="DEBUG off"):
+        call_command("seed_demo_history", stdout=StringIO())
+    assert not AccessEvent.objects.filter(session_ref="demo-history").exists()
