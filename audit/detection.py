@@ -306,7 +306,10 @@ def _search_then_open_suspects(since: datetime.datetime, until: datetime.datetim
     """Accesses preceded by a search result naming the same patient for the same actor within the
     window; the correlated lookup is tried only for actors who had search results at all."""
     results = AccessEvent.objects.filter(action="search_result", at__gte=F.window_start(since), at__lt=until)
-    recent = results.filter(
+    # Looked up by (patient, at) with no window bounds of its own: a range on ``at`` alone would
+    # lead SQLite's planner to the time index and a scan of the whole window per row.
+    recent = AccessEvent.objects.filter(
+        action="search_result",
         actor_id=OuterRef("actor_id"),
         patient_id=OuterRef("patient_id"),
         at__lte=OuterRef("at"),
