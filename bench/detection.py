@@ -568,6 +568,10 @@ def main() -> None:
         encounters, assignments, rest = legitimate(h, args.days, ev, args.swap_rate)
         extra = inject(h, args.days, ev, rest)
         labels = load(h, ev, encounters, assignments, rest, extra)
+        if connection.vendor == "postgresql":
+            # Statistics for the planner, as autovacuum would gather them after a bulk load.
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
         total = AccessEvent.objects.count()
         print(
             f"simulated {args.days} days, {len(h.patients):,} patients, {User.objects.count()} staff: "
