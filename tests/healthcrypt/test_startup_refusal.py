@@ -22,6 +22,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="healthcrypt.settings",
         DEBUG="0",
         ALLOWED_HOSTS="ehr.hospital.example",
+        SITE_URL="https://ehr.hospital.example",  # as in .env.example: alert emails link here (W014)
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         HEALTHCRYPT_DEV_SECRETS_FILE=str(tmp_path / "dev.env"),
     )
