@@ -47,7 +47,7 @@ demo: install ## Set up and run the demo hospital on http://127.0.0.1:8000 (SQLi
 # Branch coverage floors: the whole project, and each group of the code that reads and writes patient
 # data (the write path was the least tested). `make test` fails under them.
 COVERAGE_FLOOR := 90
-COVERAGE_GROUPS := '*' 'records/services*' 'records/selectors*' 'records/permissions.py' 'audit/*'
+COVERAGE_GROUPS := 'records/services/*' 'records/selectors/*' 'records/permissions.py' 'audit/*'
 
 .PHONY: test
 test: install-dev ## Lint, type-check, check migrations and imports, run the suite with the coverage gate (DATABASE_URL picks the database).
@@ -61,6 +61,8 @@ test: install-dev ## Lint, type-check, check migrations and imports, run the sui
 
 .PHONY: coverage-gate
 coverage-gate: install-dev ## Fail if branch coverage of the last test run is under the floor, overall or in a gated group.
+	@echo "Branch coverage overall: $$($(VENV)/bin/coverage report --format=total)% (floor $(COVERAGE_FLOOR)%)"
+	@$(VENV)/bin/coverage report --fail-under=$(COVERAGE_FLOOR) >/dev/null || { echo "Under the floor overall"; exit 1; }
 	@for group in $(COVERAGE_GROUPS); do \
 	  total=$$($(VENV)/bin/coverage report --include="$$group" --format=total) || exit 1; \
 	  echo "Branch coverage of $$group: $$total% (floor $(COVERAGE_FLOOR)%)"; \

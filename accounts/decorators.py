@@ -8,14 +8,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 
 from accounts.roles import Capability, has_capability
 from accounts.services import step_up_is_fresh
 
-View = Callable[..., HttpResponse]
+# Streaming responses (downloads, CSV exports) are views too.
+View = Callable[..., HttpResponseBase]
 
 
 def capability_required(capability: Capability | str) -> Callable[[View], View]:
@@ -24,7 +26,7 @@ def capability_required(capability: Capability | str) -> Callable[[View], View]:
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not has_capability(request.user, wanted):
                 raise PermissionDenied("Your role does not allow this.")
             return view(request, *args, **kwargs)
@@ -42,7 +44,7 @@ def step_up_required(view: View) -> View:
     """
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not step_up_is_fresh(request):
             target = request.get_full_path() if request.method == "GET" else request.path
             return redirect(f"{reverse('accounts:step_up')}?{urlencode({'next': target})}")

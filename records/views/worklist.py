@@ -149,11 +149,16 @@ def _verified(chunks: Iterator[bytes], sha256: str, attachment_id: int) -> Itera
 
 @require_GET
 @step_up_required
-def attachment_download(request: HttpRequest, attachment_id: int) -> HttpResponse:
-    """Stream the decrypted file; the download is recorded before the first byte is decrypted."""
+def attachment_download(request: HttpRequest, attachment_id: int) -> StreamingHttpResponse:
+    """Stream the decrypted file; the download is recorded before the first byte is decrypted.
+
+    Each chunk is authenticated as it is decrypted (records/files); the whole file must also match
+    the SHA-256 recorded at upload, or the transfer is aborted before its end.
+    """
     attachment = selectors.attachment_for_download(actor=request.user, attachment_id=attachment_id)
+    chunks = files.open_decrypted(attachment.storage_name, row_uid=attachment.row_uid)
     response = StreamingHttpResponse(
-        files.open_decrypted(attachment.storage_name, row_uid=attachment.row_uid), content_type=attachment.content_type
+        _verified(chunks, attachment.sha256, attachment.pk), content_type=attachment.content_type
     )
     response["Content-Disposition"] = f'attachment; filename="attachment-{attachment.pk}"'
     response["Content-Length"] = str(attachment.size)

@@ -14,6 +14,7 @@ from django.urls import reverse
 from accounts.models import Department, User
 from accounts.services import VERIFIED_AT_KEY
 from audit.models import ChangeEvent
+from healthcrypt.crypto import DecryptionError
 from records.demo_clinical import tiny_png
 from records.files import open_decrypted
 from records.models import (
@@ -330,6 +331,21 @@ def test_radiology_uploads_an_image_stored_encrypted(
     download = client_for(physician).get(reverse("records:attachment_download", args=[attachment.pk]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == png
+
+
+def test_a_download_whose_file_does_not_match_its_recorded_hash_is_aborted(
+    ward: Ward, radiology: User, physician: User, client_for: Callable[[User], Client], media: object
+) -> None:
+    upload = SimpleUploadedFile("scan.png", tiny_png(7), content_type="image/png")
+    client_for(radiology).post(
+        reverse("records:order_upload", args=[ward.radiology_order.pk]), {"file": upload, "description": "PA view"}
+    )
+    attachment = Attachment.objects.get()
+    attachment.sha256 = "0" * 64  # the recorded digest no longer matches the stored file
+    attachment.save(update_fields=["sha256"])
+    download = client_for(physician).get(reverse("records:attachment_download", args=[attachment.pk]))
+    with pytest.raises(DecryptionError, match="integrity check"):
+        b"".join(download.streaming_content)
 
 
 @pytest.mark.parametrize(
