@@ -119,9 +119,9 @@ def order_open_at(order: Mapping[str, Any], at: datetime.datetime) -> bool:
 
 def orders_for(
     patient_ids: Iterable[int], departments: Iterable[int]
-) -> dict[tuple[int, int, str], list[dict[str, Any]]]:
+) -> dict[tuple[int, int, str], list[Mapping[str, Any]]]:
     """Lab and radiology orders of these patients for these departments, by (patient, department, kind): one query."""
-    found: dict[tuple[int, int, str], list[dict[str, Any]]] = defaultdict(list)
+    found: dict[tuple[int, int, str], list[Mapping[str, Any]]] = defaultdict(list)
     rows = Order.objects.filter(patient_id__in=set(patient_ids), department_id__in=set(departments)).values(
         "patient_id", "department_id", "kind", "ordered_at", "completed_at", "status"
     )
@@ -223,7 +223,7 @@ def facts_of(
     actor: ActorFacts,
     patient: PatientFacts,
     baselines: Mapping[tuple[str, int], Baseline],
-    orders: Mapping[tuple[int, int, str], list[dict[str, Any]]] | None,
+    orders: Mapping[tuple[int, int, str], list[Mapping[str, Any]]] | None,
     window: tuple[int, bool, bool],
 ) -> AccessFacts:
     """The facts of one access from what was gathered (shared by the inline and the bulk path)."""
@@ -326,14 +326,14 @@ def baselines_refresh(*, until: datetime.datetime | None = None) -> int:
             by_department[departments[user_id]].extend(counts)
     now = timezone.now()
     written = 0
-    for user_id, counts in hours.items():
+    for user_id, hour_counts in hours.items():
         ActivityBaseline.objects.update_or_create(
             scope=ActivityBaseline.Scope.USER,
             scope_id=user_id,
             defaults={
-                "usual_hours": sorted(rules.usual_hours(counts)),
+                "usual_hours": sorted(rules.usual_hours(hour_counts)),
                 "peak_patients_per_hour": _p95(per_hour[user_id]),
-                "events": sum(counts.values()),
+                "events": sum(hour_counts.values()),
                 "computed_at": now,
             },
         )

@@ -284,7 +284,7 @@ def test_the_candidate_filter_keeps_every_finding_and_leaves_routine_work_in_the
         "order_without_open_order",
     }
     Alert.objects.all().delete()
-    monkeypatch.setattr(detection, "candidates", lambda *args: None)
+    monkeypatch.setattr("audit.detection.prefilter.candidates", lambda *args: None)
     everything = detection.scan_accesses(since=since, until=until)
     assert subjects() == found
     assert dict(filtered.findings) == dict(everything.findings)
