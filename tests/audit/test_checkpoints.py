@@ -140,7 +140,7 @@ def test_a_checkpoint_signed_by_another_key_is_refused(one_chain: None, tmp_path
     assert "signature does not verify" in str(problems[0])
     # A valid signature under a key the verifier does not trust is no better.
     other = Ed25519PrivateKey.generate()
-    code, output = run_verify("--checkpoints", str(tmp_path), "--public-key", public_key_text(other.public_key()))
+    code, output = run_verify("--checkpoints", str(tmp_path), f"--public-key={public_key_text(other.public_key())}")
     assert code == 1
     assert "FORGED" in output
 

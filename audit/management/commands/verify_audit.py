@@ -29,7 +29,8 @@ class Command(BaseCommand):
             "--public-key",
             metavar="KEY",
             help="The checkpoint public key to trust (base64url, or a file holding it); "
-            "default AUDIT_CHECKPOINT_PUBLIC_KEY, else derived from the signing key.",
+            "default AUDIT_CHECKPOINT_PUBLIC_KEY, else derived from the signing key. "
+            "Write --public-key=KEY: a base64url key may start with '-'.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
