@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.decorators import capability_required
+from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability, DataCategory, has_capability
 from healthcrypt.views import render_error
 from records import forms, selectors, services
@@ -42,6 +42,7 @@ def register(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @capability_required(C.VIEW_DEMOGRAPHICS)
+@step_up_required
 def registration_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Demographics, care team and stays: what registration needs, no clinical data."""
     chart = selectors.chart_for(
@@ -61,6 +62,7 @@ def registration_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @capability_required(C.EDIT_DEMOGRAPHICS)
+@step_up_required
 def edit_demographics(request: HttpRequest, patient_id: int) -> HttpResponse:
     success = reverse("records:registration_detail", args=[patient_id])
     if request.method == "GET":
