@@ -1,4 +1,5 @@
-"""Discharge and ending a care assignment act only on the patient in the URL, once, and answer 4xx.
+"""Actions on one object (a stay, an assignment, an order, a prescription, a note) act only on the
+patient in the URL; a discharge happens once; refusals are 4xx.
 
 A stay or an assignment of another patient, reached through this patient's URL, is a 404 as if it
 did not exist; a second discharge is a 409 with a plain message; neither writes anything.
@@ -16,8 +17,16 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import ChangeEvent
-from records.models import CareAssignment, Encounter
-from records.services import RecordNotFound, care_assignment_end, encounter_admit, encounter_discharge
+from records.models import CareAssignment, ClinicalNote, Encounter, MedicationAdministration, Order
+from records.services import (
+    RecordNotFound,
+    care_assignment_end,
+    encounter_admit,
+    encounter_discharge,
+    medication_prescribe,
+    note_write,
+    order_place,
+)
 from tests.factories import assign
 from tests.records.conftest import Ward
 
@@ -108,3 +117,49 @@ def test_services_refuse_an_object_of_another_patient(ward: Ward, front_desk: Us
     stay.refresh_from_db()
     theirs.refresh_from_db()
     assert (stay.ends_at, theirs.ends_at) == (None, None)
+
+
+# The same rule for the chart's object actions. The actor treats both patients here, so the only
+# thing between them and the other patient's order, prescription or note is the URL's patient.
+
+
+def test_cancelling_another_patients_order_through_this_patients_url_is_404(
+    ward: Ward, physician: User, client_for: Callable[[User], Client]
+) -> None:
+    assign(physician, ward.other)
+    theirs = order_place(
+        actor=physician,
+        patient_id=ward.other.pk,
+        kind=Order.Kind.LAB,
+        department=ward.lab_order.department,
+        description="X",
+    )
+    response = client_for(physician).post(reverse("records:order_cancel", args=[ward.treated.pk, theirs.pk]))
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status in Order.OPEN_STATUSES
+
+
+def test_giving_a_dose_of_another_patients_prescription_through_this_patients_url_is_404(
+    ward: Ward, physician: User, nurse: User, client_for: Callable[[User], Client]
+) -> None:
+    assign(physician, ward.other)
+    assign(nurse, ward.other, "primary_nurse")
+    theirs = medication_prescribe(actor=physician, patient_id=ward.other.pk, display="Heparin", dosage="5000 IU")
+    response = client_for(nurse).post(
+        reverse("records:administer", args=[ward.treated.pk, theirs.pk]), {"dose": "5000 IU", "note": ""}
+    )
+    assert response.status_code == 404
+    assert not MedicationAdministration.objects.filter(medication=theirs).exists()
+
+
+def test_amending_another_patients_note_through_this_patients_url_is_404(
+    ward: Ward, physician: User, client_for: Callable[[User], Client]
+) -> None:
+    assign(physician, ward.other)
+    theirs = note_write(actor=physician, patient_id=ward.other.pk, kind=ClinicalNote.Kind.PROGRESS, text="Stable")
+    response = client_for(physician).post(
+        reverse("records:note_amend", args=[ward.treated.pk, theirs.pk]), {"text": "Correction"}
+    )
+    assert response.status_code == 404
+    assert not ClinicalNote.objects.filter(amends=theirs).exists()

@@ -249,7 +249,7 @@ def test_an_ended_assignment_cannot_be_ended_again(ward: Ward, front_desk: User,
 
 
 def test_cancelling_an_order_takes_it_off_the_worklist(ward: Ward, physician: User, radiology: User) -> None:
-    order_cancel(actor=physician, order_id=ward.radiology_order.pk)
+    order_cancel(actor=physician, patient_id=ward.treated.pk, order_id=ward.radiology_order.pk)
 
     ward.radiology_order.refresh_from_db()
     assert ward.radiology_order.status == Order.Status.CANCELLED
@@ -261,14 +261,14 @@ def test_cancelling_an_order_takes_it_off_the_worklist(ward: Ward, physician: Us
 
 
 def test_a_cancelled_order_cannot_be_cancelled_again(ward: Ward, physician: User) -> None:
-    order_cancel(actor=physician, order_id=ward.lab_order.pk)
+    order_cancel(actor=physician, patient_id=ward.treated.pk, order_id=ward.lab_order.pk)
     with pytest.raises(RecordNotFound):
-        order_cancel(actor=physician, order_id=ward.lab_order.pk)
+        order_cancel(actor=physician, patient_id=ward.treated.pk, order_id=ward.lab_order.pk)
 
 
 def test_a_physician_off_the_care_team_cannot_cancel_an_order(ward: Ward, outsider: User) -> None:
     with pytest.raises(RecordNotFound):
-        order_cancel(actor=outsider, order_id=ward.lab_order.pk)
+        order_cancel(actor=outsider, patient_id=ward.treated.pk, order_id=ward.lab_order.pk)
     ward.lab_order.refresh_from_db()
     assert ward.lab_order.status == Order.Status.OPEN
     assert changes(actor_id=outsider.pk) == []
@@ -306,18 +306,18 @@ def test_a_report_for_another_patient_than_its_order_is_refused(ward: Ward, radi
 
 def test_amending_an_unknown_note_is_not_found(physician: User) -> None:
     with pytest.raises(RecordNotFound):
-        note_amend(actor=physician, note_id=987654, text="Correction")
+        note_amend(actor=physician, patient_id=1, note_id=987654, text="Correction")
 
 
 def test_administering_an_unknown_prescription_is_not_found(nurse: User) -> None:
     with pytest.raises(RecordNotFound):
-        medication_administer(actor=nurse, medication_id=987654, dose="75 mg")
+        medication_administer(actor=nurse, patient_id=1, medication_id=987654, dose="75 mg")
 
 
 def test_a_stopped_prescription_cannot_be_administered(ward: Ward, nurse: User) -> None:
     Medication.objects.filter(pk=ward.medication.pk).update(status=Medication.Status.STOPPED)
     with pytest.raises(ValidationError, match="not active"):
-        medication_administer(actor=nurse, medication_id=ward.medication.pk, dose="75 mg")
+        medication_administer(actor=nurse, patient_id=ward.treated.pk, medication_id=ward.medication.pk, dose="75 mg")
     assert changes(actor_id=nurse.pk) == []
 
 
