@@ -3,6 +3,10 @@
 ``accounts`` may not import the apps that own the data (imports point ``records -> accounts``), so
 those apps register their panels here from their ``AppConfig.ready()``; the dashboard renders the
 panels registered for the signed-in role, in registration order.
+
+A panel that shows any of a patient's record (names, MRNs) is registered with ``shows_record``: when
+the person's step-up is stale it is not built at all (nothing is read or recorded) and a
+"confirm it is you" card stands in its place, as the pages behind ``step_up_required`` do.
 """
 
 from __future__ import annotations
@@ -11,27 +15,54 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest
+from django.urls import reverse
 
 from accounts.roles import Role
+from accounts.services import step_up_is_fresh
+
+STEP_UP_PANEL = "accounts/panels/step_up.html"
 
 
 @dataclass(frozen=True)
 class Panel:
     template: str
     context: Callable[[HttpRequest], dict[str, Any]]
+    shows_record: bool = False
+    title: str = ""
 
 
 _PANELS: defaultdict[Role, list[Panel]] = defaultdict(list)
 
 
-def register_panel(roles: list[Role], template: str, context: Callable[[HttpRequest], dict[str, Any]]) -> None:
-    """Show ``template`` (with ``context(request)`` as ``data``) on the dashboards of ``roles``."""
+def register_panel(
+    roles: list[Role],
+    template: str,
+    context: Callable[[HttpRequest], dict[str, Any]],
+    *,
+    shows_record: bool = False,
+    title: str = "",
+) -> None:
+    """Show ``template`` (with ``context(request)`` as ``data``) on the dashboards of ``roles``.
+
+    ``shows_record``: the panel shows patients' names or MRNs, so it needs a fresh step-up; ``title``
+    heads the card that stands in for it until then.
+    """
     for role in roles:
         if all(panel.template != template for panel in _PANELS[role]):
-            _PANELS[role].append(Panel(template, context))
+            _PANELS[role].append(Panel(template, context, shows_record, title))
 
 
 def panels_for(request: HttpRequest, role: Role) -> list[dict[str, Any]]:
-    return [{"template": panel.template, "data": panel.context(request)} for panel in _PANELS[role]]
+    """The role's panels, built for this request; record panels only after a fresh step-up."""
+    fresh = step_up_is_fresh(request)
+    step_up_url = f"{reverse('accounts:step_up')}?{urlencode({'next': reverse('accounts:dashboard')})}"
+    panels = []
+    for panel in _PANELS[role]:
+        if panel.shows_record and not fresh:
+            panels.append({"template": STEP_UP_PANEL, "data": {"title": panel.title, "step_up_url": step_up_url}})
+        else:
+            panels.append({"template": panel.template, "data": panel.context(request)})
+    return panels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -36,11 +37,18 @@ def capability_required(capability: Capability | str) -> Callable[[View], View]:
     return decorator
 
 
-def step_up_required(view: View) -> View:
-    """Ask for a fresh one-time code before showing clinical data (STEP_UP_SECONDS).
+# The wrappers made by step_up_required, so a test can ask which URL asks for the fresh code.
+_STEP_UP_VIEWS: set[Callable[..., object]] = set()
 
-    Use on every view that *shows* clinical data; views that only add data (a vitals entry, a
-    result) do not need it. After the code the person is returned to the page they asked for.
+
+def step_up_required(view: View) -> View:
+    """Ask for a fresh one-time code before showing a patient's record (STEP_UP_SECONDS).
+
+    Use on every view that *shows* any of a patient's record, lists of names and MRNs included;
+    views that only add data (a vitals entry, a result) do not need it. Put it below
+    ``capability_required``, so a role that may not use the page gets its 403 first. After the
+    code the person is returned to the page they asked for (a GET's query string included; a
+    POST's body is never carried over).
     """
 
     @wraps(view)
@@ -50,4 +58,11 @@ def step_up_required(view: View) -> View:
             return redirect(f"{reverse('accounts:step_up')}?{urlencode({'next': target})}")
         return view(request, *args, **kwargs)
 
+    _STEP_UP_VIEWS.add(wrapped)
     return wrapped
+
+
+def requires_step_up(view: Callable[..., object]) -> bool:
+    """True when ``view``, through any stack of ``functools.wraps`` decorators, is behind step_up_required."""
+    found = inspect.unwrap(view, stop=lambda f: f in _STEP_UP_VIEWS)
+    return found in _STEP_UP_VIEWS

@@ -32,9 +32,24 @@ def _break_glass(request: HttpRequest) -> dict[str, Any]:
 
 
 def register() -> None:
-    register_panel([Role.PHYSICIAN, Role.NURSE], "records/panels/my_patients.html", _my_patients)
-    register_panel([Role.RADIOLOGY, Role.LAB], "records/panels/worklist.html", _worklist)
+    # The panels that list patients by name and MRN need a fresh step-up, like their pages (records/urls.py).
+    register_panel(
+        [Role.PHYSICIAN, Role.NURSE],
+        "records/panels/my_patients.html",
+        _my_patients,
+        shows_record=True,
+        title="My patients",
+    )
+    register_panel(
+        [Role.RADIOLOGY, Role.LAB], "records/panels/worklist.html", _worklist, shows_record=True, title="Worklist"
+    )
     register_panel([Role.FRONT_DESK], "records/panels/search.html", _registration)
     register_panel([Role.PATIENT], "records/panels/my_record.html", lambda request: {})
     # Emergency access: first for ems (their only way in), after the usual panels for the others.
-    register_panel(roles_with(Capability.BREAK_GLASS), "records/panels/break_glass.html", _break_glass)
+    register_panel(
+        roles_with(Capability.BREAK_GLASS),
+        "records/panels/break_glass.html",
+        _break_glass,
+        shows_record=True,
+        title="Emergency access",
+    )

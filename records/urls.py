@@ -6,6 +6,55 @@ from records import views, views_breakglass
 
 app_name = "records"
 
+# Which pages show a patient's record, and so ask for a fresh one-time code (accounts.decorators.
+# step_up_required). The one table: a name, a birth date or an MRN in a list counts as showing the
+# record; a page that only adds to it (a result, a dose, a discharge) does not. Every URL below must
+# have a row, and tests/records/test_permission_matrix.py checks each view's decorator and its
+# answer to a stale step-up against it.
+SHOWS_RECORD: dict[str, bool] = {
+    # Lists and search: names, MRNs and birth dates.
+    "my_patients": True,
+    "search": True,
+    "registrations": True,
+    "worklist": True,
+    # Registration: the empty form shows nothing; its result is the registration page (below).
+    "register": False,
+    "registration_detail": True,
+    "edit_demographics": True,  # the form is filled in with the demographics
+    "admit": False,
+    "discharge": False,
+    "assign": False,
+    "unassign": False,
+    # The chart and what adds to it.
+    "chart": True,
+    "note_new": False,
+    "note_amend": False,
+    "vitals_new": False,
+    "order_new": False,
+    "order_cancel": False,
+    "prescription_new": False,
+    "administer": False,
+    "condition_new": False,
+    "allergy_new": False,
+    # Radiology and the laboratory.
+    "order_detail": True,
+    "order_result": False,
+    "order_report": False,
+    "order_upload": False,
+    "order_complete": False,
+    "attachment_download": True,
+    # The patient's own record.
+    "my_record": True,
+    # Break the glass: finding someone shows names and MRNs (arrivals, results, the request page);
+    # the grant takes its own fresh code, which counts as the step-up.
+    "emergency": True,
+    "emergency_find": True,
+    "emergency_request": True,
+    "emergency_grant": False,
+    "emergency_summary": True,
+    "emergency_end": False,
+}
+
 urlpatterns = [
     path("patients/", views.my_patients, name="my_patients"),
     path("patients/search/", views.search, name="search"),

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.decorators import capability_required, step_up_required
 from accounts.models import User
 from accounts.roles import Capability
-from accounts.services import second_factor_failed, step_up_record, totp_device_confirmed
+from accounts.services import second_factor_failed, step_up_is_fresh, step_up_record, totp_device_confirmed
 from records import breakglass, forms, selectors
 from records.permissions import AccessDecision
 from records.views.base import _apply_validation_error
@@ -59,6 +59,7 @@ def _start_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 
 @require_GET
 @capability_required(C.BREAK_GLASS)
+@step_up_required
 def start(request: HttpRequest) -> HttpResponse:
     """Find the patient: a search form (posted) and the patients who arrived in the last day."""
     arrivals = selectors.recent_arrivals(actor=request.user)
@@ -68,6 +69,7 @@ def start(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @capability_required(C.BREAK_GLASS)
+@step_up_required
 @sensitive_post_parameters("mrn", "family_name", "birth_date")
 def find(request: HttpRequest) -> HttpResponse:
     """Exact search by MRN, or surname + birth date, through the blind indexes (recorded)."""
@@ -95,6 +97,7 @@ def _request_page(request: HttpRequest, patient_id: int, form: forms.BreakGlassF
 
 @require_GET
 @capability_required(C.BREAK_GLASS)
+@step_up_required
 def request_access(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Who the request is about, and the form: reason, a few words, a fresh one-time code."""
     _require_found(request, patient_id)
@@ -141,6 +144,11 @@ def grant(request: HttpRequest, patient_id: int) -> HttpResponse:
                 "Every view is recorded and reviewed.",
             )
             return redirect("records:emergency_summary", patient_id=patient_id)
+    if not step_up_is_fresh(request):
+        # The request page shows who the patient is: without a fresh code, send the person back to
+        # it (through the step-up) rather than show it again here. Nothing was granted.
+        messages.error(request, "Emergency access was not granted. Confirm it is you, then try again.")
+        return redirect("records:emergency_request", patient_id=patient_id)
     return _request_page(request, patient_id, form, status=400)
 
 

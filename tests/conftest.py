@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 
@@ -120,6 +121,14 @@ def sign_in(client: Client, user: User) -> Client:
     session[AUTH_AT_KEY] = now
     session[LAST_SEEN_KEY] = now
     session[VERIFIED_AT_KEY] = now
+    session.save()
+    return client
+
+
+def make_step_up_stale(client: Client) -> Client:
+    """The last one-time code was entered just over STEP_UP_SECONDS ago; the session itself is alive."""
+    session = client.session
+    session[VERIFIED_AT_KEY] = time.time() - settings.STEP_UP_SECONDS - 1
     session.save()
     return client
 

@@ -227,7 +227,9 @@ def attachment_for_download(*, actor: Any, attachment_id: int, purpose: str = "t
         raise AccessRefused(AccessDecision.not_found())
     decision = chart_access(actor, row.patient_id)
     if not decision.allowed or D.IMAGING not in decision.categories:
-        raise AccessRefused(decision if not decision.allowed else AccessDecision.not_found())
+        # Always a 404, even for a role that may never see a chart (a 403 there would tell it which
+        # attachment ids exist: the URL names no patient, so there is no other 403 to give).
+        raise AccessRefused(AccessDecision.not_found())
     if decision.explanation == "order" and row.order_id not in decision.order_ids:
         raise AccessRefused(AccessDecision.not_found())
     _record(

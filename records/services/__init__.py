@@ -14,7 +14,7 @@ from ``records.services`` itself.
 from __future__ import annotations
 
 from records.services.attachments import attachment_upload
-from records.services.base import D, DuplicatePatient, RecordNotFound
+from records.services.base import D, DuplicatePatient, EncounterAlreadyClosed, RecordNotFound
 from records.services.clinical import (
     allergy_record,
     condition_record,
@@ -43,6 +43,7 @@ __all__ = [
     "DEMOGRAPHIC_FIELDS",
     "D",
     "DuplicatePatient",
+    "EncounterAlreadyClosed",
     "RecordNotFound",
     "allergy_record",
     "attachment_upload",

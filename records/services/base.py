@@ -24,6 +24,10 @@ class DuplicatePatient(ValidationError):
     """Registration would create a second record for a patient already registered."""
 
 
+class EncounterAlreadyClosed(ValidationError):
+    """A discharge of a stay that is already closed (a second click, two people at once): a 409."""
+
+
 def _changed(
     sender: type,
     *,

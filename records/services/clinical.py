@@ -105,10 +105,17 @@ def note_write(*, actor: Any, patient_id: int, kind: str, text: str, order_id: i
 
 
 @transaction.atomic
-def note_amend(*, actor: Any, note_id: int, text: str) -> ClinicalNote:
-    """Correct a signed note by appending an amendment; the original stays as it was signed."""
+def note_amend(*, actor: Any, patient_id: int, note_id: int, text: str) -> ClinicalNote:
+    """Correct a signed note of ``patient_id`` by appending an amendment; the original stays as signed.
+
+    A note of another patient is RecordNotFound (a 404), as if it did not exist.
+    """
     _require(actor, Capability.WRITE_NOTE)
-    original = ClinicalNote.objects.filter(pk=note_id).only("id", "patient_id", "kind", "author_id", "order_id").first()
+    original = (
+        ClinicalNote.objects.filter(pk=note_id, patient_id=patient_id)
+        .only("id", "patient_id", "kind", "author_id", "order_id")
+        .first()
+    )
     if original is None:
         raise RecordNotFound
     _require_relationship(actor, original.patient_id, D.NOTES)
@@ -157,10 +164,17 @@ def medication_prescribe(*, actor: Any, patient_id: int, display: str, dosage: s
 
 
 @transaction.atomic
-def medication_administer(*, actor: Any, medication_id: int, dose: str, note: str = "") -> MedicationAdministration:
-    """A nurse records a dose given of an active prescription."""
+def medication_administer(
+    *, actor: Any, patient_id: int, medication_id: int, dose: str, note: str = ""
+) -> MedicationAdministration:
+    """A nurse records a dose given of an active prescription of ``patient_id``.
+
+    A prescription of another patient is RecordNotFound (a 404), as if it did not exist.
+    """
     _require(actor, Capability.ADMINISTER_MEDICATION)
-    medication = Medication.objects.filter(pk=medication_id).only("id", "patient_id", "status").first()
+    medication = (
+        Medication.objects.filter(pk=medication_id, patient_id=patient_id).only("id", "patient_id", "status").first()
+    )
     if medication is None:
         raise RecordNotFound
     _require_relationship(actor, medication.patient_id, D.MEDICATIONS)

@@ -87,10 +87,17 @@ def order_complete(*, actor: Any, order_id: int) -> Order:
 
 
 @transaction.atomic
-def order_cancel(*, actor: Any, order_id: int) -> Order:
-    """The ordering physician (or another on the care team) cancels an open order."""
+def order_cancel(*, actor: Any, patient_id: int, order_id: int) -> Order:
+    """The ordering physician (or another on the care team) cancels an open order of ``patient_id``.
+
+    An order of another patient, or one no longer open, is RecordNotFound (a 404).
+    """
     _require(actor, Capability.PLACE_ORDER)
-    order = Order.objects.select_for_update().filter(pk=order_id, status__in=Order.OPEN_STATUSES).first()
+    order = (
+        Order.objects.select_for_update()
+        .filter(pk=order_id, patient_id=patient_id, status__in=Order.OPEN_STATUSES)
+        .first()
+    )
     if order is None:
         raise RecordNotFound
     _require_relationship(actor, order.patient_id, D.ORDERS)

@@ -13,7 +13,7 @@ from accounts.models import Department
 from accounts.roles import Capability, DataCategory, Role
 from records.crypto import address_index, family_name_index, mrn_index, name_dob_index
 from records.models import CareAssignment, Encounter, Patient
-from records.services.base import DuplicatePatient, RecordNotFound, _changed, _require, _save
+from records.services.base import DuplicatePatient, EncounterAlreadyClosed, RecordNotFound, _changed, _require, _save
 
 D = DataCategory
 
@@ -172,14 +172,21 @@ def encounter_admit(
 
 
 @transaction.atomic
-def encounter_discharge(*, actor: Any, encounter_id: int, ends_at: datetime.datetime | None = None) -> Encounter:
-    """Close an open encounter."""
+def encounter_discharge(
+    *, actor: Any, patient_id: int, encounter_id: int, ends_at: datetime.datetime | None = None
+) -> Encounter:
+    """Close an open encounter of ``patient_id``.
+
+    An encounter of another patient is RecordNotFound (a 404), as if it did not exist: the caller
+    names the patient it acts for, and only that patient's stays can be closed. A stay already
+    closed is EncounterAlreadyClosed (a ValidationError), and nothing is written.
+    """
     _require(actor, Capability.ADMIT_PATIENT)
-    encounter = Encounter.objects.select_for_update().filter(pk=encounter_id).first()
+    encounter = Encounter.objects.select_for_update().filter(pk=encounter_id, patient_id=patient_id).first()
     if encounter is None:
         raise RecordNotFound
     if encounter.status not in (Encounter.Status.PLANNED, Encounter.Status.IN_PROGRESS):
-        raise ValidationError("This encounter is already closed.")
+        raise EncounterAlreadyClosed("This stay is already closed.")
     encounter.status = Encounter.Status.FINISHED
     encounter.ends_at = ends_at or timezone.now()
     _save(encounter, actor)
@@ -234,10 +241,17 @@ def care_assignment_create(
 
 
 @transaction.atomic
-def care_assignment_end(*, actor: Any, assignment_id: int) -> CareAssignment:
-    """Take someone off a care team now; their access to the chart ends with it."""
+def care_assignment_end(*, actor: Any, patient_id: int, assignment_id: int) -> CareAssignment:
+    """Take someone off ``patient_id``'s care team now; their access to the chart ends with it.
+
+    An assignment to another patient's team, or one already ended, is RecordNotFound (a 404).
+    """
     _require(actor, Capability.ASSIGN_CARE_TEAM)
-    assignment = CareAssignment.objects.select_for_update().filter(pk=assignment_id, ends_at__isnull=True).first()
+    assignment = (
+        CareAssignment.objects.select_for_update()
+        .filter(pk=assignment_id, patient_id=patient_id, ends_at__isnull=True)
+        .first()
+    )
     if assignment is None:
         raise RecordNotFound
     assignment.ends_at = max(timezone.now(), assignment.starts_at + datetime.timedelta(seconds=1))

@@ -96,7 +96,7 @@ def note_amend(request: HttpRequest, patient_id: int, note_id: int) -> HttpRespo
         request,
         patient_id,
         forms.AmendForm(request.POST),
-        lambda d: services.note_amend(actor=request.user, note_id=note_id, text=d["text"]),
+        lambda d: services.note_amend(actor=request.user, patient_id=patient_id, note_id=note_id, text=d["text"]),
         "Amend a note",
         "Amendment signed.",
         category=DataCategory.NOTES,
@@ -156,7 +156,7 @@ def order_new(request: HttpRequest, patient_id: int) -> HttpResponse:
 @require_POST
 @capability_required(C.PLACE_ORDER)
 def order_cancel(request: HttpRequest, patient_id: int, order_id: int) -> HttpResponse:
-    services.order_cancel(actor=request.user, order_id=order_id)
+    services.order_cancel(actor=request.user, patient_id=patient_id, order_id=order_id)
     messages.success(request, "Order cancelled.")
     return redirect("records:chart", patient_id=patient_id)
 
@@ -185,7 +185,7 @@ def administer(request: HttpRequest, patient_id: int, medication_id: int) -> Htt
         patient_id,
         forms.AdministerForm(request.POST),
         lambda d: services.medication_administer(
-            actor=request.user, medication_id=medication_id, dose=d["dose"], note=d["note"]
+            actor=request.user, patient_id=patient_id, medication_id=medication_id, dose=d["dose"], note=d["note"]
         ),
         "Record a dose given",
         "Dose recorded.",

@@ -1,12 +1,16 @@
-"""Patient lists and search: a clinician's own patients, the front desk's registrations, exact search."""
+"""Patient lists and search: a clinician's own patients, the front desk's registrations, exact search.
+
+Every page here shows names and MRNs, so each asks for a fresh one-time code (records/urls.py).
+"""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.decorators import capability_required
+from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability, has_capability
 from records import forms, selectors
 
@@ -15,6 +19,7 @@ C = Capability
 
 @require_GET
 @capability_required(C.VIEW_PATIENT_LIST)
+@step_up_required
 def my_patients(request: HttpRequest) -> HttpResponse:
     patients, page = selectors.my_patients(actor=request.user, page=request.GET.get("page"))
     context = {
@@ -27,13 +32,17 @@ def my_patients(request: HttpRequest) -> HttpResponse:
     return render(request, "records/patient_list.html", context)
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @capability_required(C.SEARCH_PATIENTS)
+@step_up_required
+@sensitive_post_parameters("mrn", "family_name", "birth_date")
 def search(request: HttpRequest) -> HttpResponse:
-    form = forms.SearchForm(request.GET or None)
+    """Exact search. The terms are posted and the results shown in the answer: an MRN, a surname or a
+    birth date never goes in a URL, so never in browser history, a Referer or the access log."""
+    form = forms.SearchForm(request.POST if request.method == "POST" else None)
     results = None
     status = 200
-    if request.GET:
+    if request.method == "POST":
         if form.is_valid():
             results = selectors.patient_search(
                 actor=request.user,
@@ -54,6 +63,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @capability_required(C.REGISTER_PATIENT)
+@step_up_required
 def registrations(request: HttpRequest) -> HttpResponse:
     patients, page = selectors.registration_list(actor=request.user, page=request.GET.get("page"))
     context = {

@@ -11,8 +11,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.decorators import capability_required
+from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability, DataCategory, has_capability
+from healthcrypt.views import render_error
 from records import forms, selectors, services
 from records.views.base import _apply_validation_error, _form_error_response, _write
 
@@ -41,6 +42,7 @@ def register(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @capability_required(C.VIEW_DEMOGRAPHICS)
+@step_up_required
 def registration_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Demographics, care team and stays: what registration needs, no clinical data."""
     chart = selectors.chart_for(
@@ -60,6 +62,7 @@ def registration_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @capability_required(C.EDIT_DEMOGRAPHICS)
+@step_up_required
 def edit_demographics(request: HttpRequest, patient_id: int) -> HttpResponse:
     success = reverse("records:registration_detail", args=[patient_id])
     if request.method == "GET":
@@ -122,7 +125,15 @@ def admit(request: HttpRequest, patient_id: int) -> HttpResponse:
 @require_POST
 @capability_required(C.ADMIT_PATIENT)
 def discharge(request: HttpRequest, patient_id: int, encounter_id: int) -> HttpResponse:
-    services.encounter_discharge(actor=request.user, encounter_id=encounter_id)
+    """Close a stay of this patient; another patient's stay is a 404, a closed one a 409 (nothing saved)."""
+    selectors.check_write_access(actor=request.user, patient_id=patient_id, category=DataCategory.ENCOUNTERS)
+    try:
+        services.encounter_discharge(actor=request.user, patient_id=patient_id, encounter_id=encounter_id)
+    except services.EncounterAlreadyClosed:
+        # A second click or two people at once: say so plainly; the stay keeps its first discharge.
+        return render_error(
+            request, 409, "Already discharged", "This stay was already closed. Reload the patient's page to see it."
+        )
     messages.success(request, "Encounter closed.")
     return redirect("records:registration_detail", patient_id=patient_id)
 
@@ -149,6 +160,8 @@ def assign(request: HttpRequest, patient_id: int) -> HttpResponse:
 @require_POST
 @capability_required(C.ASSIGN_CARE_TEAM)
 def unassign(request: HttpRequest, patient_id: int, assignment_id: int) -> HttpResponse:
-    services.care_assignment_end(actor=request.user, assignment_id=assignment_id)
+    """End a care-team assignment of this patient; another patient's (or an ended one) is a 404."""
+    selectors.check_write_access(actor=request.user, patient_id=patient_id, category=DataCategory.CARE_TEAM)
+    services.care_assignment_end(actor=request.user, patient_id=patient_id, assignment_id=assignment_id)
     messages.success(request, "Removed from the care team.")
     return redirect("records:registration_detail", patient_id=patient_id)

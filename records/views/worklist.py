@@ -29,6 +29,7 @@ C = Capability
 
 @require_GET
 @capability_required(C.VIEW_WORKLIST)
+@step_up_required
 def worklist(request: HttpRequest) -> HttpResponse:
     rows, page = selectors.worklist(actor=request.user, page=request.GET.get("page"))
     return render(request, "records/worklist.html", {"rows": rows, "page": page})

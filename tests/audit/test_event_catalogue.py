@@ -85,7 +85,7 @@ def test_section_page_is_recorded(
 def test_search(seen: Seen, ward: Ward, front_desk: User, client_for: Callable[[User], Client]) -> None:
     client = client_for(front_desk)
     seen.new()
-    client.get(reverse("records:search"), {"mrn": ward.treated.mrn})
+    client.post(reverse("records:search"), {"mrn": ward.treated.mrn})
     access = seen.new()[AccessEvent]
     search = only(
         [e for e in access if e.action == "search"], actor_id=front_desk.pk, patient_id=None, category="demographics"

@@ -3,6 +3,10 @@
 The expected answer comes from accounts/roles.py alone: no capability -> 403; a capability but no
 relationship to the patient -> 404; both -> the page (200) or, for an empty POST, the form's 400.
 A URL added to records/urls.py without a row here fails ``test_every_records_url_is_in_the_matrix``.
+
+Step-up: ``records.urls.SHOWS_RECORD`` says which pages show a patient's record. Each such view is
+behind ``step_up_required`` and, with a stale step-up, sends every role that may use it to
+``accounts:step_up``; the pages that only add data answer as they would with a fresh one.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from dataclasses import dataclass
 
 import pytest
 from django.test import Client
-from django.urls import reverse
+from django.urls import URLPattern, reverse
 
+from accounts.decorators import requires_step_up
 from accounts.models import User
 from accounts.roles import ROLE_POLICIES, Capability, ChartAccess, DataCategory, Role
 from records.models import ClinicalNote
 from records.services import note_write
-from records.urls import urlpatterns
+from records.urls import SHOWS_RECORD, urlpatterns
+from tests.conftest import make_step_up_stale
 from tests.records.conftest import Ward
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +44,7 @@ class Spec:
 
 SPECS = [
     Spec("my_patients", "GET", C.VIEW_PATIENT_LIST, "none"),
-    Spec("search", "GET", C.SEARCH_PATIENTS, "none"),
+    Spec("search", "POST", C.SEARCH_PATIENTS, "none"),  # terms are posted, never in the URL
     Spec("register", "GET", C.REGISTER_PATIENT, "none"),
     Spec("registrations", "GET", C.REGISTER_PATIENT, "none"),
     Spec("worklist", "GET", C.VIEW_WORKLIST, "none"),
@@ -154,3 +160,71 @@ def test_matrix(
     response = client.get(url) if spec.method == "GET" else client.post(url, {})
     want = expected(role, spec, treated=treated)
     assert response.status_code == want, (role, spec.name, treated, response.status_code)
+
+
+# --- Step-up: one table (records.urls.SHOWS_RECORD), checked on the decorators and on the answers -------
+
+
+def test_every_records_url_has_a_step_up_decision() -> None:
+    assert {p.name for p in urlpatterns} == set(SHOWS_RECORD)
+
+
+@pytest.mark.parametrize("pattern", urlpatterns, ids=[str(p.name) for p in urlpatterns])
+def test_view_asks_for_step_up_exactly_when_it_shows_a_record(pattern: URLPattern) -> None:
+    assert requires_step_up(pattern.callback) is SHOWS_RECORD[str(pattern.name)], pattern.name
+
+
+def expected_when_stale(role: Role, spec: Spec) -> int:
+    """A page that shows a record asks for the code (302) of anyone its capability lets in; others answer as usual."""
+    if spec.capability not in ROLE_POLICIES[role].capabilities:
+        return 403
+    if SHOWS_RECORD[spec.name]:
+        return 302
+    return expected(role, spec, treated=True)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("role", list(Role))
+def test_stale_step_up_matrix(
+    role: Role,
+    spec: Spec,
+    ward: Ward,
+    physician: User,
+    make_persona: Callable[..., User],
+    patient_user: User,
+    client_for: Callable[[User], Client],
+) -> None:
+    persona = {Role.PHYSICIAN: physician, Role.PATIENT: patient_user}.get(role)
+    if persona is None:
+        persona = User.objects.filter(role=role).first() or make_persona(role)
+    note = note_write(actor=physician, patient_id=ward.treated.pk, kind=ClinicalNote.Kind.PROGRESS, text="n")
+    url = url_for(spec, ward, role, treated=True, note_id=note.pk)
+    client = make_step_up_stale(client_for(persona))
+    response = client.get(url) if spec.method == "GET" else client.post(url, {})
+    want = expected_when_stale(role, spec)
+    assert response.status_code == want, (role, spec.name, response.status_code)
+    asked_for_code = response.status_code == 302 and response["Location"].startswith(reverse("accounts:step_up"))
+    assert asked_for_code is (want == 302), (role, spec.name, response.get("Location"))
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_stale_step_up_on_object_actions(
+    role: Role, ward: Ward, make_persona: Callable[..., User], client_for: Callable[[User], Client]
+) -> None:
+    """The object actions outside the matrix: the download asks for the code, the writes never do."""
+    persona = User.objects.filter(role=role).first() or make_persona(role)
+    client = make_step_up_stale(client_for(persona))
+    p = ward.treated.pk
+    urls = {
+        "discharge": reverse("records:discharge", args=[p, ward.encounter.pk]),
+        "unassign": reverse("records:unassign", args=[p, 999_999]),
+        "order_cancel": reverse("records:order_cancel", args=[p, 999_999]),
+        "order_complete": reverse("records:order_complete", args=[999_999]),
+        "emergency_end": reverse("records:emergency_end", args=[999_999]),
+        "attachment_download": reverse("records:attachment_download", args=[999_999]),
+    }
+    assert set(urls) == OBJECT_ACTIONS
+    for name, url in urls.items():
+        response = client.get(url) if name == "attachment_download" else client.post(url)
+        asked_for_code = response.status_code == 302 and response["Location"].startswith(reverse("accounts:step_up"))
+        assert asked_for_code is SHOWS_RECORD[name], (role, name, response.status_code)

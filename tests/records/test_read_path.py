@@ -129,7 +129,7 @@ def test_chart_pages_observations(
 def test_search_is_recorded_without_its_terms(
     ward: Ward, front_desk: User, client_for: Callable[[User], Client]
 ) -> None:
-    response = client_for(front_desk).get(reverse("records:search"), {"mrn": ward.treated.mrn.lower()})
+    response = client_for(front_desk).post(reverse("records:search"), {"mrn": ward.treated.mrn.lower()})
     assert response.status_code == 200
     assert [p.id for p in response.context["results"]] == [ward.treated.pk]
     search = AccessEvent.objects.get(action="search")
@@ -141,7 +141,7 @@ def test_search_is_recorded_without_its_terms(
 def test_search_by_surname_and_birth_date_ignores_case_and_spaces(
     ward: Ward, front_desk: User, client_for: Callable[[User], Client]
 ) -> None:
-    response = client_for(front_desk).get(
+    response = client_for(front_desk).post(
         reverse("records:search"),
         {"family_name": "  treatedSURNAME ", "birth_date": ward.treated.birth_date.isoformat()},
     )
@@ -149,7 +149,7 @@ def test_search_by_surname_and_birth_date_ignores_case_and_spaces(
 
 
 def test_search_without_enough_terms_is_a_clear_400(front_desk: User, client_for: Callable[[User], Client]) -> None:
-    response = client_for(front_desk).get(reverse("records:search"), {"family_name": "Smith"})
+    response = client_for(front_desk).post(reverse("records:search"), {"family_name": "Smith"})
     assert response.status_code == 400
     assert b"surname together with a birth date" in response.content
 

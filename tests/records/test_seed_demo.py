@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate
@@ -93,3 +95,17 @@ def test_some_patients_have_a_care_team_and_some_do_not() -> None:
 def test_patient_demo_user_is_linked_to_a_patient_record() -> None:
     seed()
     assert Patient.objects.filter(portal_user__username="patient").count() == 1
+
+
+def test_printed_demo_code_hint_is_a_command_that_runs(settings: Any) -> None:
+    text = seed()
+    [hint] = re.findall(r"`([^`]*demo_code USERNAME)`", text)
+    assert hint == "DEBUG=1 .venv/bin/python manage.py demo_code USERNAME"
+    # Without DEBUG=1 the command refuses, which is why the hint sets it; with it, it prints a code.
+    settings.DEBUG = False
+    with pytest.raises(CommandError):
+        call_command("demo_code", "physician", stdout=StringIO())
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("demo_code", "physician", stdout=out)
+    assert re.match(r"\d{6} ", out.getvalue())

@@ -182,7 +182,9 @@ def test_the_attending_of_an_encounter_must_be_a_physician(ward: Ward, front_des
 
 def test_discharge_closes_the_encounter_and_is_recorded(ward: Ward, front_desk: User) -> None:
     ends = timezone.now()
-    encounter = encounter_discharge(actor=front_desk, encounter_id=ward.encounter.pk, ends_at=ends)
+    encounter = encounter_discharge(
+        actor=front_desk, patient_id=ward.treated.pk, encounter_id=ward.encounter.pk, ends_at=ends
+    )
     encounter.refresh_from_db()
     assert encounter.status == Encounter.Status.FINISHED
     assert encounter.ends_at == ends
@@ -192,15 +194,15 @@ def test_discharge_closes_the_encounter_and_is_recorded(ward: Ward, front_desk: 
 
 
 def test_a_closed_encounter_cannot_be_discharged_again(ward: Ward, front_desk: User) -> None:
-    encounter_discharge(actor=front_desk, encounter_id=ward.encounter.pk)
+    encounter_discharge(actor=front_desk, patient_id=ward.treated.pk, encounter_id=ward.encounter.pk)
     with pytest.raises(ValidationError, match="already closed"):
-        encounter_discharge(actor=front_desk, encounter_id=ward.encounter.pk)
+        encounter_discharge(actor=front_desk, patient_id=ward.treated.pk, encounter_id=ward.encounter.pk)
     assert len(changes(actor_id=front_desk.pk, category="encounters")) == 1
 
 
 def test_discharging_an_unknown_encounter_is_not_found(front_desk: User) -> None:
     with pytest.raises(RecordNotFound):
-        encounter_discharge(actor=front_desk, encounter_id=987654)
+        encounter_discharge(actor=front_desk, patient_id=1, encounter_id=987654)
 
 
 def test_care_team_of_an_unknown_patient_is_not_found(front_desk: User, nurse: User) -> None:
@@ -222,10 +224,10 @@ def test_only_active_physicians_and_nurses_join_a_care_team(
 def test_ending_an_assignment_ends_access_to_the_chart(ward: Ward, front_desk: User, physician: User) -> None:
     assignment = CareAssignment.objects.get(staff=physician, patient=ward.treated)
     # The physician also attends the open encounter: close it, so the assignment is the only relationship.
-    encounter_discharge(actor=front_desk, encounter_id=ward.encounter.pk)
+    encounter_discharge(actor=front_desk, patient_id=ward.treated.pk, encounter_id=ward.encounter.pk)
     assert chart_access(physician, ward.treated.pk).allowed
 
-    care_assignment_end(actor=front_desk, assignment_id=assignment.pk)
+    care_assignment_end(actor=front_desk, patient_id=ward.treated.pk, assignment_id=assignment.pk)
 
     assignment.refresh_from_db()
     assert assignment.ends_at is not None
@@ -237,9 +239,9 @@ def test_ending_an_assignment_ends_access_to_the_chart(ward: Ward, front_desk: U
 
 def test_an_ended_assignment_cannot_be_ended_again(ward: Ward, front_desk: User, nurse: User) -> None:
     assignment = CareAssignment.objects.get(staff=nurse, patient=ward.treated)
-    care_assignment_end(actor=front_desk, assignment_id=assignment.pk)
+    care_assignment_end(actor=front_desk, patient_id=ward.treated.pk, assignment_id=assignment.pk)
     with pytest.raises(RecordNotFound):
-        care_assignment_end(actor=front_desk, assignment_id=assignment.pk)
+        care_assignment_end(actor=front_desk, patient_id=ward.treated.pk, assignment_id=assignment.pk)
     assert len(changes(actor_id=front_desk.pk, category="care_team")) == 1
 
 
@@ -247,7 +249,7 @@ def test_an_ended_assignment_cannot_be_ended_again(ward: Ward, front_desk: User,
 
 
 def test_cancelling_an_order_takes_it_off_the_worklist(ward: Ward, physician: User, radiology: User) -> None:
-    order_cancel(actor=physician, order_id=ward.radiology_order.pk)
+    order_cancel(actor=physician, patient_id=ward.treated.pk, order_id=ward.radiology_order.pk)
 
     ward.radiology_order.refresh_from_db()
     assert ward.radiology_order.status == Order.Status.CANCELLED
@@ -259,14 +261,14 @@ def test_cancelling_an_order_takes_it_off_the_worklist(ward: Ward, physician: Us
 
 
 def test_a_cancelled_order_cannot_be_cancelled_again(ward: Ward, physician: User) -> None:
-    order_cancel(actor=physician, order_id=ward.lab_order.pk)
+    order_cancel(actor=physician, patient_id=ward.treated.pk, order_id=ward.lab_order.pk)
     with pytest.raises(RecordNotFound):
-        order_cancel(actor=physician, order_id=ward.lab_order.pk)
+        order_cancel(actor=physician, patient_id=ward.treated.pk, order_id=ward.lab_order.pk)
 
 
 def test_a_physician_off_the_care_team_cannot_cancel_an_order(ward: Ward, outsider: User) -> None:
     with pytest.raises(RecordNotFound):
-        order_cancel(actor=outsider, order_id=ward.lab_order.pk)
+        order_cancel(actor=outsider, patient_id=ward.treated.pk, order_id=ward.lab_order.pk)
     ward.lab_order.refresh_from_db()
     assert ward.lab_order.status == Order.Status.OPEN
     assert changes(actor_id=outsider.pk) == []
@@ -304,18 +306,18 @@ def test_a_report_for_another_patient_than_its_order_is_refused(ward: Ward, radi
 
 def test_amending_an_unknown_note_is_not_found(physician: User) -> None:
     with pytest.raises(RecordNotFound):
-        note_amend(actor=physician, note_id=987654, text="Correction")
+        note_amend(actor=physician, patient_id=1, note_id=987654, text="Correction")
 
 
 def test_administering_an_unknown_prescription_is_not_found(nurse: User) -> None:
     with pytest.raises(RecordNotFound):
-        medication_administer(actor=nurse, medication_id=987654, dose="75 mg")
+        medication_administer(actor=nurse, patient_id=1, medication_id=987654, dose="75 mg")
 
 
 def test_a_stopped_prescription_cannot_be_administered(ward: Ward, nurse: User) -> None:
     Medication.objects.filter(pk=ward.medication.pk).update(status=Medication.Status.STOPPED)
     with pytest.raises(ValidationError, match="not active"):
-        medication_administer(actor=nurse, medication_id=ward.medication.pk, dose="75 mg")
+        medication_administer(actor=nurse, patient_id=ward.treated.pk, medication_id=ward.medication.pk, dose="75 mg")
     assert changes(actor_id=nurse.pk) == []
 
 

@@ -411,7 +411,9 @@ def test_allergy_and_administration_models_hold_ciphertext(ward: Ward, nurse: Us
     from records.services import allergy_record, medication_administer
 
     allergy_record(actor=nurse, patient_id=ward.treated.pk, substance="Peanut", reaction="Swelling")
-    medication_administer(actor=nurse, medication_id=ward.medication.pk, dose="75 mg", note="With food")
+    medication_administer(
+        actor=nurse, patient_id=ward.treated.pk, medication_id=ward.medication.pk, dose="75 mg", note="With food"
+    )
     with connection.cursor() as cursor:
         for table in (
             "records_allergy",

@@ -184,7 +184,10 @@ class Command(BaseCommand):
         self.stdout.write("otpauth URIs (for QR generators or `oathtool`):")
         for row in credentials:
             self.stdout.write(f"  {row['otpauth_uri']}")
-        self.stdout.write("No authenticator at hand? `python manage.py demo_code USERNAME` prints the current code.")
+        # demo_code refuses to run with DEBUG off, so the hint names the command that works.
+        self.stdout.write(
+            "No authenticator at hand? `DEBUG=1 .venv/bin/python manage.py demo_code USERNAME` prints the current code."
+        )
 
     def _departments(self) -> dict[str, Department]:
         result = {}
