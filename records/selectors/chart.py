@@ -30,6 +30,7 @@ from records.selectors.access import (
     _demographics,
     _grant_detail,
     _name,
+    _observation_row,
     _order_row,
     _page_number,
     _record,
@@ -48,7 +49,6 @@ from records.selectors.read_models import (
     EventRow,
     MedicationRow,
     NoteRow,
-    ObservationRow,
     Page,
 )
 
@@ -114,13 +114,20 @@ def chart_for(
         )
     if D.ALLERGIES in visible:
         sections["allergies"] = tuple(
-            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at)
+            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at, a.code or "")
             for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
         )
     if D.MEDICATIONS in visible:
         sections["medications"] = tuple(
             MedicationRow(
-                m.pk, m.display, m.code, m.dosage, m.get_status_display(), _name(m.prescribed_by), m.prescribed_at
+                m.pk,
+                m.display,
+                m.code,
+                m.dosage,
+                m.get_status_display(),
+                _name(m.prescribed_by),
+                m.prescribed_at,
+                m.allergy_override_reason or "",
             )
             for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
                 "status", "-prescribed_at"
@@ -135,17 +142,7 @@ def chart_for(
         start = (page.number - 1) * page.per_page
         sections["observations_page"] = page
         sections["observations"] = tuple(
-            ObservationRow(
-                o.pk,
-                o.get_category_display(),
-                o.display,
-                o.value,
-                o.unit,
-                o.loinc_code,
-                o.effective_at,
-                _name(o.recorded_by),
-                o.order_id,
-            )
+            _observation_row(o)
             for o in _with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[
                 start : start + page.per_page
             ]
