@@ -8,6 +8,7 @@ from django.http import HttpRequest
 
 from accounts.dashboards import register_panel
 from accounts.roles import Capability, Role, roles_with
+from accounts.services import step_up_is_fresh
 from records import forms, selectors
 
 PANEL_ROWS = 8
@@ -23,6 +24,13 @@ def _worklist(request: HttpRequest) -> dict[str, Any]:
     return {"rows": rows[:PANEL_ROWS], "total": page.total}
 
 
+def _critical_results(request: HttpRequest) -> dict[str, Any]:
+    # Results are clinical values: shown, like the chart, only within a fresh step-up.
+    if not step_up_is_fresh(request):
+        return {"stale": True, "rows": []}
+    return {"stale": False, "rows": selectors.critical_results_for_orderer(actor=request.user, limit=PANEL_ROWS)}
+
+
 def _registration(request: HttpRequest) -> dict[str, Any]:
     return {"form": forms.SearchForm()}
 
@@ -32,6 +40,8 @@ def _break_glass(request: HttpRequest) -> dict[str, Any]:
 
 
 def register() -> None:
+    # The ordering physician's critical laboratory results first: they need acting on today.
+    register_panel(roles_with(Capability.PLACE_ORDER), "records/panels/critical_results.html", _critical_results)
     register_panel([Role.PHYSICIAN, Role.NURSE], "records/panels/my_patients.html", _my_patients)
     register_panel([Role.RADIOLOGY, Role.LAB], "records/panels/worklist.html", _worklist)
     register_panel([Role.FRONT_DESK], "records/panels/search.html", _registration)
