@@ -14,8 +14,15 @@ from accounts.models import User
 from accounts.roles import Role
 from audit.models import AccessEvent, ChangeEvent
 from records import selectors, terminology
-from records.models import Allergy, Medication, Observation
-from records.services import AllergyWarning, allergy_record, medication_prescribe, observation_record
+from records.models import Allergy, Encounter, Medication, Observation
+from records.services import (
+    AllergyWarning,
+    allergy_record,
+    encounter_admit,
+    encounter_discharge,
+    medication_prescribe,
+    observation_record,
+)
 from tests.factories import assign
 from tests.records.conftest import Ward
 
@@ -308,3 +315,43 @@ def test_a_low_potassium_is_flagged_low_but_not_critical(ward: Ward, lab: User, 
     )
     assert Observation.objects.get(order=ward.lab_order).interpretation == "L"
     assert selectors.critical_results_for_orderer(actor=physician) == []
+
+
+# --- Inpatient stays and doses given ------------------------------------------------------------
+
+
+def test_a_second_inpatient_stay_in_progress_is_refused(ward: Ward, nurse: User) -> None:
+    # The ward fixture admitted the patient; a second admission while that stay is open is refused.
+    before = Encounter.objects.filter(patient=ward.treated).count()
+    with pytest.raises(ValidationError, match="already has an inpatient stay in progress"):
+        encounter_admit(actor=None, patient_id=ward.treated.pk, kind=Encounter.Kind.INPATIENT, department=None)
+    assert Encounter.objects.filter(patient=ward.treated).count() == before
+    # An outpatient visit meanwhile is fine, and so is a new stay after discharge.
+    encounter_admit(actor=None, patient_id=ward.treated.pk, kind=Encounter.Kind.AMBULATORY, department=None)
+    encounter_discharge(actor=None, encounter_id=ward.encounter.pk)
+    encounter_admit(actor=None, patient_id=ward.treated.pk, kind=Encounter.Kind.INPATIENT, department=None)
+
+
+def test_a_second_admission_through_the_form_gets_a_clear_message(
+    ward: Ward, front_desk: User, physician: User, client_for: Callable[[User], Client]
+) -> None:
+    response = client_for(front_desk).post(
+        reverse("records:admit", args=[ward.treated.pk]),
+        {"kind": "inpatient", "department": physician.department.pk, "reason": "Fall"},  # type: ignore[union-attr]
+    )
+    assert response.status_code == 400
+    assert b"already has an inpatient stay in progress" in response.content
+
+
+def test_recorded_doses_appear_in_the_chart(
+    ward: Ward, nurse: User, physician: User, client_for: Callable[[User], Client]
+) -> None:
+    response = client_for(nurse).post(
+        reverse("records:administer", args=[ward.treated.pk, ward.medication.pk]), {"dose": "75 mg given orally"}
+    )
+    assert response.status_code == 302
+    chart = client_for(physician).get(reverse("records:chart", args=[ward.treated.pk]))
+    (given,) = chart.context["chart"].administrations
+    assert (given.medication, given.dose) == ("Aspirin 75 mg", "75 mg given orally")
+    assert given.administered_by == nurse.get_full_name()
+    assert "75 mg given orally" in chart.content.decode()
