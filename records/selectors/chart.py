@@ -18,6 +18,7 @@ from records.models import (
     Encounter,
     Immunization,
     Medication,
+    MedicationAdministration,
     Observation,
     Order,
     Patient,
@@ -40,6 +41,7 @@ from records.selectors.read_models import (
     NOTES_PER_PAGE,
     OBSERVATIONS_PER_PAGE,
     SECTION_LIMIT,
+    AdministrationRow,
     AllergyRow,
     AttachmentRow,
     CareTeamRow,
@@ -132,6 +134,31 @@ def chart_for(
             for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
                 "status", "-prescribed_at"
             )[:SECTION_LIMIT]
+        )
+        # The medication administration record: doses given, newest first (one query, names joined).
+        sections["administrations"] = tuple(
+            AdministrationRow(
+                g.pk,
+                g.medication_id,
+                g.medication.display,
+                g.dose,
+                g.note,
+                _name(g.administered_by),
+                g.administered_at,
+            )
+            for g in _with_staff(MedicationAdministration.objects.filter(patient_id=patient_id), "administered_by")
+            .select_related("medication")
+            .only(
+                *(f.name for f in MedicationAdministration._meta.concrete_fields),
+                "administered_by__first_name",
+                "administered_by__last_name",
+                "administered_by__username",
+                "administered_by__role",
+                "medication__id",
+                "medication__row_uid",
+                "medication__display",
+            )
+            .order_by("-administered_at", "-id")[:SECTION_LIMIT]
         )
     if D.OBSERVATIONS in visible:
         observations = Observation.objects.filter(patient_id=patient_id)

@@ -119,6 +119,19 @@ class MedicationRow:
 
 
 @dataclass(frozen=True)
+class AdministrationRow:
+    """A dose given (the medication administration record)."""
+
+    id: int
+    medication_id: int
+    medication: str
+    dose: str
+    note: str
+    administered_by: str
+    administered_at: datetime.datetime
+
+
+@dataclass(frozen=True)
 class ObservationRow:
     id: int
     category: str
@@ -246,6 +259,7 @@ class Chart:
     conditions: tuple[ConditionRow, ...] = ()
     allergies: tuple[AllergyRow, ...] = ()
     medications: tuple[MedicationRow, ...] = ()
+    administrations: tuple[AdministrationRow, ...] = ()
     observations: tuple[ObservationRow, ...] = ()
     observations_page: Page = field(default_factory=lambda: Page(1, OBSERVATIONS_PER_PAGE, 0))
     orders: tuple[OrderRow, ...] = ()
