@@ -156,4 +156,5 @@ def interpret_result(*, loinc_code: str, value: str, unit: str) -> Interpreted:
         )
     if unit.strip() and unit.strip() != test.unit:
         raise ValidationError({"unit": f"{test.name} is entered in {test.unit}."})
-    return Interpreted(str(number), test.unit, terminology.interpret(test, number), test.reference_text)
+    # Fixed-point text: "1e2" is stored as "100", never in exponent form.
+    return Interpreted(format(number, "f"), test.unit, terminology.interpret(test, number), test.reference_text)
