@@ -23,6 +23,11 @@ def _worklist(request: HttpRequest) -> dict[str, Any]:
     return {"rows": rows[:PANEL_ROWS], "total": page.total}
 
 
+def _critical_results(request: HttpRequest) -> dict[str, Any]:
+    # Clinical values: registered with shows_record, so built only within a fresh step-up.
+    return {"rows": selectors.critical_results_for_orderer(actor=request.user, limit=PANEL_ROWS)}
+
+
 def _registration(request: HttpRequest) -> dict[str, Any]:
     return {"form": forms.SearchForm()}
 
@@ -33,6 +38,14 @@ def _break_glass(request: HttpRequest) -> dict[str, Any]:
 
 def register() -> None:
     # The panels that list patients by name and MRN need a fresh step-up, like their pages (records/urls.py).
+    # The ordering physician's critical laboratory results first: they need acting on today.
+    register_panel(
+        roles_with(Capability.PLACE_ORDER),
+        "records/panels/critical_results.html",
+        _critical_results,
+        shows_record=True,
+        title="Critical results of my orders",
+    )
     register_panel(
         [Role.PHYSICIAN, Role.NURSE],
         "records/panels/my_patients.html",

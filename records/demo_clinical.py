@@ -121,12 +121,17 @@ def seed_clinical(
         counts.encounters += 1
         code, display = CONDITIONS[int(plan[3] * len(CONDITIONS))]
         services.condition_record(actor=physician, patient_id=patient.pk, display=display, code=code)
+        substance = ""
         if plan[4] < 0.3:
             substance, reaction, severity = ALLERGIES[int(plan[5] * len(ALLERGIES))]
             services.allergy_record(
                 actor=nurse, patient_id=patient.pk, substance=substance, reaction=reaction, severity=severity
             )
         code, display, dosage = MEDICATIONS[int(plan[6] * len(MEDICATIONS))]
+        if substance == "Penicillin" and display.startswith("Amoxicillin"):
+            # The demo prescribes as a careful physician would: no amoxicillin with a penicillin allergy
+            # (the allergy check would stop it; records/services/safety.py).
+            code, display, dosage = MEDICATIONS[0]
         services.medication_prescribe(actor=physician, patient_id=patient.pk, display=display, dosage=dosage, code=code)
         for step in range(rounds):
             taken = admitted + datetime.timedelta(hours=8 * step)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Department, User
 from accounts.roles import Role
+from records import terminology
 from records.models import BreakGlassGrant, CareAssignment, ClinicalNote, Encounter, Order, Patient
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -102,16 +103,35 @@ class AmendForm(forms.Form):
     text = forms.CharField(label="Amendment", widget=forms.Textarea(attrs={"rows": 4}), max_length=20_000)
 
 
-class VitalsForm(forms.Form):
-    """One set of vital signs; empty fields are skipped, at least one is needed."""
-
-    heart_rate = forms.IntegerField(label="Heart rate (/min)", min_value=20, max_value=250, required=False)
-    systolic = forms.IntegerField(label="Systolic BP (mm Hg)", min_value=50, max_value=260, required=False)
-    diastolic = forms.IntegerField(label="Diastolic BP (mm Hg)", min_value=20, max_value=160, required=False)
-    temperature = forms.DecimalField(
-        label="Temperature (°C)", min_value=30, max_value=44, decimal_places=1, required=False
+def _vital(label: str, name: str, *, decimal: bool = False) -> forms.Field:
+    """A vital-sign field whose limits and per-field message come from records/terminology.py."""
+    test = next(t for t in terminology.VITAL_SIGNS.values() if t.name == name)
+    low, high = test.plausible
+    unit = {"mm[Hg]": "mm Hg", "Cel": "°C"}.get(test.unit, test.unit)
+    message = f"{name} must be between {low} and {high} {unit}."
+    errors = {"min_value": message, "max_value": message}
+    if decimal:
+        return forms.DecimalField(
+            label=label, min_value=low, max_value=high, decimal_places=1, required=False, error_messages=errors
+        )
+    return forms.IntegerField(
+        label=label, min_value=int(low), max_value=int(high), required=False, error_messages=errors
     )
-    spo2 = forms.IntegerField(label="SpO₂ (%)", min_value=50, max_value=100, required=False)
+
+
+class VitalsForm(forms.Form):
+    """One set of vital signs; empty fields are skipped, at least one is needed.
+
+    Each value must lie within plausible limits (records/terminology.py; outside them it is an entry
+    error, refused with a message on that field), and the systolic pressure must be above the
+    diastolic. Plausible but abnormal values are saved and flagged in the chart by the service.
+    """
+
+    heart_rate = _vital("Heart rate (/min)", "Heart rate")
+    systolic = _vital("Systolic BP (mm Hg)", "Systolic blood pressure")
+    diastolic = _vital("Diastolic BP (mm Hg)", "Diastolic blood pressure")
+    temperature = _vital("Temperature (°C)", "Body temperature", decimal=True)
+    spo2 = _vital("SpO₂ (%)", "Oxygen saturation")
 
     FIELDS = {
         "heart_rate": ("8867-4", "Heart rate", "/min"),
@@ -123,8 +143,16 @@ class VitalsForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if all(data.get(name) is None for name in self.FIELDS):
+        # "At least one" only when nothing was typed: a value refused above has its own message.
+        typed = any(str(self.data.get(self.add_prefix(name), "")).strip() for name in self.FIELDS)
+        if not typed:
             raise forms.ValidationError("Enter at least one vital sign.")
+        systolic, diastolic = data.get("systolic"), data.get("diastolic")
+        if systolic is not None and diastolic is not None and systolic <= diastolic:
+            self.add_error(
+                "diastolic",
+                "The diastolic pressure must be lower than the systolic; check that they are not swapped.",
+            )
         return data
 
 
@@ -148,10 +176,51 @@ class OrderForm(forms.Form):
         return data
 
 
+OTHER = ""
+
+
 class PrescriptionForm(forms.Form):
-    display = forms.CharField(label="Medication", max_length=255)
+    """A prescription: a listed drug (coded, RxNorm) or a free-text name (saved uncoded).
+
+    The override fields are answered only after an allergy warning (records/services/safety.py);
+    ``offer_override=False`` leaves them out of a form shown before any warning.
+    """
+
+    code = forms.ChoiceField(
+        label="Medication (RxNorm)",
+        choices=[(OTHER, "Not in the list: type the name below"), *terminology.drug_choices()],
+        required=False,
+    )
+    display = forms.CharField(
+        label="Medication name, if not in the list", max_length=255, required=False, help_text="Saved as uncoded."
+    )
     dosage = forms.CharField(max_length=255)
-    code = forms.CharField(label="Code (RxNorm)", max_length=64, required=False)
+    allergy_override = forms.BooleanField(label="Prescribe despite the allergy", required=False)
+    allergy_override_reason = forms.CharField(
+        label="Reason for prescribing despite the allergy",
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def __init__(self, *args: Any, offer_override: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not offer_override:
+            self.hide_override()
+
+    def hide_override(self) -> None:
+        for name in ("allergy_override", "allergy_override_reason"):
+            self.fields.pop(name, None)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("code") and not (data.get("display") or "").strip() and "display" not in self.errors:
+            self.add_error("display", "Choose a medication from the list or type its name.")
+        if data.get("allergy_override") and not (data.get("allergy_override_reason") or "").strip():
+            self.add_error("allergy_override_reason", "Give the reason for prescribing despite the allergy.")
+        if not data.get("allergy_override"):
+            data["allergy_override_reason"] = ""
+        return data
 
 
 class AdministerForm(forms.Form):
@@ -171,18 +240,48 @@ class ConditionForm(forms.Form):
 
 
 class AllergyForm(forms.Form):
-    substance = forms.CharField(max_length=255)
+    """An allergy: a listed allergen class or drug (coded) or a free-text substance (saved uncoded)."""
+
+    code = forms.ChoiceField(
+        label="Allergen",
+        choices=[(OTHER, "Not in the list: type the substance below"), *terminology.allergen_choices()],
+        required=False,
+    )
+    substance = forms.CharField(
+        label="Substance, if not in the list", max_length=255, required=False, help_text="Saved as uncoded."
+    )
     reaction = forms.CharField(max_length=255, required=False)
     severity = forms.ChoiceField(
         choices=[("", "Unknown"), ("mild", "Mild"), ("moderate", "Moderate"), ("severe", "Severe")], required=False
     )
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("code") and not (data.get("substance") or "").strip() and "substance" not in self.errors:
+            self.add_error("substance", "Choose an allergen from the list or type the substance.")
+        return data
+
 
 class ResultForm(forms.Form):
-    display = forms.CharField(label="Test", max_length=255)
+    """A result: a listed test (numeric, in its unit, flagged against its ranges) or another, typed."""
+
+    loinc_code = forms.ChoiceField(
+        label="Test",
+        choices=[(OTHER, "Other test: type its name below"), *terminology.lab_test_choices()],
+        required=False,
+    )
+    display = forms.CharField(label="Test name, if not in the list", max_length=255, required=False)
     value = forms.CharField(max_length=255)
-    unit = forms.CharField(max_length=32, required=False)
-    loinc_code = forms.CharField(label="LOINC code", max_length=32, required=False)
+    unit = forms.CharField(max_length=32, required=False, help_text="Listed tests use the unit shown.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        test = terminology.LAB_TESTS.get(data.get("loinc_code") or "")
+        if test is not None:
+            data["display"] = data.get("display") or test.name
+        elif not (data.get("display") or "").strip() and "display" not in self.errors:
+            self.add_error("display", "Choose a test from the list or type its name.")
+        return data
 
 
 # Files are accepted by content, not by name or declared type: the first bytes must match.

@@ -221,6 +221,11 @@ class Observation(RowIdentity):
     display = encrypt(models.CharField(max_length=255))
     value = encrypt(models.CharField(max_length=255))
     unit = encrypt(models.CharField(max_length=32, blank=True))
+    # Flag against the reference interval (records/terminology.py: N, L, H, LL, HH) and the interval
+    # itself as shown, for numeric tests. A finding, so encrypted like the value. NULL on rows saved
+    # before the check existed (an encrypted column cannot be given a default by a migration).
+    interpretation = encrypt(models.CharField(max_length=2, blank=True, null=True))
+    reference_range = encrypt(models.CharField(max_length=64, blank=True, null=True))
     effective_at = models.DateTimeField()
     recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     source_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -265,6 +270,9 @@ class Medication(RowIdentity):
     code = encrypt(models.CharField(max_length=64, blank=True))
     display = encrypt(models.CharField(max_length=255))
     dosage = encrypt(models.CharField(max_length=255, blank=True))
+    # Why the prescriber went ahead despite an allergy warning (records/services/safety.py); empty or
+    # NULL when no warning was overridden.
+    allergy_override_reason = encrypt(models.CharField(max_length=500, blank=True, null=True))
     prescribed_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     prescribed_at = models.DateTimeField()
     source_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -290,6 +298,9 @@ class MedicationAdministration(RowIdentity):
 class Allergy(RowIdentity):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="allergies")
     substance = encrypt(models.CharField(max_length=255))
+    # RxNorm RxCUI of a drug, or an allergen class code ("class:penicillins"; records/terminology.py);
+    # empty (or NULL on older rows) for an uncoded, free-text substance.
+    code = encrypt(models.CharField(max_length=64, blank=True, null=True))
     reaction = encrypt(models.CharField(max_length=255, blank=True))
     severity = encrypt(models.CharField(max_length=20, blank=True))
     recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")

@@ -8,7 +8,7 @@ then loads and decrypts what the user may see, returned as frozen dataclasses, n
 Query counts are bounded per page: one query per section shown, staff names joined, lists paged.
 
 Where to look: ``chart`` (the chart, write and download checks), ``lists`` (searches, patient lists,
-the worklist), ``emergency`` (break the glass), ``access`` (refusals and the access signal shared by
+the worklist), ``emergency`` (break the glass), ``results`` (critical results for the physician who ordered them), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
 ``records.selectors`` itself.
 """
@@ -43,12 +43,14 @@ from records.selectors.read_models import (
     OBSERVATIONS_PER_PAGE,
     SECTION_LIMIT,
     ActiveGrantRow,
+    AdministrationRow,
     AllergyRow,
     ArrivalRow,
     AttachmentRow,
     CareTeamRow,
     Chart,
     ConditionRow,
+    CriticalResultRow,
     Demographics,
     EmergencySummary,
     EncounterRow,
@@ -63,10 +65,13 @@ from records.selectors.read_models import (
     PatientSummary,
     WorklistRow,
 )
+from records.selectors.results import CRITICAL_DAYS, CRITICAL_SCAN, critical_results_for_orderer
 
 __all__ = [
     "ARRIVALS_HOURS",
     "ARRIVALS_LIMIT",
+    "CRITICAL_DAYS",
+    "CRITICAL_SCAN",
     "EMERGENCY_CATEGORIES",
     "GRANT_FIELDS",
     "LIST_PER_PAGE",
@@ -79,12 +84,14 @@ __all__ = [
     "AccessNotRecorded",
     "AccessRefused",
     "ActiveGrantRow",
+    "AdministrationRow",
     "AllergyRow",
     "ArrivalRow",
     "AttachmentRow",
     "CareTeamRow",
     "Chart",
     "ConditionRow",
+    "CriticalResultRow",
     "D",
     "Demographics",
     "EmergencySummary",
@@ -102,6 +109,7 @@ __all__ = [
     "attachment_for_download",
     "chart_for",
     "check_write_access",
+    "critical_results_for_orderer",
     "emergency_candidate",
     "emergency_summary",
     "my_active_grants",

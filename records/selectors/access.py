@@ -10,9 +10,17 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from accounts.models import User
-from records.models import BreakGlassGrant, Order, Patient
+from records.models import BreakGlassGrant, Observation, Order, Patient
 from records.permissions import AccessDecision
-from records.selectors.read_models import GRANT_FIELDS, Demographics, GrantInfo, OrderRow, PatientSummary, _grant_info
+from records.selectors.read_models import (
+    GRANT_FIELDS,
+    Demographics,
+    GrantInfo,
+    ObservationRow,
+    OrderRow,
+    PatientSummary,
+    _grant_info,
+)
 from records.signals import patient_data_accessed
 
 logger = logging.getLogger(__name__)
@@ -145,3 +153,19 @@ def _decision_grant(decision: AccessDecision) -> GrantInfo | None:
     if decision.grant_id is None:
         return None
     return _grant_info(BreakGlassGrant.objects.only(*GRANT_FIELDS).get(pk=decision.grant_id))
+
+
+def _observation_row(o: Observation) -> ObservationRow:
+    return ObservationRow(
+        o.pk,
+        o.get_category_display(),
+        o.display,
+        o.value,
+        o.unit,
+        o.loinc_code,
+        o.effective_at,
+        _name(o.recorded_by),
+        o.order_id,
+        o.interpretation or "",
+        o.reference_range or "",
+    )

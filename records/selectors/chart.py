@@ -18,6 +18,7 @@ from records.models import (
     Encounter,
     Immunization,
     Medication,
+    MedicationAdministration,
     Observation,
     Order,
     Patient,
@@ -30,6 +31,7 @@ from records.selectors.access import (
     _demographics,
     _grant_detail,
     _name,
+    _observation_row,
     _order_row,
     _page_number,
     _record,
@@ -39,6 +41,7 @@ from records.selectors.read_models import (
     NOTES_PER_PAGE,
     OBSERVATIONS_PER_PAGE,
     SECTION_LIMIT,
+    AdministrationRow,
     AllergyRow,
     AttachmentRow,
     CareTeamRow,
@@ -48,7 +51,6 @@ from records.selectors.read_models import (
     EventRow,
     MedicationRow,
     NoteRow,
-    ObservationRow,
     Page,
 )
 
@@ -114,17 +116,49 @@ def chart_for(
         )
     if D.ALLERGIES in visible:
         sections["allergies"] = tuple(
-            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at)
+            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at, a.code or "")
             for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
         )
     if D.MEDICATIONS in visible:
         sections["medications"] = tuple(
             MedicationRow(
-                m.pk, m.display, m.code, m.dosage, m.get_status_display(), _name(m.prescribed_by), m.prescribed_at
+                m.pk,
+                m.display,
+                m.code,
+                m.dosage,
+                m.get_status_display(),
+                _name(m.prescribed_by),
+                m.prescribed_at,
+                m.allergy_override_reason or "",
             )
             for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
                 "status", "-prescribed_at"
             )[:SECTION_LIMIT]
+        )
+        # The medication administration record: doses given, newest first (one query, names joined).
+        sections["administrations"] = tuple(
+            AdministrationRow(
+                g.pk,
+                g.medication_id,
+                g.medication.display,
+                g.dose,
+                g.note,
+                _name(g.administered_by),
+                g.administered_at,
+            )
+            for g in _with_staff(MedicationAdministration.objects.filter(patient_id=patient_id), "administered_by")
+            .select_related("medication")
+            .only(
+                *(f.name for f in MedicationAdministration._meta.concrete_fields),
+                "administered_by__first_name",
+                "administered_by__last_name",
+                "administered_by__username",
+                "administered_by__role",
+                "medication__id",
+                "medication__row_uid",
+                "medication__display",
+            )
+            .order_by("-administered_at", "-id")[:SECTION_LIMIT]
         )
     if D.OBSERVATIONS in visible:
         observations = Observation.objects.filter(patient_id=patient_id)
@@ -135,17 +169,7 @@ def chart_for(
         start = (page.number - 1) * page.per_page
         sections["observations_page"] = page
         sections["observations"] = tuple(
-            ObservationRow(
-                o.pk,
-                o.get_category_display(),
-                o.display,
-                o.value,
-                o.unit,
-                o.loinc_code,
-                o.effective_at,
-                _name(o.recorded_by),
-                o.order_id,
-            )
+            _observation_row(o)
             for o in _with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[
                 start : start + page.per_page
             ]

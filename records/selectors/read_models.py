@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.roles import DataCategory
 from records.models import BreakGlassGrant
+from records.terminology import Flag
 
 OBSERVATIONS_PER_PAGE = 50
 NOTES_PER_PAGE = 20
@@ -92,6 +93,12 @@ class AllergyRow:
     reaction: str
     severity: str
     recorded_at: datetime.datetime
+    # RxCUI or allergen class code (records/terminology.py); empty: typed as free text, "uncoded".
+    code: str = ""
+
+    @property
+    def coded(self) -> bool:
+        return bool(self.code)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,25 @@ class MedicationRow:
     status: str
     prescribed_by: str
     prescribed_at: datetime.datetime
+    # Why an allergy warning was overridden when this was prescribed; empty when none was.
+    allergy_override_reason: str = ""
+
+    @property
+    def coded(self) -> bool:
+        return bool(self.code)
+
+
+@dataclass(frozen=True)
+class AdministrationRow:
+    """A dose given (the medication administration record)."""
+
+    id: int
+    medication_id: int
+    medication: str
+    dose: str
+    note: str
+    administered_by: str
+    administered_at: datetime.datetime
 
 
 @dataclass(frozen=True)
@@ -116,6 +142,18 @@ class ObservationRow:
     effective_at: datetime.datetime
     recorded_by: str
     order_id: int | None
+    # For numeric tests (records/terminology.py): N, L, H, LL, HH, and the interval it was judged by.
+    interpretation: str = ""
+    reference_range: str = ""
+
+    @property
+    def flag_label(self) -> str:
+        """ "high", "critical low"...; empty when normal or not judged."""
+        return "" if self.interpretation == Flag.NORMAL else Flag.LABELS.get(self.interpretation, "")
+
+    @property
+    def is_critical(self) -> bool:
+        return self.interpretation in Flag.CRITICAL
 
 
 @dataclass(frozen=True)
@@ -221,6 +259,7 @@ class Chart:
     conditions: tuple[ConditionRow, ...] = ()
     allergies: tuple[AllergyRow, ...] = ()
     medications: tuple[MedicationRow, ...] = ()
+    administrations: tuple[AdministrationRow, ...] = ()
     observations: tuple[ObservationRow, ...] = ()
     observations_page: Page = field(default_factory=lambda: Page(1, OBSERVATIONS_PER_PAGE, 0))
     orders: tuple[OrderRow, ...] = ()
@@ -235,6 +274,14 @@ class Chart:
 
     def shows(self, category: str) -> bool:
         return DataCategory(category) in self.categories
+
+
+@dataclass(frozen=True)
+class CriticalResultRow:
+    """A critical result of an order the physician placed, for their dashboard."""
+
+    patient: PatientSummary
+    result: ObservationRow
 
 
 @dataclass(frozen=True)

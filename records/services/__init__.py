@@ -6,7 +6,8 @@ transaction, and sends ``patient_data_changed`` in that same transaction, so a f
 receiver undoes the change. Signals name the fields that changed, never their values.
 
 Where to look: ``patients`` (registration, demographics, encounters, care team), ``orders``,
-``clinical`` (observations, notes, medications, diagnoses, allergies), ``attachments``, and
+``clinical`` (observations, notes, medications, diagnoses, allergies), ``safety`` (the allergy,
+duplicate and result-value checks those run), ``attachments``, and
 ``base`` (the checks and the change signal every write shares). Every public name is importable
 from ``records.services`` itself.
 """
@@ -38,9 +39,13 @@ from records.services.patients import (
 from records.services.patients import (
     _set_indexes as _set_indexes,  # bench/detection.py sets the blind indexes of bulk rows itself
 )
+from records.services.safety import OVERRIDE_HINT, AllergyConflict, AllergyWarning
 
 __all__ = [
     "DEMOGRAPHIC_FIELDS",
+    "OVERRIDE_HINT",
+    "AllergyConflict",
+    "AllergyWarning",
     "D",
     "DuplicatePatient",
     "EncounterAlreadyClosed",

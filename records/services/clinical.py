@@ -10,7 +10,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.roles import Capability, DataCategory
-from records.models import Allergy, ClinicalNote, Condition, Medication, MedicationAdministration, Observation, Order
+from records.models import (
+    Allergy,
+    ClinicalNote,
+    Condition,
+    Medication,
+    MedicationAdministration,
+    Observation,
+    Order,
+    Patient,
+)
 from records.services.base import (
     RecordNotFound,
     _changed,
@@ -20,6 +29,15 @@ from records.services.base import (
     _save,
     _worklist_order,
 )
+from records.services.safety import (
+    AllergyWarning,
+    allergy_conflicts,
+    check_allergy_not_duplicate,
+    interpret_result,
+    resolve_allergen,
+    resolve_drug,
+)
+from records.terminology import lab_test_by_name
 
 D = DataCategory
 
@@ -53,15 +71,22 @@ def observation_record(
     else:
         _require(actor, Capability.RECORD_VITALS)
         _require_relationship(actor, patient_id, D.OBSERVATIONS)
+    # A known numeric test (records/terminology.py) takes a number in its unit, and is flagged; a
+    # result typed with a listed test's exact name but no code is that test.
+    if not loinc_code and (named := lab_test_by_name(display)) is not None:
+        loinc_code = named.loinc
+    checked = interpret_result(loinc_code=loinc_code, value=value, unit=unit)
     observation = Observation(
         patient_id=patient_id,
         encounter_id=encounter_id,
         order_id=order_id,
         category=category,
         display=display,
-        value=value,
-        unit=unit,
+        value=checked.value,
+        unit=checked.unit,
         loinc_code=loinc_code,
+        interpretation=checked.interpretation,
+        reference_range=checked.reference_range,
         effective_at=effective_at or timezone.now(),
         recorded_by=actor,
     )
@@ -72,7 +97,16 @@ def observation_record(
         patient_id=patient_id,
         category=D.OBSERVATIONS,
         action="create",
-        fields=("category", "display", "value", "unit", "loinc_code", "effective_at"),
+        fields=(
+            "category",
+            "display",
+            "value",
+            "unit",
+            "loinc_code",
+            "interpretation",
+            "reference_range",
+            "effective_at",
+        ),
         object_id=observation.pk,
     )
     return observation
@@ -144,22 +178,41 @@ def note_amend(*, actor: Any, patient_id: int, note_id: int, text: str) -> Clini
 
 
 @transaction.atomic
-def medication_prescribe(*, actor: Any, patient_id: int, display: str, dosage: str, code: str = "") -> Medication:
-    """A physician prescribes a medication."""
+def medication_prescribe(
+    *,
+    actor: Any,
+    patient_id: int,
+    display: str,
+    dosage: str,
+    code: str = "",
+    allergy_override_reason: str = "",
+) -> Medication:
+    """A physician prescribes a medication, checked against the patient's recorded allergies.
+
+    A drug that is, or belongs to a class of, a recorded allergen raises ``AllergyWarning`` (nothing
+    is saved) unless ``allergy_override_reason`` says why it is prescribed anyway; the reason is stored
+    with the prescription and the change event names the override field (never its value).
+    """
+    _require(actor, Capability.PRESCRIBE)
+    _require_relationship(actor, patient_id, D.MEDICATIONS)
+    coded = resolve_drug(code=code, display=display)
+    reason = allergy_override_reason.strip()
+    conflicts = allergy_conflicts(patient_id=patient_id, medication=coded)
+    if conflicts and not reason:
+        raise AllergyWarning(conflicts)
     entry = Medication(
         patient_id=patient_id,
-        display=display,
+        display=coded.display,
         dosage=dosage,
-        code=code,
+        code=coded.code,
+        # Kept only when a warning was actually overridden: a stray reason means nothing.
+        allergy_override_reason=reason if conflicts else "",
         prescribed_by=actor,
         prescribed_at=timezone.now(),
     )
+    fields = ("display", "dosage", "code", *(("allergy_override_reason",) if conflicts else ()))
     return _chart_entry_add(
-        actor=actor,
-        capability=Capability.PRESCRIBE,
-        category=D.MEDICATIONS,
-        entry=entry,
-        fields=("display", "dosage", "code"),
+        actor=actor, capability=Capability.PRESCRIBE, category=D.MEDICATIONS, entry=entry, fields=fields
     )
 
 
@@ -224,11 +277,20 @@ def condition_record(
 
 
 @transaction.atomic
-def allergy_record(*, actor: Any, patient_id: int, substance: str, reaction: str = "", severity: str = "") -> Allergy:
-    """A physician or nurse records an allergy."""
+def allergy_record(
+    *, actor: Any, patient_id: int, substance: str, reaction: str = "", severity: str = "", code: str = ""
+) -> Allergy:
+    """A physician or nurse records an allergy, coded when it is a listed allergen; a duplicate is refused."""
+    _require(actor, Capability.RECORD_ALLERGY)
+    _require_relationship(actor, patient_id, D.ALLERGIES)
+    # Two people adding the same allergy at once: the second waits here, then sees the first.
+    Patient.objects.select_for_update().filter(pk=patient_id).values_list("pk", flat=True).first()
+    allergen = resolve_allergen(code=code, substance=substance)
+    check_allergy_not_duplicate(patient_id=patient_id, allergen=allergen)
     entry = Allergy(
         patient_id=patient_id,
-        substance=substance,
+        substance=allergen.display,
+        code=allergen.code,
         reaction=reaction,
         severity=severity,
         recorded_by=actor,
@@ -239,5 +301,5 @@ def allergy_record(*, actor: Any, patient_id: int, substance: str, reaction: str
         capability=Capability.RECORD_ALLERGY,
         category=D.ALLERGIES,
         entry=entry,
-        fields=("substance", "reaction", "severity"),
+        fields=("substance", "code", "reaction", "severity"),
     )

@@ -143,12 +143,25 @@ def encounter_admit(
     reason: str = "",
     starts_at: datetime.datetime | None = None,
 ) -> Encounter:
-    """Open an encounter (admission, emergency visit, appointment)."""
+    """Open an encounter (admission, emergency visit, appointment).
+
+    A patient is in one bed at a time: a second inpatient stay while one is in progress is refused
+    (the patient row is locked first, so two admissions at once cannot both pass the check).
+    """
     _require(actor, Capability.ADMIT_PATIENT)
-    if not Patient.objects.filter(pk=patient_id).exists():
+    if not Patient.objects.select_for_update().filter(pk=patient_id).exists():
         raise RecordNotFound
     if attending is not None and attending.role != Role.PHYSICIAN:
         raise ValidationError({"attending": "The attending must be a physician."})
+    if (
+        kind == Encounter.Kind.INPATIENT
+        and Encounter.objects.filter(
+            patient_id=patient_id, kind=Encounter.Kind.INPATIENT, status=Encounter.Status.IN_PROGRESS
+        ).exists()
+    ):
+        raise ValidationError(
+            {"kind": "This patient already has an inpatient stay in progress; discharge them before admitting again."}
+        )
     encounter = Encounter(
         patient_id=patient_id,
         kind=kind,

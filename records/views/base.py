@@ -36,8 +36,13 @@ def _write(
     template: str,
     context: dict[str, Any],
     success_message: str,
+    error_context: Callable[[], dict[str, Any]] | None = None,
 ) -> HttpResponse:
-    """The POST half of every data-entry view."""
+    """The POST half of every data-entry view.
+
+    ``error_context`` adds to the context of a rejected form only (e.g. the patient banner, which is
+    a read of the record and so is fetched, and audited, only when the form is shown again).
+    """
     if form.is_valid():
         try:
             action(form.cleaned_data)
@@ -46,4 +51,5 @@ def _write(
         else:
             messages.success(request, success_message)
             return redirect(success)
-    return _form_error_response(request, template, {**context, "form": form})
+    extra = error_context() if error_context is not None else {}
+    return _form_error_response(request, template, {**context, **extra, "form": form})

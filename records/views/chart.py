@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability, DataCategory, has_capability
+from accounts.services import step_up_is_fresh
 from records import forms, selectors, services
 from records.views.base import _write
 
@@ -39,7 +41,7 @@ def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, An
         "note_form": forms.NoteForm(),
         "vitals_form": forms.VitalsForm(),
         "order_form": forms.OrderForm(),
-        "prescription_form": forms.PrescriptionForm(),
+        "prescription_form": forms.PrescriptionForm(offer_override=False),
         "condition_form": forms.ConditionForm(),
         "allergy_form": forms.AllergyForm(),
         "administer_form": forms.AdministerForm(),
@@ -60,6 +62,8 @@ def _chart_write(
     message: str,
     *,
     category: DataCategory,
+    on_error: Callable[[], dict[str, Any]] | None = None,
+    banner_categories: tuple[DataCategory, ...] = (),
 ) -> HttpResponse:
     # Relationship first: a patient one does not treat is a 404 whatever was posted.
     selectors.check_write_access(actor=request.user, patient_id=patient_id, category=category)
@@ -72,7 +76,23 @@ def _chart_write(
         template="records/form.html",
         context={"title": title, "submit": "Save", "cancel": success},
         success_message=message,
+        error_context=lambda: {
+            **patient_banner(request, patient_id, banner_categories),
+            **(on_error() if on_error is not None else {}),
+        },
     )
+
+
+def patient_banner(request: HttpRequest, patient_id: int, categories: tuple[DataCategory, ...] = ()) -> dict[str, Any]:
+    """The patient banner of a rejected form (a page about a patient always names them), read and
+    audited through the chart selector; ``categories`` adds sections the form needs (allergies).
+
+    Shown only within a fresh step-up, like the chart itself; otherwise the form comes back without it.
+    """
+    if not step_up_is_fresh(request):
+        return {}
+    wanted = (DataCategory.DEMOGRAPHICS, *categories)
+    return {"chart": selectors.chart_for(actor=request.user, patient_id=patient_id, categories=wanted)}
 
 
 @require_POST
@@ -106,6 +126,7 @@ def note_amend(request: HttpRequest, patient_id: int, note_id: int) -> HttpRespo
 @require_POST
 @capability_required(C.RECORD_VITALS)
 def vitals_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    @transaction.atomic  # one set of vitals: all of it or none of it
     def save(data: dict[str, Any]) -> None:
         for name, (loinc, display, unit) in forms.VitalsForm.FIELDS.items():
             if data.get(name) is not None:
@@ -164,16 +185,40 @@ def order_cancel(request: HttpRequest, patient_id: int, order_id: int) -> HttpRe
 @require_POST
 @capability_required(C.PRESCRIBE)
 def prescription_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    form = forms.PrescriptionForm(request.POST)
+    # Filled by the service's allergy check; the rejected form lists the conflicting allergies.
+    conflicts: dict[int, str] = {}
+
+    def prescribe(d: dict[str, Any]) -> None:
+        try:
+            services.medication_prescribe(
+                actor=request.user,
+                patient_id=patient_id,
+                display=d["display"],
+                dosage=d["dosage"],
+                code=d["code"],
+                allergy_override_reason=d["allergy_override_reason"],
+            )
+        except services.AllergyWarning as warning:
+            conflicts.update({c.allergy_id: c.why for c in warning.conflicts})
+            raise
+
+    def on_error() -> dict[str, Any]:
+        # The override is offered once a warning was shown (or is being answered), not before.
+        if not conflicts and not request.POST.get("allergy_override"):
+            form.hide_override()
+        return {"allergy_conflicts": conflicts}
+
     return _chart_write(
         request,
         patient_id,
-        forms.PrescriptionForm(request.POST),
-        lambda d: services.medication_prescribe(
-            actor=request.user, patient_id=patient_id, display=d["display"], dosage=d["dosage"], code=d["code"]
-        ),
+        form,
+        prescribe,
         "Prescribe",
         "Prescription saved.",
         category=DataCategory.MEDICATIONS,
+        on_error=on_error,
+        banner_categories=(DataCategory.ALLERGIES,),
     )
 
 
@@ -219,6 +264,7 @@ def allergy_new(request: HttpRequest, patient_id: int) -> HttpResponse:
         lambda d: services.allergy_record(
             actor=request.user,
             patient_id=patient_id,
+            code=d["code"],
             substance=d["substance"],
             reaction=d["reaction"],
             severity=d["severity"],
@@ -226,6 +272,7 @@ def allergy_new(request: HttpRequest, patient_id: int) -> HttpResponse:
         "Record an allergy",
         "Allergy recorded.",
         category=DataCategory.ALLERGIES,
+        banner_categories=(DataCategory.ALLERGIES,),
     )
 
 

@@ -20,7 +20,7 @@ from accounts.roles import Capability
 from healthcrypt.crypto import DecryptionError
 from records import files, forms, selectors, services
 from records.views.base import _write
-from records.views.chart import _abilities
+from records.views.chart import _abilities, patient_banner
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,14 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
 
 
 def _order_write(
-    request: HttpRequest, order_id: int, form: Any, action: Callable[[dict[str, Any]], Any], title: str, message: str
+    request: HttpRequest,
+    order_id: int,
+    form: Any,
+    action: Callable[[dict[str, Any]], Any],
+    title: str,
+    message: str,
+    *,
+    patient_id: int | None = None,
 ) -> HttpResponse:
     success = reverse("records:order_detail", args=[order_id])
     return _write(
@@ -63,6 +70,8 @@ def _order_write(
         template="records/form.html",
         context={"title": title, "submit": "Save", "cancel": success},
         success_message=message,
+        # A rejected result keeps the patient banner (read through the audited chart selector).
+        error_context=(lambda: patient_banner(request, patient_id)) if patient_id is not None else None,
     )
 
 
@@ -86,6 +95,7 @@ def order_result(request: HttpRequest, order_id: int) -> HttpResponse:
         ),
         "Enter a result",
         "Result saved.",
+        patient_id=order.patient_id,
     )
 
 

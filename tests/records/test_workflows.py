@@ -248,7 +248,7 @@ def test_nurse_records_vitals_without_a_fresh_code(
     ("data", "message"),
     [
         ({}, b"at least one vital sign"),
-        ({"heart_rate": "900"}, b"less than or equal to 250"),
+        ({"heart_rate": "900"}, b"Heart rate must be between 20 and 250 /min."),
         ({"temperature": "hot"}, b"Enter a number"),
     ],
 )
