@@ -9,6 +9,11 @@ class Migration(migrations.Migration):
     dependencies = [
         ('records', '0005_break_glass_and_staff_links'),
     ]
+    # As 0005: on a fresh database these columns exist before the guards' event triggers, so no DDL of
+    # the install itself is recorded as a direct change. On a database that already has the guards,
+    # the ALTER TABLEs are recorded (operation DDL, the migrating login) for the security team to
+    # review, as any schema change of a clinical table is.
+    run_before = [("audit", "0004_guards_v2")]
 
     operations = [
         migrations.AddField(

@@ -211,3 +211,11 @@ def test_admin_lists_the_login_and_the_sealers_verdict_and_filters_by_it(
 def test_system_check_passes_with_the_guards_in_place_and_only_where_databases_are_checked() -> None:
     assert check_database_guards(databases=["default"]) == []
     assert check_database_guards() == []  # plain `manage.py check`: no database, nothing to say
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the DDL event triggers exist on PostgreSQL only")
+def test_a_fresh_install_records_no_direct_change_of_its_own() -> None:
+    # A migration that alters a clinical table after audit 0004_guards_v2 is recorded as DDL (as it
+    # should be on a live database); on a fresh one such migrations run before the guards
+    # (run_before), so the install leaves no evidence to review.
+    assert list(DirectChange.objects.values_list("table_name", "command")) == []
