@@ -21,6 +21,24 @@ from audit.models import AccessEvent, Alert, AlertSubject, AuthEventRecord, Dire
 from audit.reports import day_bounds
 from records.models import BreakGlassGrant
 
+# The columns of an alert in every CSV export of alerts (the security queue and the admin).
+ALERT_CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "occurred_at",
+    "rule",
+    "severity",
+    "status",
+    "reason",
+    "actor_id",
+    "actor_username",
+    "actor_role",
+    "department_id",
+    "patient_id",
+    "assignee__username",
+    "closed_at",
+)
+
 # How much history an alert's page shows around it: enough to see a pattern, small enough to read.
 RECENT_ROWS = 25
 # Sort keys a queue URL may name, mapped to columns (anything else falls back to the default).

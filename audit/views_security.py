@@ -36,22 +36,7 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 SECURITY_PURPOSE = "security_review"
-CSV_COLUMNS = (
-    "id",
-    "created_at",
-    "occurred_at",
-    "rule",
-    "severity",
-    "status",
-    "reason",
-    "actor_id",
-    "actor_username",
-    "actor_role",
-    "department_id",
-    "patient_id",
-    "assignee__username",
-    "closed_at",
-)
+CSV_COLUMNS = security_selectors.ALERT_CSV_COLUMNS
 CSV_HEADER = tuple(column.replace("__", "_") for column in CSV_COLUMNS)
 
 review_alerts = capability_required(Capability.REVIEW_ALERTS)

@@ -14,6 +14,7 @@ from audit import admin_filters as filters
 from audit.admin.base import AuditTrailAdmin, is_changelist
 from audit.models import Alert, AlertSubject
 from audit.permissions import can_view_audit
+from audit.security_selectors import ALERT_CSV_COLUMNS
 from records.models import BreakGlassGrant
 
 
@@ -79,22 +80,7 @@ class AlertAdmin(AuditTrailAdmin[Alert]):
     inlines = (AlertSubjectInline,)
     search_fields = ("actor_username",)
     search_help_text = "Username of the person the alert is about, or a rule name."
-    csv_columns = (
-        "id",
-        "created_at",
-        "occurred_at",
-        "rule",
-        "severity",
-        "status",
-        "reason",
-        "actor_id",
-        "actor_username",
-        "actor_role",
-        "department_id",
-        "patient_id",
-        "assignee__username",
-        "closed_at",
-    )
+    csv_columns = ALERT_CSV_COLUMNS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
         queryset = super().get_queryset(request).select_related("assignee")
