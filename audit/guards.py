@@ -150,7 +150,9 @@ END;
 )
 
 # DDL on our objects (event triggers, superuser only). Reports the command and the object, never
-# the statement text (a DEFAULT could hold anything).
+# the statement text (a DEFAULT could hold anything). It copies the actor marker as the row triggers
+# do: a migration run by the application marks its transaction (records/db.py: marked_migration), so
+# its schema changes seal as the application's; DDL typed in psql carries no valid marker.
 RECORD_DDL = Function(
     "healthcrypt_record_ddl",
     "event_trigger",
@@ -170,7 +172,9 @@ BEGIN
                 (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
                  application_name, command)
             VALUES (
-                pg_catalog.now(), pg_catalog.left(item.identity, 64), 'DDL', NULL, '', SESSION_USER,
+                pg_catalog.now(), pg_catalog.left(item.identity, 64), 'DDL', NULL,
+                pg_catalog.left(COALESCE(pg_catalog.current_setting('healthcrypt.actor', true), ''), 200),
+                SESSION_USER,
                 COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
                 pg_catalog.pg_backend_pid(), pg_catalog.txid_current(),
                 pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
@@ -230,7 +234,13 @@ def install(schema_editor: Any) -> None:
     if vendor == "postgresql":
         for function in FUNCTIONS:
             execute(function.create())
+        with schema_editor.connection.cursor() as cursor:
+            # A table this code knows but whose migration has not run yet gets its triggers from the
+            # audit migration that follows the one creating it (as audit 0008 does for appointments).
+            existing = set(schema_editor.connection.introspection.table_names(cursor))
         for table, trigger, function_name in expected_triggers():
+            if table not in existing:
+                continue
             # Drop and create: an existing trigger of this name may call the first version's function.
             execute(f"DROP TRIGGER IF EXISTS {trigger} ON public.{table}")
             execute(_pg_trigger_sql(table, trigger, function_name))
@@ -266,6 +276,23 @@ def install(schema_editor: Any) -> None:
                     f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
                 )
                 execute(trigger)
+
+
+def reinstall(schema_editor: Any) -> None:
+    """Bring the guards up to this code's version on a database that has them, recording nothing.
+
+    The event triggers go first (DROP EVENT TRIGGER is not itself an event), so replacing the DDL
+    recorder and re-creating the row triggers is not recorded as DDL on the guarded objects;
+    :func:`install` creates the event triggers again at its end.
+    """
+    if schema_editor.connection.vendor == "postgresql":
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+            superuser = bool(cursor.fetchone()[0])
+        if superuser:
+            for name in EVENT_TRIGGERS:
+                schema_editor.execute(f"DROP EVENT TRIGGER IF EXISTS {name}", None)
+    install(schema_editor)
 
 
 def uninstall(schema_editor: Any) -> None:

@@ -39,3 +39,20 @@ def mark_actor(actor: Any, *, job: str = "", using: str = DEFAULT_DB_ALIAS) -> N
         cursor.execute(
             "SELECT pg_catalog.set_config('healthcrypt.actor', %s, true)", [make_marker(actor=who, txid=txid)]
         )
+
+
+def marked_migration(label: str) -> Any:
+    """A migration operation that marks its transaction as the application's (``system:migrate:<label>``).
+
+    Put it first (forwards) and last (backwards runs the operations in reverse) in a migration that
+    changes a clinical table's schema once the guards exist: the DDL event trigger copies the marker
+    (audit/guards.py RECORD_DDL), and the change seals as the application's instead of alerting as
+    DDL typed straight into the database. A migration runs in one transaction on PostgreSQL, so
+    one mark covers all its statements; on SQLite it does nothing.
+    """
+    from django.db import migrations  # here: models import this module, and migrations import models
+
+    def mark(apps: Any, schema_editor: Any) -> None:
+        mark_actor(None, job=f"migrate:{label}", using=schema_editor.connection.alias)
+
+    return migrations.RunPython(mark, mark, elidable=False)

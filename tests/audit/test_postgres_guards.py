@@ -14,7 +14,7 @@ from io import StringIO
 import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -23,10 +23,11 @@ from audit import guards
 from audit.chain import AuditChainHead
 from audit.checks import check_database_guards
 from audit.dbrole import grant_statements
-from audit.models import AuthEventRecord, DirectChange, DirectChangeSeal
+from audit.models import Alert, AuthEventRecord, DirectChange, DirectChangeSeal
 from audit.sealing import seal_direct_changes
 from audit.services import auth_event_record
 from audit.verify import verify_all
+from records.db import marked_migration
 from records.models import CareAssignment
 from records.services import note_write
 from tests.audit.test_integrity import guards_bypassed
@@ -245,6 +246,53 @@ def test_trigger_disabled_and_enabled_again_is_recorded_as_ddl(restore_guards: N
     assert ddl.count() == 2
     assert {change.command for change in ddl} == {"ALTER TABLE"}
     assert {change.db_user for change in ddl} == {connection.settings_dict["USER"]}
+
+
+def _needs_superuser() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not cursor.fetchone()[0]:
+            pytest.skip("event triggers need a superuser; the tests do not run as one here")
+
+
+class _SchemaEditor:
+    """What a migration's RunPython hands its function, as far as marked_migration needs it."""
+
+    connection = connection
+
+
+def test_a_marked_migration_alters_a_clinical_table_and_seals_as_the_application(restore_guards: None) -> None:
+    _needs_superuser()
+    mark = marked_migration("records.9999_test")
+    with transaction.atomic():  # one transaction, as a migration on PostgreSQL
+        mark.code(None, _SchemaEditor())
+        as_owner("ALTER TABLE records_allergy ALTER COLUMN source_id SET DEFAULT ''")
+        as_owner("ALTER TABLE records_allergy ALTER COLUMN source_id DROP DEFAULT")
+    ddl = list(DirectChange.objects.filter(operation="DDL", table_name="public.records_allergy"))
+    assert len(ddl) == 2
+    seal_direct_changes()
+    seals = DirectChangeSeal.objects.filter(direct_change_id__in=[change.pk for change in ddl])
+    assert {(seal.verified, seal.actor) for seal in seals} == {(True, "system:migrate:records.9999_test")}
+    assert not Alert.objects.filter(rule="direct_change").exists()
+
+
+def test_ddl_with_a_marker_copied_from_another_transaction_is_not_the_application(restore_guards: None) -> None:
+    _needs_superuser()
+    with transaction.atomic():
+        marked_migration("records.9999_test").code(None, _SchemaEditor())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.current_setting('healthcrypt.actor')")
+            (stolen,) = cursor.fetchone()
+    # The vendor's psql session, replaying the migration's marker in a transaction of its own.
+    with raw_connection() as owner, owner.transaction():
+        owner.execute("SELECT pg_catalog.set_config('healthcrypt.actor', %s, true)", [stolen])
+        owner.execute("ALTER TABLE records_allergy ALTER COLUMN source_id SET DEFAULT ''")
+        owner.execute("ALTER TABLE records_allergy ALTER COLUMN source_id DROP DEFAULT")
+    seal_direct_changes()
+    seals = DirectChangeSeal.objects.filter(operation="DDL", table_name="public.records_allergy")
+    assert seals.count() == 2
+    assert not seals.filter(verified=True).exists()
+    assert Alert.objects.filter(rule="direct_change").exists()
 
 
 def test_replaced_function_and_replica_only_trigger_are_reported(restore_guards: None) -> None:
