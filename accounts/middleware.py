@@ -16,6 +16,16 @@ from accounts.services import AUTH_AT_KEY, LAST_SEEN_KEY, LOGOUT_REASON_ATTR
 
 logger = logging.getLogger(__name__)
 
+# How stale the idle clock may get before a request moves it. A person is signed out between
+# SESSION_IDLE_SECONDS - this and SESSION_IDLE_SECONDS after their last request (never later: the
+# slack errs towards signing out), in exchange for no session write on most requests (issue 11).
+# A tenth of the idle time at most, so a short test time-out keeps its meaning.
+LAST_SEEN_STEP_SECONDS = 60
+
+
+def last_seen_step() -> float:
+    return min(LAST_SEEN_STEP_SECONDS, settings.SESSION_IDLE_SECONDS / 10)
+
 
 class SessionSecurityMiddleware:
     """Ends sessions that must not go on (HIPAA automatic logoff, §164.312(a)(2)(iii)).
@@ -49,6 +59,9 @@ class SessionSecurityMiddleware:
                     messages.info(request, f"You were signed out after {minutes} minutes without activity.")
                 elif reason == "expired":
                     messages.info(request, "Your session reached its maximum length. Please sign in again.")
-            else:
+            elif now - float(session.get(LAST_SEEN_KEY, 0)) >= last_seen_step():
+                # Moved only when it has aged a step: a session write (a database UPDATE with the
+                # default engine) on every request cost every page a query and serialised a
+                # person's parallel requests on the session row.
                 session[LAST_SEEN_KEY] = now
         return self.get_response(request)

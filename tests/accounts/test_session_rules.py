@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from axes.models import AccessAttempt
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from accounts.middleware import LAST_SEEN_STEP_SECONDS
 from accounts.models import Department, User
 from accounts.roles import Role
 from accounts.services import user_role_change, username_for_records
@@ -102,6 +105,35 @@ def test_activity_keeps_the_session_alive(clock: Any, client_for: Callable[[User
     for _ in range(4):
         clock.shift(datetime.timedelta(minutes=14))
         assert client.get("/").status_code == 200
+
+
+def _session_writes(client: Client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/").status_code == 200
+    return sum(1 for q in queries.captured_queries if "django_session" in q["sql"] and "UPDATE" in q["sql"].upper())
+
+
+def test_a_request_within_the_step_does_not_write_the_session(
+    clock: Any, client_for: Callable[[User], Client], physician: User
+) -> None:
+    client = client_for(physician)
+    clock.shift(datetime.timedelta(seconds=LAST_SEEN_STEP_SECONDS + 1))
+    assert _session_writes(client) == 1  # the idle clock moves
+    clock.shift(datetime.timedelta(seconds=LAST_SEEN_STEP_SECONDS - 5))
+    assert _session_writes(client) == 0  # it is fresh enough: no write
+
+
+def test_the_slack_of_the_idle_clock_errs_towards_signing_out(
+    clock: Any, client_for: Callable[[User], Client], physician: User
+) -> None:
+    client = client_for(physician)
+    clock.shift(datetime.timedelta(seconds=LAST_SEEN_STEP_SECONDS - 1))
+    assert client.get("/").status_code == 200  # a request that does not move the clock
+    # 15 minutes after the clock last moved: signed out, though the last request was 14 min 1 s ago.
+    clock.shift(datetime.timedelta(minutes=15, seconds=1) - datetime.timedelta(seconds=LAST_SEEN_STEP_SECONDS - 1))
+    response = client.get("/")
+    assert response.status_code == 302
+    assert not is_signed_in(client)
 
 
 def test_session_ends_after_its_absolute_lifetime_despite_activity(
