@@ -1,6 +1,6 @@
 """Cost of the field-encryption layer against raw AES-GCM on the same values (same run, ratio).
 
-.venv/bin/python -m bench.field_encryption [--values 20000]
+.venv/bin/python -m bench.field_encryption [--values 20000] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -8,10 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import statistics
-import time
 import uuid
-from collections.abc import Callable
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcrypt.settings_test")
 
@@ -21,23 +18,15 @@ django.setup()
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bench.interleave import interleave, line
 from healthcrypt.crypto import field_keyring
 from records.models import Patient
-
-
-def best_of(repeats: int, func: Callable[[], None]) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--values", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (baseline and subjects alternate)")
     args = parser.parse_args()
 
     values = [f"Surname-{i:06d}".encode() for i in range(args.values)]
@@ -70,14 +59,17 @@ def main() -> None:
             token = field.get_prep_value(field.pre_save(instance, add=True))
             field.from_db_value(token, None, None)._open(row_text, None)  # type: ignore[arg-type]
 
-    base = best_of(args.repeats, baseline)
-    ring = best_of(args.repeats, keyring_round_trip)
-    full = best_of(args.repeats, field_round_trip)
+    timings = interleave(
+        {"baseline": baseline, "keyring": keyring_round_trip, "field": field_round_trip}, rounds=args.rounds
+    )
     per = 1e6 / args.values
-    print(f"values: {args.values}, median of {args.repeats} runs")
-    print(f"raw AES-GCM encrypt+decrypt:      {base * per:7.2f} us/value  (baseline)")
-    print(f"Keyring encrypt+decrypt:          {ring * per:7.2f} us/value  ratio {ring / base:4.2f}x")
-    print(f"EncryptedField pre_save+open:     {full * per:7.2f} us/value  ratio {full / base:4.2f}x")
+    base = timings["baseline"]
+    print(
+        f"values: {args.values}, {args.rounds} interleaved rounds (min / median / max, ratio = median of per-round ratios)"
+    )
+    print(line("raw AES-GCM encrypt+decrypt", base, per=per, unit="us/value"))
+    print(line("Keyring encrypt+decrypt", timings["keyring"], per=per, unit="us/value", baseline=base))
+    print(line("EncryptedField pre_save+open", timings["field"], per=per, unit="us/value", baseline=base))
 
 
 if __name__ == "__main__":
