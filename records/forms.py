@@ -136,6 +136,13 @@ class RegisterForm(DemographicsForm):
     )
 
 
+class StaffChoiceField(forms.ModelChoiceField[User]):
+    """A choice of staff member shown by full name (the username only when no name is on file)."""
+
+    def label_from_instance(self, obj: User) -> str:
+        return obj.display_name
+
+
 class AdmitForm(forms.Form):
     kind = forms.ChoiceField(choices=Encounter.Kind.choices)
     department = forms.ModelChoiceField(
@@ -143,15 +150,18 @@ class AdmitForm(forms.Form):
             kind__in=[Department.Kind.WARD, Department.Kind.EMERGENCY, Department.Kind.OUTPATIENT]
         )
     )
-    attending = forms.ModelChoiceField(
-        queryset=User.objects.filter(role=Role.PHYSICIAN, is_active=True), required=False
+    attending = StaffChoiceField(
+        queryset=User.objects.filter(role=Role.PHYSICIAN, is_active=True).order_by("last_name", "first_name", "id"),
+        required=False,
     )
     reason = forms.CharField(max_length=500, required=False)
 
 
 class AssignForm(forms.Form):
-    staff = forms.ModelChoiceField(
-        queryset=User.objects.filter(role__in=[Role.PHYSICIAN, Role.NURSE], is_active=True).order_by("last_name")
+    staff = StaffChoiceField(
+        queryset=User.objects.filter(role__in=[Role.PHYSICIAN, Role.NURSE], is_active=True).order_by(
+            "last_name", "first_name", "id"
+        )
     )
     team_role = forms.ChoiceField(choices=CareAssignment.TeamRole.choices)
 

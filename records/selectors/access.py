@@ -45,7 +45,7 @@ class AccessNotRecorded(Exception):
 def _name(user: User | None) -> str:
     if user is None:
         return ""
-    return user.get_full_name() or user.get_username()
+    return user.display_name
 
 
 def _with_staff(queryset: QuerySet[Any], *relations: str) -> QuerySet[Any]:
