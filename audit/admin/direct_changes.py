@@ -31,9 +31,6 @@ class DirectChangeAdmin(AuditTrailAdmin[DirectChange]):
         "sealed_actor",
         "db_user",
         "client_addr",
-        "backend_pid",
-        "application_name",
-        "txid",
     )
     list_filter = (
         filters.DateRangeFilter,

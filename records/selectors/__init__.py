@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from records.selectors.access import SUMMARY_FIELDS, AccessNotRecorded, AccessRefused
 from records.selectors.chart import D, attachment_for_download, chart_for, check_write_access, patient_own_summary
+from records.selectors.compliance import patient_mrns_for_audit
 from records.selectors.emergency import (
     ARRIVALS_HOURS,
     ARRIVALS_LIMIT,
@@ -124,6 +125,7 @@ __all__ = [
     "my_patients",
     "order_for_worklist",
     "patient_find",
+    "patient_mrns_for_audit",
     "patient_own_summary",
     "patient_search",
     "recent_arrivals",
