@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from audit.admin import AccessEventAdmin, AuthEventRecordAdmin, ChangeEventAdmin, DirectChangeAdmin
+from audit.admin import AccessEventAdmin, AlertAdmin, AuthEventRecordAdmin, ChangeEventAdmin, DirectChangeAdmin
 from audit.models import AccessEvent
 from records import selectors
 from tests.audit.test_admin import changelist
@@ -117,6 +117,7 @@ def test_audit_lists_show_a_readable_number_of_columns() -> None:
         (ChangeEventAdmin, 9),
         (AuthEventRecordAdmin, 8),
         (DirectChangeAdmin, 9),
+        (AlertAdmin, 9),
     ):
         assert len(admin_class.list_display) <= most, admin_class.__name__
     assert {"user_agent_short", "request_id", "session_ref", "ip"}.isdisjoint(AccessEventAdmin.list_display)
