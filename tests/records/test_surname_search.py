@@ -135,6 +135,8 @@ def test_results_sort_by_a_column_key_both_ways(
     assert re.search(r'aria-sort="descending"><button[^>]*name="sort" value="born"', newest_first.content.decode())
     by_name = found(client.post(reverse(SEARCH), {"family_name": "Nunez"}))
     assert by_name == [nunez[0].pk, nunez[2].pk, nunez[1].pk]  # Ana, Ana Maria, Bruno
+    by_mrn = found(client.post(reverse(SEARCH), {"family_name": "Nunez", "sort": "-mrn"}))
+    assert by_mrn == [p.pk for p in sorted(nunez, key=lambda p: p.mrn, reverse=True)]
 
 
 @pytest.mark.parametrize(
