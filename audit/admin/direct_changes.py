@@ -31,6 +31,8 @@ class DirectChangeAdmin(AuditTrailAdmin[DirectChange]):
         "sealed_actor",
         "db_user",
         "client_addr",
+        "backend_pid",
+        "txid",
     )
     list_filter = (
         filters.DateRangeFilter,

@@ -116,7 +116,7 @@ def test_audit_lists_show_a_readable_number_of_columns() -> None:
         (AccessEventAdmin, 10),
         (ChangeEventAdmin, 9),
         (AuthEventRecordAdmin, 8),
-        (DirectChangeAdmin, 9),
+        (DirectChangeAdmin, 11),
         (AlertAdmin, 9),
     ):
         assert len(admin_class.list_display) <= most, admin_class.__name__
