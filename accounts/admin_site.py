@@ -51,6 +51,11 @@ class NoExistenceLeak(ModelAdmin[Any]):
         return super().delete_view(request, object_id, extra_context)
 
 
+# Apps whose tables the admin lists in another app's section (by app label; accounts imports neither):
+# django-auditlog's change history is part of the audit trail, so there is one audit section.
+MERGED_SECTIONS = {"auditlog": "audit"}
+
+
 class HealthcryptAdminSite(OTPAdminSite):
     """django-otp's admin site (a verified second factor is required), with the role table on top."""
 
@@ -75,6 +80,19 @@ class HealthcryptAdminSite(OTPAdminSite):
                 admin_class.__name__, (NoExistenceLeak, admin_class), {"__module__": admin_class.__module__}
             )
         super().register(model_or_iterable, admin_class, **options)
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        """The index's sections (and the sidebar's), with each app of MERGED_SECTIONS moved into its
+        target's section, sorted by name there, on the index and on the target's own page alike."""
+        app_list: list[Any] = list(super().get_app_list(request, app_label))
+        for source, target in MERGED_SECTIONS.items():
+            section = next((app for app in app_list if app["app_label"] == target), None)
+            moved = self._build_app_dict(request, source).get(source) if section is not None else None
+            if section is None or not moved:
+                continue
+            section["models"] = sorted([*section["models"], *moved["models"]], key=lambda model: model["name"])
+            app_list = [app for app in app_list if app["app_label"] != source]
+        return app_list
 
     def has_permission(self, request: HttpRequest) -> bool:
         # is_staff alone is not enough: the role table decides (DESIGN.md §3), and OTPAdminSite

@@ -72,6 +72,11 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.username
 
+    @property
+    def display_name(self) -> str:
+        """How colleagues see this person in lists and choices: the full name, else the username."""
+        return self.get_full_name() or self.get_username()
+
     def clean(self) -> None:
         # The same rule as the check constraints, as a form error instead of a database error.
         super().clean()

@@ -41,6 +41,7 @@ def register_change_history() -> None:
         "mrn_index",
         "name_dob_index",
         "family_name_index",
+        "given_name_index",
         "address_index",
     }
     for label in ("records", "accounts"):

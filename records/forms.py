@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Department, User
 from accounts.roles import Role
 from records import terminology
+from records.crypto import normalise_name
 from records.models import BreakGlassGrant, CareAssignment, ClinicalNote, Encounter, Order, Patient
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -30,6 +31,67 @@ class SearchForm(forms.Form):
         data = super().clean() or {}
         if not data.get("mrn") and not (data.get("family_name") and data.get("birth_date")):
             raise forms.ValidationError("Enter an MRN, or a surname together with a birth date.")
+        return data
+
+
+class PatientSearchForm(forms.Form):
+    """The search page: an MRN, or a surname with an optional given name and birth year or date.
+
+    Posted, never in a URL; ``page`` and ``sort`` come back with the terms when the user pages or
+    sorts (buttons of a form that posts the same terms again), and carry no patient value.
+    """
+
+    mrn = forms.CharField(label="MRN", max_length=32, required=False)
+    family_name = forms.CharField(label="Surname", max_length=100, required=False)
+    given_name = forms.CharField(label="Given name", max_length=100, required=False)
+    birth_year = forms.IntegerField(
+        label="Birth year", required=False, min_value=1890, error_messages={"min_value": "Enter a year after 1890."}
+    )
+    birth_date = forms.DateField(label="Birth date", required=False, widget=DATE_WIDGET)
+    # Set by the pager and the column headers, not typed: a value that is not theirs falls back to
+    # the first page and the default order rather than failing the search.
+    page = forms.CharField(required=False, max_length=9, widget=forms.HiddenInput)
+    sort = forms.CharField(required=False, max_length=20, widget=forms.HiddenInput)
+
+    MIN_SURNAME = 2
+
+    def __init__(self, *args: Any, sorts: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sorts = {k for key in sorts for k in (key, f"-{key}")}
+
+    def clean_page(self) -> int:
+        page: str = self.cleaned_data["page"]
+        return int(page) if page.isdigit() and int(page) > 0 else 1
+
+    def clean_sort(self) -> str:
+        sort: str = self.cleaned_data["sort"]
+        return sort if sort in self.sorts else ""
+
+    def clean_birth_year(self) -> int | None:
+        year: int | None = self.cleaned_data["birth_year"]
+        if year is not None and year > timezone.localdate().year:
+            raise forms.ValidationError("The birth year cannot be in the future.")
+        return year
+
+    def clean_birth_date(self) -> datetime.date | None:
+        value: datetime.date | None = self.cleaned_data["birth_date"]
+        _not_future(value, "birth date")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("mrn", "").strip():
+            return data
+        surname = normalise_name(data.get("family_name") or "")
+        if not surname:
+            if not self.errors:
+                raise forms.ValidationError("Enter an MRN, or a surname (a given name and birth year narrow it).")
+            return data
+        if len(surname.replace(" ", "")) < self.MIN_SURNAME:
+            self.add_error("family_name", f"Enter at least {self.MIN_SURNAME} letters of the surname.")
+        born, year = data.get("birth_date"), data.get("birth_year")
+        if born and year and born.year != year:
+            self.add_error("birth_year", "The birth year and the birth date disagree.")
         return data
 
 
@@ -74,6 +136,13 @@ class RegisterForm(DemographicsForm):
     )
 
 
+class StaffChoiceField(forms.ModelChoiceField[User]):
+    """A choice of staff member shown by full name (the username only when no name is on file)."""
+
+    def label_from_instance(self, obj: User) -> str:
+        return obj.display_name
+
+
 class AdmitForm(forms.Form):
     kind = forms.ChoiceField(choices=Encounter.Kind.choices)
     department = forms.ModelChoiceField(
@@ -81,15 +150,18 @@ class AdmitForm(forms.Form):
             kind__in=[Department.Kind.WARD, Department.Kind.EMERGENCY, Department.Kind.OUTPATIENT]
         )
     )
-    attending = forms.ModelChoiceField(
-        queryset=User.objects.filter(role=Role.PHYSICIAN, is_active=True), required=False
+    attending = StaffChoiceField(
+        queryset=User.objects.filter(role=Role.PHYSICIAN, is_active=True).order_by("last_name", "first_name", "id"),
+        required=False,
     )
     reason = forms.CharField(max_length=500, required=False)
 
 
 class AssignForm(forms.Form):
-    staff = forms.ModelChoiceField(
-        queryset=User.objects.filter(role__in=[Role.PHYSICIAN, Role.NURSE], is_active=True).order_by("last_name")
+    staff = StaffChoiceField(
+        queryset=User.objects.filter(role__in=[Role.PHYSICIAN, Role.NURSE], is_active=True).order_by(
+            "last_name", "first_name", "id"
+        )
     )
     team_role = forms.ChoiceField(choices=CareAssignment.TeamRole.choices)
 

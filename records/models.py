@@ -51,8 +51,10 @@ class Patient(RowIdentity):
     # Blind indexes (HMAC of the normalised value) for exact lookup without decrypting.
     mrn_index = models.CharField(max_length=64, unique=True, editable=False)
     name_dob_index = models.CharField(max_length=64, db_index=True, editable=False)
-    # Surname alone, for anomaly rules (same-surname lookups), never for search.
+    # Normalised surname (records.crypto.normalise_name): the surname search and the same-surname rule.
     family_name_index = models.CharField(max_length=64, db_index=True, editable=False, default="")
+    # Normalised given name(s): narrows a surname search.
+    given_name_index = models.CharField(max_length=64, db_index=True, editable=False, default="")
     # Street address + postal code, for anomaly rules (same-address lookups), never for search.
     address_index = models.CharField(max_length=64, db_index=True, editable=False, default="")
 

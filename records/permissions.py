@@ -13,6 +13,7 @@ No relationship: 404 (the record's existence is not confirmed). Role too weak: 4
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -152,3 +153,61 @@ def order_access(user: Any, order_id: int) -> tuple[AccessDecision, Order | None
     if order is None or user.department_id is None:
         return AccessDecision.not_found(), None
     return AccessDecision(True, 200, "order", policy.categories, (order.pk,)), order
+
+
+def openable_charts(user: Any, patient_ids: Iterable[int], *, at: datetime.datetime | None = None) -> frozenset[int]:
+    """Which of ``patient_ids`` ``user`` may open now: :func:`chart_access` for a whole list at once.
+
+    For list and search pages that say, per row, whether the record can be opened. The same rules
+    as ``chart_access`` (tests hold the two together), in at most four set-based queries whatever
+    the length of the list, instead of up to four per patient. Opening still goes through
+    ``chart_access``; this only decides what a list offers.
+    """
+    ids = set(patient_ids)
+    policy = policy_for(user)
+    if not ids or policy is None or policy.chart_access == ChartAccess.NONE:
+        return frozenset()
+    at = at or timezone.now()
+    openable: set[int] = set()
+    match policy.chart_access:
+        case ChartAccess.DEMOGRAPHICS_ONLY:
+            openable = set(Patient.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        case ChartAccess.OWN_RECORD:
+            openable = set(Patient.objects.filter(pk__in=ids, portal_user_id=user.pk).values_list("pk", flat=True))
+        case ChartAccess.CARE_TEAM | ChartAccess.CARE_TEAM_OR_WARD:
+            openable = set(
+                CareAssignment.objects.filter(active_assignments(at), staff_id=user.pk, patient_id__in=ids).values_list(
+                    "patient_id", flat=True
+                )
+            )
+            related = Q(attending_id=user.pk)
+            if policy.chart_access == ChartAccess.CARE_TEAM_OR_WARD and user.department_id is not None:
+                related |= Q(department_id=user.department_id)
+            openable |= set(
+                Encounter.objects.filter(open_encounters(), related, patient_id__in=ids - openable).values_list(
+                    "patient_id", flat=True
+                )
+            )
+        case ChartAccess.OPEN_ORDER:
+            if user.department_id is not None:
+                openable = set(
+                    Order.objects.filter(
+                        patient_id__in=ids,
+                        kind=ORDER_KIND_FOR_ROLE[policy.role],
+                        department_id=user.department_id,
+                        status__in=Order.OPEN_STATUSES,
+                    ).values_list("patient_id", flat=True)
+                )
+        case ChartAccess.BREAK_GLASS_ONLY:
+            pass
+        case unknown:  # pragma: no cover - every rule is matched above (the type checker proves it)
+            assert_never(unknown)
+    rest = ids - openable
+    grant_fallback = (ChartAccess.CARE_TEAM, ChartAccess.CARE_TEAM_OR_WARD, ChartAccess.BREAK_GLASS_ONLY)
+    if rest and Capability.BREAK_GLASS in policy.capabilities and policy.chart_access in grant_fallback:
+        openable |= set(
+            BreakGlassGrant.objects.filter(active_grants(at), user_id=user.pk, patient_id__in=rest).values_list(
+                "patient_id", flat=True
+            )
+        )
+    return frozenset(openable)

@@ -42,7 +42,8 @@ FOUND_KEY = "hc_break_glass_found"
 FOUND_LIMIT = 100
 
 
-def _remember(request: HttpRequest, patient_ids: list[int]) -> None:
+def remember_found(request: HttpRequest, patient_ids: list[int]) -> None:
+    """Let this session ask to break the glass for these patients (it found them in a search or list)."""
     earlier = [i for i in request.session.get(FOUND_KEY, []) if i not in patient_ids]
     request.session[FOUND_KEY] = [*patient_ids, *earlier][:FOUND_LIMIT]
 
@@ -63,7 +64,7 @@ def _start_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 def start(request: HttpRequest) -> HttpResponse:
     """Find the patient: a search form (posted) and the patients who arrived in the last day."""
     arrivals = selectors.recent_arrivals(actor=request.user)
-    _remember(request, [row.patient.id for row in arrivals])
+    remember_found(request, [row.patient.id for row in arrivals])
     return render(request, START, _start_context(request, arrivals=arrivals))
 
 
@@ -83,7 +84,7 @@ def find(request: HttpRequest) -> HttpResponse:
         birth_date=form.cleaned_data["birth_date"],
         purpose="emergency",
     )
-    _remember(request, [p.id for p in results])
+    remember_found(request, [p.id for p in results])
     if not results:
         form.add_error(None, NO_MATCH)
         return render(request, START, {**_start_context(request), "find_form": form, "results": []}, status=404)

@@ -49,19 +49,17 @@ class AlertAdmin(AuditTrailAdmin[Alert]):
     """
 
     date_hierarchy = "created_at"
+    # What fits a screen; when it happened, the department and the closing are on the detail page and in the CSV.
     list_display = (
         "id",
         "created_at",
-        "occurred_at",
         "rule",
         "severity",
         "status",
         "actor",
         "actor_role",
         "patient",
-        "department_id",
         "assignee",
-        "closed_at",
     )
     list_filter = (
         filters.CreatedRangeFilter,

@@ -158,7 +158,7 @@ class AuditTrailAdmin(admin.ModelAdmin[_M]):
 
     @admin.display(description="detail", ordering="detail")
     def detail_short(self, obj: Any) -> str:
-        return _short(json.dumps(obj.detail, sort_keys=True, separators=(",", ":")), 60) if obj.detail else ""
+        return _short(json.dumps(obj.detail, sort_keys=True, separators=(",", ":"))) if obj.detail else ""
 
     @admin.display(description="detail")
     def detail_pretty(self, obj: Any) -> SafeString:

@@ -32,7 +32,6 @@ class DirectChangeAdmin(AuditTrailAdmin[DirectChange]):
         "db_user",
         "client_addr",
         "backend_pid",
-        "application_name",
         "txid",
     )
     list_filter = (

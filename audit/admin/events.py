@@ -3,6 +3,9 @@ change events and authentication events.
 
 Access and change events are about a patient: besides the search box, their list answers a "Find by
 MRN" form, posted so that the MRN never appears in a URL, which redirects to a patient id filter.
+The patient column shows the MRN, read for the whole page at once on the read path
+(``records.selectors.patient_mrns_for_audit``: one access event per patient shown, purpose
+``compliance``), never a name.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from accounts.services import username_for_records
 from audit import admin_filters as filters
 from audit import reports
-from audit.admin.base import AuditTrailAdmin, ip_condition
+from audit.admin.base import AuditTrailAdmin, _short, ip_condition
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
+from records.selectors import AccessRefused, patient_mrns_for_audit
 
 _E = TypeVar("_E", AccessEvent, ChangeEvent)
 _REQUEST_ID_RE = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
@@ -46,14 +51,42 @@ class PatientEventAdmin(AuditTrailAdmin[_E]):
                 messages.warning(request, "No patient has this MRN.")
                 return HttpResponseRedirect(url)
             return HttpResponseRedirect(f"{url}?{urlencode({'patient_id': patient_ids[0]})}")
-        return super().changelist_view(request, {**(extra_context or {}), "audit_mrn_search": True})
+        response = super().changelist_view(request, {**(extra_context or {}), "audit_mrn_search": True})
+        changelist = (response.context_data or {}).get("cl") if isinstance(response, TemplateResponse) else None
+        if changelist is not None:
+            # The page's rows were read (and the view recorded) by the base class: their MRNs in one go.
+            self._attach_mrns(request, list(changelist.result_list), view="list")
+        return response
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        original = (response.context_data or {}).get("original") if isinstance(response, TemplateResponse) else None
+        if original is not None:
+            self._attach_mrns(request, [original], view="detail")
+        return response
+
+    def _attach_mrns(self, request: HttpRequest, rows: list[_E], *, view: str) -> None:
+        """Give each row its patient's MRN for the patient column (rendered after this returns)."""
+        try:
+            mrns = patient_mrns_for_audit(
+                actor=request.user, patient_ids=[row.patient_id for row in rows], view=f"{self.opts.model_name}_{view}"
+            )
+        except AccessRefused:
+            # An operator (no role) may read the trail but not patients' identifiers: ids only.
+            mrns = {}
+        for row in rows:
+            vars(row)["patient_mrn"] = mrns.get(row.patient_id) if row.patient_id is not None else None
 
     @admin.display(description="patient", ordering="patient_id")
     def patient(self, obj: _E) -> str:
-        # Only the id: showing a name would mean decrypting the record, and this is not a chart.
+        # The MRN read for this page (never a name: this is not a chart); the id if the patient is gone.
         if obj.patient_id is None:
             return "—"
-        return self._changelist_link(f"Patient #{obj.patient_id}", patient_id=obj.patient_id)
+        mrn = getattr(obj, "patient_mrn", None)
+        text = f"MRN {mrn}" if mrn else f"Patient #{obj.patient_id}"
+        return self._changelist_link(text, patient_id=obj.patient_id)
 
     def search_condition(self, request: HttpRequest, term: str) -> Q:
         # No MRN here: the search box is a GET form and an MRN must never be in a URL. MRNs are
@@ -68,6 +101,8 @@ class PatientEventAdmin(AuditTrailAdmin[_E]):
 
 @admin.register(AccessEvent)
 class AccessEventAdmin(PatientEventAdmin[AccessEvent]):
+    # What fits a screen: who, whom, what and why. Where (IP, agent, request, session) is on the
+    # detail page, in the search box (IP, request id) and in the CSV.
     list_display = (
         "id",
         "at",
@@ -79,10 +114,6 @@ class AccessEventAdmin(PatientEventAdmin[AccessEvent]):
         "purpose",
         "explanation",
         "detail_short",
-        "ip",
-        "user_agent_short",
-        "request_id",
-        "session_ref",
     )
     list_filter = (
         filters.DateRangeFilter,
@@ -135,6 +166,7 @@ class AccessEventAdmin(PatientEventAdmin[AccessEvent]):
 
 @admin.register(ChangeEvent)
 class ChangeEventAdmin(PatientEventAdmin[ChangeEvent]):
+    # As for access events: where it came from is on the detail page and in the CSV.
     list_display = (
         "id",
         "at",
@@ -144,11 +176,7 @@ class ChangeEventAdmin(PatientEventAdmin[ChangeEvent]):
         "category",
         "action",
         "object_type",
-        "object_id",
         "field_names",
-        "ip",
-        "user_agent_short",
-        "request_id",
     )
     list_filter = (
         filters.DateRangeFilter,
@@ -188,12 +216,12 @@ class ChangeEventAdmin(PatientEventAdmin[ChangeEvent]):
     @admin.display(description="fields changed", ordering="fields")
     def field_names(self, obj: ChangeEvent) -> str:
         # Names only: the change history never holds values.
-        return ", ".join(str(name) for name in obj.fields or ())
+        return _short(", ".join(str(name) for name in obj.fields or ()))
 
 
 @admin.register(AuthEventRecord)
 class AuthEventRecordAdmin(AuditTrailAdmin[AuthEventRecord]):
-    list_display = ("id", "at", "event", "username", "actor", "target", "ip", "user_agent_short", "detail_short")
+    list_display = ("id", "at", "event", "username", "actor", "target", "ip", "detail_short")
     list_filter = (
         filters.DateRangeFilter,
         filters.AuthEventFilter,

@@ -8,7 +8,7 @@ then loads and decrypts what the user may see, returned as frozen dataclasses, n
 Query counts are bounded per page: one query per section shown, staff names joined, lists paged.
 
 Where to look: ``chart`` (the chart, write and download checks), ``lists`` (searches, patient lists,
-the worklist), ``emergency`` (break the glass), ``results`` (critical results for the physician who ordered them), ``access`` (refusals and the access signal shared by
+the worklist), ``search`` (finding a patient by MRN or surname), ``emergency`` (break the glass), ``results`` (critical results for the physician who ordered them), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
 ``records.selectors`` itself.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from records.selectors.access import SUMMARY_FIELDS, AccessNotRecorded, AccessRefused
 from records.selectors.chart import D, attachment_for_download, chart_for, check_write_access, patient_own_summary
+from records.selectors.compliance import patient_mrns_for_audit
 from records.selectors.emergency import (
     ARRIVALS_HOURS,
     ARRIVALS_LIMIT,
@@ -63,9 +64,12 @@ from records.selectors.read_models import (
     OrderRow,
     Page,
     PatientSummary,
+    SearchResults,
+    SearchRow,
     WorklistRow,
 )
 from records.selectors.results import CRITICAL_DAYS, CRITICAL_SCAN, critical_results_for_orderer
+from records.selectors.search import SEARCH_PER_PAGE, SEARCH_SCAN_LIMIT, SEARCH_SORTS, patient_find
 
 __all__ = [
     "ARRIVALS_HOURS",
@@ -77,6 +81,9 @@ __all__ = [
     "LIST_PER_PAGE",
     "NOTES_PER_PAGE",
     "OBSERVATIONS_PER_PAGE",
+    "SEARCH_PER_PAGE",
+    "SEARCH_SCAN_LIMIT",
+    "SEARCH_SORTS",
     "SECTION_LIMIT",
     "SUMMARY_ENCOUNTERS",
     "SUMMARY_FIELDS",
@@ -105,6 +112,8 @@ __all__ = [
     "OrderRow",
     "Page",
     "PatientSummary",
+    "SearchResults",
+    "SearchRow",
     "WorklistRow",
     "attachment_for_download",
     "chart_for",
@@ -115,6 +124,8 @@ __all__ = [
     "my_active_grants",
     "my_patients",
     "order_for_worklist",
+    "patient_find",
+    "patient_mrns_for_audit",
     "patient_own_summary",
     "patient_search",
     "recent_arrivals",

@@ -45,7 +45,7 @@ class AccessNotRecorded(Exception):
 def _name(user: User | None) -> str:
     if user is None:
         return ""
-    return user.get_full_name() or user.get_username()
+    return user.display_name
 
 
 def _with_staff(queryset: QuerySet[Any], *relations: str) -> QuerySet[Any]:
@@ -98,11 +98,23 @@ def _page_number(raw: object) -> int:
 
 
 def _summary(p: Patient) -> PatientSummary:
-    return PatientSummary(p.pk, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex, p.is_confidential)
+    return PatientSummary(
+        p.pk, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex, p.is_confidential, registered_at=p.created_at
+    )
 
 
 # row_uid: the encrypted fields are opened with it; without it each patient would cost one more query.
-SUMMARY_FIELDS = ("id", "row_uid", "mrn", "given_name", "family_name", "birth_date", "sex", "is_confidential")
+SUMMARY_FIELDS = (
+    "id",
+    "row_uid",
+    "mrn",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "sex",
+    "is_confidential",
+    "created_at",
+)
 
 
 def _demographics(p: Patient) -> Demographics:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Case, Q, QuerySet, When
 from django.utils import timezone
 
 from accounts.roles import Capability, DataCategory, has_capability, policy_for
-from records.crypto import mrn_index, name_dob_index
+from records.crypto import mrn_index, name_dob_index, normalise_name
 from records.models import CareAssignment, Encounter, Order, Patient
 from records.permissions import ORDER_KIND_FOR_ROLE, AccessDecision, active_assignments, open_encounters, order_access
 from records.selectors.access import SUMMARY_FIELDS, AccessRefused, _order_row, _page_number, _record, _summary
@@ -19,16 +20,60 @@ from records.selectors.read_models import LIST_PER_PAGE, Chart, OrderRef, OrderR
 D = DataCategory
 
 
+# Sorting a list by a decrypted column (name, birth date, MRN) reads the whole list's names: fine for
+# one user's own patients (a ward at most), refused beyond this many (the list keeps its DB order).
+DECRYPTED_SORT_LIMIT = 500
+MY_PATIENTS_SORTS = ("name", "born", "mrn")
+# The registrations are the whole registry's newest: only the sort the database can do.
+REGISTRATION_SORTS = ("registered",)
+
+
+def sort_summaries(patients: list[PatientSummary], sort: str) -> list[PatientSummary]:
+    """Patients sorted by a column key (``name``, ``born``, ``mrn``, ``registered``; "-" reverses)."""
+    key, descending = sort.removeprefix("-"), sort.startswith("-")
+    by: dict[str, Callable[[PatientSummary], Any]] = {
+        "name": lambda p: (normalise_name(p.family_name), normalise_name(p.given_name), p.id),
+        "born": lambda p: (p.birth_date, p.id),
+        "mrn": lambda p: (p.mrn.casefold(), p.id),
+        "registered": lambda p: p.id,
+    }
+    return sorted(patients, key=by.get(key, by["name"]), reverse=descending)
+
+
 def _listed(
-    *, actor: Any, queryset: QuerySet[Patient], page: object, action: str, purpose: str, detail: dict[str, Any]
+    *,
+    actor: Any,
+    queryset: QuerySet[Patient],
+    page: object,
+    action: str,
+    purpose: str,
+    detail: dict[str, Any],
+    sort: str = "",
+    sorts: tuple[str, ...] = (),
 ) -> tuple[list[PatientSummary], Page]:
+    key = sort.removeprefix("-")
     total = queryset.count()
     current = Page(_page_number(page), LIST_PER_PAGE, total)
     current = Page(min(current.number, current.num_pages), current.per_page, total)
     start = (current.number - 1) * current.per_page
-    ids = list(queryset.order_by("id").values_list("id", flat=True)[start : start + current.per_page])
+    if key in sorts and key != "registered" and total <= DECRYPTED_SORT_LIMIT:
+        # Decrypted to sort only; nothing leaves this function before the page's accesses are recorded.
+        everyone = sort_summaries([_summary(p) for p in queryset.only(*SUMMARY_FIELDS)], sort)
+        shown = everyone[start : start + current.per_page]
+        _record(
+            actor=actor,
+            patient_ids=[p.id for p in shown],
+            category=D.DEMOGRAPHICS,
+            action=action,
+            purpose=purpose,
+            detail=detail,
+        )
+        return shown, current
+    # Registration order is the primary key's (created_at follows it and has no index).
+    order = ("-id",) if sort == "-registered" else ("id",)
+    ids = list(queryset.order_by(*order).values_list("id", flat=True)[start : start + current.per_page])
     _record(actor=actor, patient_ids=ids, category=D.DEMOGRAPHICS, action=action, purpose=purpose, detail=detail)
-    patients = Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by("id")
+    patients = Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by(*order)
     return [_summary(p) for p in patients], current
 
 
@@ -74,8 +119,12 @@ def patient_search(
     return [_summary(p) for p in Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by("id")]
 
 
-def my_patients(*, actor: Any, page: object = 1) -> tuple[list[PatientSummary], Page]:
-    """The patients a physician or nurse cares for now: care team, attending, and (nurses) their ward."""
+def my_patients(*, actor: Any, page: object = 1, sort: str = "name") -> tuple[list[PatientSummary], Page]:
+    """The patients a physician or nurse cares for now: care team, attending, and (nurses) their ward.
+
+    Sorted by ``sort`` (one of MY_PATIENTS_SORTS, "-" to reverse; by name unless told), which means
+    decrypting the list's names: bounded by DECRYPTED_SORT_LIMIT, beyond which it keeps DB order.
+    """
     policy = policy_for(actor)
     if policy is None or not has_capability(actor, Capability.VIEW_PATIENT_LIST):
         raise AccessRefused(AccessDecision.forbidden("role_without_patient_list"))
@@ -93,11 +142,14 @@ def my_patients(*, actor: Any, page: object = 1) -> tuple[list[PatientSummary], 
         action="list",
         purpose="treatment",
         detail={"list": "my_patients"},
+        sort=sort,
+        sorts=MY_PATIENTS_SORTS,
     )
 
 
-def registration_list(*, actor: Any, page: object = 1) -> tuple[list[PatientSummary], Page]:
-    """The front desk's list of recently registered patients (demographics only)."""
+def registration_list(*, actor: Any, page: object = 1, sort: str = "-registered") -> tuple[list[PatientSummary], Page]:
+    """The front desk's list of recently registered patients (demographics only), newest first
+    unless ``sort`` is "registered" (oldest first). Only the database's sort: it is the registry."""
     if not has_capability(actor, Capability.REGISTER_PATIENT):
         raise AccessRefused(AccessDecision.forbidden("role_cannot_register"))
     recent = Patient.objects.filter(pk__in=Patient.objects.order_by("-id").values("id")[:200])
@@ -108,6 +160,8 @@ def registration_list(*, actor: Any, page: object = 1) -> tuple[list[PatientSumm
         action="list",
         purpose="registration",
         detail={"list": "recent_registrations"},
+        sort=sort if sort in ("registered", "-registered") else "-registered",
+        sorts=REGISTRATION_SORTS,
     )
 
 

@@ -28,6 +28,7 @@ class PatientSummary:
     birth_date: datetime.date
     sex: str
     is_confidential: bool
+    registered_at: datetime.datetime | None = None
 
     @property
     def display_name(self) -> str:
@@ -40,7 +41,7 @@ class PatientSummary:
         return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Demographics(PatientSummary):
     address_line: str
     city: str
@@ -325,3 +326,25 @@ class ArrivalRow:
 class ActiveGrantRow:
     grant: GrantInfo
     patient: PatientSummary
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """One patient a search found, and whether the searcher may open their record now."""
+
+    patient: PatientSummary
+    may_open: bool
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """One page of a search. ``too_many``: the terms matched more patients than a search reads, so
+    none are shown and the user is asked to narrow it."""
+
+    rows: tuple[SearchRow, ...]
+    page: Page
+    too_many: bool = False
+
+    @property
+    def patients(self) -> list[PatientSummary]:
+        return [row.patient for row in self.rows]

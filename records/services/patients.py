@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Department
 from accounts.roles import Capability, DataCategory, Role
-from records.crypto import address_index, family_name_index, mrn_index, name_dob_index
+from records.crypto import address_index, family_name_index, given_name_index, mrn_index, name_dob_index
 from records.models import CareAssignment, Encounter, Patient
 from records.services.base import DuplicatePatient, EncounterAlreadyClosed, RecordNotFound, _changed, _require, _save
 
@@ -98,6 +98,7 @@ def _set_indexes(patient: Patient) -> None:
     patient.mrn_index = mrn_index(patient.mrn)
     patient.name_dob_index = name_dob_index(patient.family_name, patient.birth_date)
     patient.family_name_index = family_name_index(patient.family_name)
+    patient.given_name_index = given_name_index(patient.given_name)
     patient.address_index = address_index(patient.address_line or "", patient.postal_code or "")
 
 

@@ -1,5 +1,6 @@
 """The front desk finds a patient in a real browser: by MRN from the dashboard, by surname and birth
-date on the search page, then opens the registration. No URL the browser asks for carries them."""
+date on the search page, by surname alone (accents ignored) paging through the results, then opens the
+registration. No URL the browser asks for carries any of it."""
 
 from __future__ import annotations
 
@@ -51,7 +52,21 @@ def test_front_desk_search_keeps_identifiers_out_of_every_url(page: Any, live_se
         assert page.get_by_role("cell", name="SEARCHWELL, Sid").is_visible()
         page.screenshot(path=str(screenshots / "search-results.png"), full_page=True)
 
-        page.get_by_role("link", name="Open").click()
+        # By surname alone, typed with an accent: more than a page of namesakes, paged by a posted button.
+        for n in range(25):
+            PatientFactory(family_name="Searchwell", given_name=f"Namesake{n:02d}")
+        page.get_by_label("Surname").fill("Séarchwell")
+        page.get_by_label("Birth date").fill("")
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_url(f"{base}/patients/search/")
+        assert page.get_by_text("Page 1 of 2 (26)").is_visible()
+        page.get_by_role("button", name="Next").click()
+        page.wait_for_url(f"{base}/patients/search/")
+        assert page.get_by_text("Page 2 of 2 (26)").is_visible()
+        assert page.get_by_role("cell", name="SEARCHWELL, Sid").is_visible()
+        page.screenshot(path=str(screenshots / "search-by-surname-page-2.png"), full_page=True)
+
+        page.locator("tr", has_text="SEARCHWELL, Sid").get_by_role("link", name="Open").click()
         page.wait_for_url(f"{base}/patients/{patient.pk}/registration/")
 
     values = [patient.mrn, "searchwell", "sid", "1961-04-09", "1961%2d04%2d09"]

@@ -48,7 +48,16 @@ def searches(ward: Ward) -> list[dict[str, str]]:
         {"mrn": p.mrn},
         {"mrn": p.mrn.lower()},
         {"family_name": p.family_name, "birth_date": p.birth_date.isoformat()},
-        {"family_name": p.family_name},  # not enough: a 400, which django.request logs
+        {"family_name": p.family_name},  # not enough for the exact (break-the-glass) search: a 400
+    ]
+
+
+def page_and_sort(ward: Ward) -> list[dict[str, str]]:
+    """The search page's own: a surname alone, paged and sorted (posted again), and a 1-letter surname."""
+    p = ward.treated
+    return [
+        {"family_name": p.family_name, "page": "1", "sort": "-born"},
+        {"family_name": p.family_name[:1]},  # too short: a 400, which django.request logs
     ]
 
 
@@ -63,17 +72,18 @@ def test_searching_puts_no_patient_value_in_any_url_or_log(
     user = User.objects.filter(role=role).first() or make_persona(role)
     client = client_for(user)
     responses = [client.get(reverse("accounts:dashboard")), client.get(reverse("records:search"))]
-    for terms in searches(ward):
+    for terms in [*searches(ward), *page_and_sort(ward)]:
         responses.append(client.post(reverse("records:search"), terms))
     found = responses[2]
     assert found.status_code == 200
-    assert [p.id for p in found.context["results"]] == [ward.treated.pk]
-    assert responses[-1].status_code == 400
+    assert [p.id for p in found.context["results"].patients] == [ward.treated.pk]
+    assert [r.status_code for r in responses[5:]] == [200, 200, 400]  # surname alone is enough; 1 letter is not
     # Follow the result's link, as a person would: it is addressed by the patient's id only.
-    [link] = re.findall(rb'href="(/patients/\d+/[^"]*)"', found.content)
+    [link] = re.findall(rb'href="(/(?:emergency/)?patients/\d+/[^"]*)"', found.content)
     responses.append(client.get(link.decode()))
-    # ems treats nobody here (break the glass only): a 404, by id, like anyone else's.
-    assert responses[-1].status_code == (404 if role == Role.EMS else 200)
+    # ems treats nobody here (break the glass only): its link is the break-the-glass request.
+    assert link.startswith(b"/emergency/") == (role == Role.EMS)
+    assert responses[-1].status_code == 200
 
     for response in responses:
         asked = f"{response.request['PATH_INFO']}?{response.request.get('QUERY_STRING', '')}"
