@@ -124,4 +124,6 @@ def test_books_todays_clinic_once_and_checks_the_first_patient_in() -> None:
     assert json.loads(seed("--json"))["created"]["appointments"] == 0
     # Every demo prescription has a schedule, so the nurses' due medications have something to show.
     frequencies = {m.frequency for m in Medication.objects.all()}
-    assert frequencies and "" not in frequencies and None not in frequencies
+    assert frequencies
+    assert "" not in frequencies
+    assert None not in frequencies
