@@ -57,3 +57,12 @@ class AddressAwareHandler(AxesDatabaseHandler):
         # django-axes compares what this returns with AXES_FAILURE_LIMIT: an address reaches it only
         # when its own count reaches AXES_ADDRESS_FAILURE_LIMIT.
         return max([per_account, *(limit if n >= address_limit else 0 for n in per_address)])
+
+
+def lockout_counts() -> tuple[int, int]:
+    """How many username + address pairs and how many addresses are locked out now (two queries)."""
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    accounts = AccessAttempt.objects.filter(
+        attempt_time__gte=since, failures_since_start__gte=settings.AXES_FAILURE_LIMIT
+    ).count()
+    return accounts, len(locked_addresses())

@@ -60,6 +60,10 @@ class Capability(StrEnum):
     EDIT_DEMOGRAPHICS = "edit_demographics"
     ADMIT_PATIENT = "admit_patient"
     ASSIGN_CARE_TEAM = "assign_care_team"
+    # Appointments: booking, cancelling and checking in (the front desk); reading a day's schedule
+    # (the front desk for a department, a physician their own).
+    BOOK_APPOINTMENT = "book_appointment"
+    VIEW_SCHEDULE = "view_schedule"
     # Oversight (metadata only, never clinical values)
     ADMIN_SITE = "admin_site"
     VIEW_AUDIT = "view_audit"
@@ -146,6 +150,8 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.RECORD_VITALS,
                 C.SEARCH_PATIENTS,
                 C.VIEW_DEMOGRAPHICS,
+                # Their own clinic schedule (appointments booked with them).
+                C.VIEW_SCHEDULE,
                 # Emergency access when no care relationship exists yet (DESIGN.md §8).
                 C.BREAK_GLASS,
             }
@@ -201,6 +207,8 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.EDIT_DEMOGRAPHICS,
                 C.ADMIT_PATIENT,
                 C.ASSIGN_CARE_TEAM,
+                C.BOOK_APPOINTMENT,
+                C.VIEW_SCHEDULE,
             }
         ),
         categories=REGISTRATION_CATEGORIES,
@@ -227,13 +235,13 @@ _POLICIES: tuple[RolePolicy, ...] = (
     ),
     RolePolicy(
         Role.RESEARCHER,
-        "De-identified datasets only.",
+        "Research on de-identified data; never identified data.",
         ChartAccess.NONE,
         frozenset({C.VIEW_DEIDENTIFIED}),
     ),
     RolePolicy(
         Role.PATIENT,
-        "Own record summary and who opened it.",
+        "Own record summary.",
         ChartAccess.OWN_RECORD,
         frozenset({C.VIEW_OWN_RECORD, C.VIEW_OWN_ACCESS_LOG}),
         categories=PATIENT_CATEGORIES,

@@ -291,10 +291,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             return redirect("admin:index")
         logger.warning("Signed-in account without a usable role: user_id=%s", request.user.pk)
         raise PermissionDenied("This account has no role. Ask an administrator to assign one.")
-    capabilities = sorted(policy.capabilities, key=lambda c: list(Capability).index(c))
     context = {
         "policy": policy,
-        "capabilities": [c.value.replace("_", " ").capitalize() for c in capabilities],
         "opens_charts": Capability.VIEW_CHART in policy.capabilities,
         "panels": panels_for(request, policy.role),
     }

@@ -53,6 +53,7 @@ CLINICAL_TABLES = (
     "records_clinicalnote",
     "records_attachment",
     "records_breakglassgrant",
+    "records_appointment",
 )
 MESSAGE = "audit rows are append-only"
 MAINTENANCE_ROLE = "healthcrypt_maintenance"

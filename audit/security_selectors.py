@@ -285,3 +285,24 @@ def dashboard_counts(now: datetime.datetime) -> DashboardCounts:
         failures=failures,
         failures_total=failures_total,
     )
+
+
+# The security dashboard lists this many of the newest open alerts; the queue holds the rest.
+NEWEST_ALERTS = 5
+# The rules that put an emergency (break-the-glass) grant up for review.
+BREAK_GLASS_RULES = ("break_glass", "repeated_break_glass")
+
+
+def newest_open_alerts(limit: int = NEWEST_ALERTS) -> list[dict[str, Any]]:
+    """The newest open alerts' metadata (no patient, no notes): one query."""
+    return [
+        dict(row)
+        for row in Alert.objects.filter(status=Alert.Status.OPEN)
+        .order_by("-created_at", "-id")
+        .values("id", "rule", "severity", "created_at", "actor_username", "actor_role")[:limit]
+    ]
+
+
+def break_glass_awaiting_review() -> int:
+    """Emergency grants whose review alert is not closed yet: one query, a count."""
+    return Alert.objects.filter(rule__in=BREAK_GLASS_RULES).exclude(status__in=Alert.CLOSED_STATUSES).count()

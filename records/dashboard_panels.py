@@ -1,10 +1,15 @@
-"""Dashboard panels of the clinical roles (registered in RecordsConfig.ready())."""
+"""Dashboard panels of the clinical roles (registered in RecordsConfig.ready()): each role's work of today.
+
+A panel that names a patient is registered with ``shows_record`` (built only within a fresh step-up);
+the worklist counts name nobody and show without one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 
 from accounts.dashboards import register_panel
 from accounts.roles import Capability, Role, roles_with
@@ -23,9 +28,56 @@ def _worklist(request: HttpRequest) -> dict[str, Any]:
     return {"rows": rows[:PANEL_ROWS], "total": page.total}
 
 
+def _worklist_counts(request: HttpRequest) -> dict[str, Any]:
+    return {"counts": selectors.worklist_counts(actor=request.user)}
+
+
 def _critical_results(request: HttpRequest) -> dict[str, Any]:
     # Clinical values: registered with shows_record, so built only within a fresh step-up.
     return {"rows": selectors.critical_results_for_orderer(actor=request.user, limit=PANEL_ROWS)}
+
+
+def _new_results(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "rows": selectors.new_results_for_orderer(actor=request.user, limit=PANEL_ROWS),
+        "hours": selectors.NEW_RESULTS_HOURS,
+    }
+
+
+def _pending_orders(request: HttpRequest) -> dict[str, Any]:
+    rows, total = selectors.pending_orders_for_orderer(actor=request.user, limit=PANEL_ROWS)
+    return {"rows": rows, "total": total}
+
+
+def _ward(request: HttpRequest) -> dict[str, Any]:
+    rows, total = selectors.ward_list(actor=request.user)
+    return {"rows": rows, "total": total}
+
+
+def _due_medications(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "rows": selectors.due_medications(actor=request.user, limit=PANEL_ROWS),
+        "within_minutes": int(selectors.DUE_WITHIN.total_seconds() // 60),
+    }
+
+
+def _missing_vitals(request: HttpRequest) -> dict[str, Any]:
+    rows, total = selectors.missing_vitals(actor=request.user, limit=PANEL_ROWS)
+    return {"rows": rows, "total": total, "hours": int(selectors.VITALS_INTERVAL.total_seconds() // 3600)}
+
+
+def _arrivals(request: HttpRequest) -> dict[str, Any]:
+    rows, total = selectors.arrivals_today(actor=request.user, limit=PANEL_ROWS)
+    return {"rows": rows, "total": total}
+
+
+def _appointments_today(request: HttpRequest) -> dict[str, Any]:
+    departments = selectors.schedule_departments(actor=request.user)
+    department_id = departments[0][0] if len(departments) == 1 else None
+    schedule = selectors.day_schedule(
+        actor=request.user, day=timezone.localdate(), department_id=department_id, limit=PANEL_ROWS
+    )
+    return {"schedule": schedule}
 
 
 def _registration(request: HttpRequest) -> dict[str, Any]:
@@ -39,12 +91,16 @@ def _break_glass(request: HttpRequest) -> dict[str, Any]:
 def register() -> None:
     # The panels that list patients by name and MRN need a fresh step-up, like their pages (records/urls.py).
     # The ordering physician's critical laboratory results first: they need acting on today.
+    ordering = roles_with(Capability.PLACE_ORDER)
     register_panel(
-        roles_with(Capability.PLACE_ORDER),
+        ordering,
         "records/panels/critical_results.html",
         _critical_results,
         shows_record=True,
         title="Critical results of my orders",
+    )
+    register_panel(
+        ordering, "records/panels/new_results.html", _new_results, shows_record=True, title="New results of my orders"
     )
     register_panel(
         [Role.PHYSICIAN, Role.NURSE],
@@ -54,7 +110,39 @@ def register() -> None:
         title="My patients",
     )
     register_panel(
+        ordering, "records/panels/pending_orders.html", _pending_orders, shows_record=True, title="My pending orders"
+    )
+    # The nurse's ward: who is in which bed, which doses are due, whose vitals are missing.
+    register_panel(
+        roles_with(Capability.ADMINISTER_MEDICATION),
+        "records/panels/due_medications.html",
+        _due_medications,
+        shows_record=True,
+        title="Due medications",
+    )
+    register_panel(
+        [Role.NURSE], "records/panels/missing_vitals.html", _missing_vitals, shows_record=True, title="Missing vitals"
+    )
+    register_panel([Role.NURSE], "records/panels/ward.html", _ward, shows_record=True, title="Ward list")
+    # Radiology and the laboratory: the counts name nobody, so they show before the step-up.
+    register_panel([Role.RADIOLOGY, Role.LAB], "records/panels/worklist_counts.html", _worklist_counts)
+    register_panel(
         [Role.RADIOLOGY, Role.LAB], "records/panels/worklist.html", _worklist, shows_record=True, title="Worklist"
+    )
+    # The front desk: today's appointments and arrivals; a physician sees the appointments booked with them.
+    register_panel(
+        roles_with(Capability.VIEW_SCHEDULE),
+        "records/panels/appointments_today.html",
+        _appointments_today,
+        shows_record=True,
+        title="Today's appointments",
+    )
+    register_panel(
+        roles_with(Capability.BOOK_APPOINTMENT),
+        "records/panels/arrivals_today.html",
+        _arrivals,
+        shows_record=True,
+        title="Today's arrivals",
     )
     register_panel([Role.FRONT_DESK], "records/panels/search.html", _registration)
     register_panel([Role.PATIENT], "records/panels/my_record.html", lambda request: {})

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from accounts.models import Department, User
-from records import services
-from records.models import ClinicalNote, Encounter, Observation, Order, Patient
+from records import selectors, services
+from records.models import Appointment, ClinicalNote, Encounter, Medication, Observation, Order, Patient
 
 VITALS = (
     ("8867-4", "Heart rate", "/min", (58, 110)),
@@ -42,11 +42,19 @@ CONDITIONS = (
     ("431855005", "Chronic kidney disease stage 1"),
 )
 MEDICATIONS = (
-    ("314076", "Lisinopril 10 MG Oral Tablet", "1 tablet once daily"),
-    ("860975", "Metformin 500 MG Oral Tablet", "1 tablet twice daily with meals"),
-    ("745679", "Albuterol inhaler", "2 puffs every 6 hours as needed"),
-    ("308182", "Amoxicillin 500 MG Oral Capsule", "1 capsule three times daily for 7 days"),
+    ("314076", "Lisinopril 10 MG Oral Tablet", "1 tablet once daily", Medication.Frequency.DAILY),
+    ("860975", "Metformin 500 MG Oral Tablet", "1 tablet twice daily with meals", Medication.Frequency.EVERY_12_HOURS),
+    ("745679", "Albuterol inhaler", "2 puffs every 6 hours as needed", Medication.Frequency.AS_NEEDED),
+    (
+        "308182",
+        "Amoxicillin 500 MG Oral Capsule",
+        "1 capsule three times daily for 7 days",
+        Medication.Frequency.EVERY_8_HOURS,
+    ),
 )
+# Today's outpatient clinic: this many appointments from the next free slot, one every SLOT_MINUTES.
+APPOINTMENTS_TODAY = 6
+SLOT_MINUTES = 20
 ALLERGIES = (
     ("Penicillin", "Hives", "moderate"),
     ("Iodinated contrast", "Anaphylaxis", "severe"),
@@ -127,12 +135,14 @@ def seed_clinical(
             services.allergy_record(
                 actor=nurse, patient_id=patient.pk, substance=substance, reaction=reaction, severity=severity
             )
-        code, display, dosage = MEDICATIONS[int(plan[6] * len(MEDICATIONS))]
+        code, display, dosage, frequency = MEDICATIONS[int(plan[6] * len(MEDICATIONS))]
         if substance == "Penicillin" and display.startswith("Amoxicillin"):
             # The demo prescribes as a careful physician would: no amoxicillin with a penicillin allergy
             # (the allergy check would stop it; records/services/safety.py).
-            code, display, dosage = MEDICATIONS[0]
-        services.medication_prescribe(actor=physician, patient_id=patient.pk, display=display, dosage=dosage, code=code)
+            code, display, dosage, frequency = MEDICATIONS[0]
+        services.medication_prescribe(
+            actor=physician, patient_id=patient.pk, display=display, dosage=dosage, code=code, frequency=frequency
+        )
         for step in range(rounds):
             taken = admitted + datetime.timedelta(hours=8 * step)
             for loinc, name, unit, bounds in VITALS:
@@ -210,3 +220,34 @@ def seed_clinical(
                 services.order_complete(actor=users["radiology"], order_id=image_order.pk)
                 counts.images += 1
     return counts
+
+
+def seed_appointments(*, patients: list[Patient], users: dict[str, User], departments: dict[str, Department]) -> int:
+    """Book today's outpatient clinic from the next free slot (none left near midnight) and check the
+    first patient in; skipped when today's clinic is booked already. Returns how many were booked."""
+    clinic = departments["outpatient"]
+    start, end = selectors.today_bounds()
+    if Appointment.objects.filter(department=clinic, starts_at__gte=start, starts_at__lt=end).exists():
+        return 0
+    desk = users["front_desk"]
+    now = timezone.now()
+    first = now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=SLOT_MINUTES - now.minute % SLOT_MINUTES)
+    booked = []
+    for index, patient in enumerate(patients[:APPOINTMENTS_TODAY]):
+        starts_at = first + datetime.timedelta(minutes=SLOT_MINUTES * index)
+        if starts_at >= end:
+            break
+        booked.append(
+            services.appointment_book(
+                actor=desk,
+                patient_id=patient.pk,
+                department_id=clinic.pk,
+                starts_at=starts_at,
+                duration_minutes=SLOT_MINUTES,
+                clinician=users["physician"] if index % 2 == 0 else users["physician2"],
+                reason="Follow-up visit" if index % 3 else "New referral",
+            )
+        )
+    if booked:
+        services.appointment_check_in(actor=desk, patient_id=booked[0].patient_id, appointment_id=booked[0].pk)
+    return len(booked)

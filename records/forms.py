@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
@@ -12,7 +12,7 @@ from accounts.models import Department, User
 from accounts.roles import Role
 from records import terminology
 from records.crypto import normalise_name
-from records.models import BreakGlassGrant, CareAssignment, ClinicalNote, Encounter, Order, Patient
+from records.models import BreakGlassGrant, CareAssignment, ClinicalNote, Encounter, Medication, Order, Patient
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
@@ -157,6 +157,44 @@ class AdmitForm(forms.Form):
     reason = forms.CharField(max_length=500, required=False)
 
 
+class AppointmentForm(forms.Form):
+    """Book a patient into a department's schedule. The departments offered are the desk's own
+    (records.selectors.schedule_departments); the service refuses the past, overlaps and bad durations."""
+
+    department = forms.TypedChoiceField(coerce=int, choices=())
+    clinician = forms.ModelChoiceField(
+        queryset=User.objects.filter(role=Role.PHYSICIAN, is_active=True).order_by("last_name"),
+        required=False,
+        help_text="Optional: the physician the patient sees.",
+    )
+    starts_at = forms.DateTimeField(
+        label="Starts at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+    )
+    duration_minutes = forms.IntegerField(label="Duration (minutes)", initial=15)
+    reason = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args: Any, departments: list[tuple[int, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.TypedChoiceField, self.fields["department"])
+        field.choices = departments
+        if len(departments) == 1:
+            field.initial = departments[0][0]
+
+
+class ScheduleFilterForm(forms.Form):
+    """The schedule page's day and department (query parameters: no patient value is ever one)."""
+
+    day = forms.DateField(required=False, widget=DATE_WIDGET)
+    department = forms.TypedChoiceField(coerce=int, choices=(), required=False, empty_value=None)
+
+    def __init__(self, *args: Any, departments: list[tuple[int, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.TypedChoiceField, self.fields["department"])
+        field.choices = [("", "Every department"), *departments] if len(departments) > 1 else departments
+
+
 class AssignForm(forms.Form):
     staff = StaffChoiceField(
         queryset=User.objects.filter(role__in=[Role.PHYSICIAN, Role.NURSE], is_active=True).order_by(
@@ -267,6 +305,11 @@ class PrescriptionForm(forms.Form):
         label="Medication name, if not in the list", max_length=255, required=False, help_text="Saved as uncoded."
     )
     dosage = forms.CharField(max_length=255)
+    frequency = forms.ChoiceField(
+        label="How often",
+        choices=Medication.Frequency.choices,
+        help_text="Scheduled doses appear on the ward's due medications; as needed and single doses do not.",
+    )
     allergy_override = forms.BooleanField(label="Prescribe despite the allergy", required=False)
     allergy_override_reason = forms.CharField(
         label="Reason for prescribing despite the allergy",

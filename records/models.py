@@ -266,6 +266,17 @@ class Medication(RowIdentity):
         COMPLETED = "completed", "Completed"
         STOPPED = "stopped", "Stopped"
 
+    class Frequency(models.TextChoices):
+        """How often a dose is given: the schedule the nurses' "due medications" follow (SCHEDULE_HOURS)."""
+
+        ONCE = "once", "Once"
+        EVERY_4_HOURS = "q4h", "Every 4 hours"
+        EVERY_6_HOURS = "q6h", "Every 6 hours"
+        EVERY_8_HOURS = "q8h", "Every 8 hours"
+        EVERY_12_HOURS = "q12h", "Every 12 hours"
+        DAILY = "daily", "Once daily"
+        AS_NEEDED = "prn", "As needed"
+
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="medications")
     encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
@@ -275,12 +286,27 @@ class Medication(RowIdentity):
     # Why the prescriber went ahead despite an allergy warning (records/services/safety.py); empty or
     # NULL when no warning was overridden.
     allergy_override_reason = encrypt(models.CharField(max_length=500, blank=True, null=True))
+    # The coded schedule (Frequency), encrypted like the dosage it belongs with: it says how a patient is
+    # treated. Empty or NULL on prescriptions written before it existed, or imported without one: never due.
+    frequency = encrypt(models.CharField(max_length=8, choices=Frequency.choices, blank=True, null=True))
     prescribed_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     prescribed_at = models.DateTimeField()
     source_id = models.CharField(max_length=64, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return f"Medication #{self.pk}"
+
+
+FREQUENCY_LABELS: dict[str, str] = dict(Medication.Frequency.choices)
+# Hours between doses of each scheduled frequency. "Once" and "as needed" have no interval: a single
+# dose or one given on request is never "due" on a ward's list.
+SCHEDULE_HOURS: dict[str, int] = {
+    Medication.Frequency.EVERY_4_HOURS: 4,
+    Medication.Frequency.EVERY_6_HOURS: 6,
+    Medication.Frequency.EVERY_8_HOURS: 8,
+    Medication.Frequency.EVERY_12_HOURS: 12,
+    Medication.Frequency.DAILY: 24,
+}
 
 
 class MedicationAdministration(RowIdentity):
@@ -430,3 +456,38 @@ class BreakGlassGrant(RowIdentity):
 
     def __str__(self) -> str:
         return f"Break-the-glass grant #{self.pk}"
+
+
+class Appointment(RowIdentity):
+    """A booked visit in a department's day schedule; checking in opens its outpatient encounter.
+
+    Plaintext, like an order's: the department, the clinician, the time and the workflow state (the
+    schedule is sorted and filtered on them). The reason is what the patient comes for: encrypted.
+    """
+
+    class Status(models.TextChoices):
+        BOOKED = "booked", "Booked"
+        CHECKED_IN = "checked_in", "Checked in"
+        CANCELLED = "cancelled", "Cancelled"
+        NO_SHOW = "no_show", "Did not attend"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="+")
+    clinician = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    starts_at = models.DateTimeField()
+    duration_minutes = models.PositiveIntegerField(default=15)
+    reason = encrypt(models.CharField(max_length=500, blank=True))
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.BOOKED)
+    # The outpatient encounter opened at check-in.
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    booked_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["department", "starts_at"]), models.Index(fields=["clinician", "starts_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(duration_minutes__gt=0), name="records_appointment_positive_duration"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Appointment #{self.pk}"

@@ -211,3 +211,50 @@ def openable_charts(user: Any, patient_ids: Iterable[int], *, at: datetime.datet
             )
         )
     return frozenset(openable)
+
+
+# Departments whose desk works only its own schedule: a clinic's or ward's reception. A desk in
+# administration (central registration) or without a department books for every department, as its
+# registration work (demographics of any patient) is hospital-wide too.
+_OWN_SCHEDULE_KINDS = frozenset({"ward", "emergency", "outpatient", "radiology", "lab"})
+
+
+@dataclass(frozen=True)
+class ScheduleScope:
+    """The appointments a user works with: one department's, one clinician's, or every department's."""
+
+    department_id: int | None = None
+    clinician_id: int | None = None
+
+    def appointments(self) -> Q:
+        """This scope as a filter on Appointment."""
+        if self.department_id is not None:
+            return Q(department_id=self.department_id)
+        if self.clinician_id is not None:
+            return Q(clinician_id=self.clinician_id)
+        return Q()
+
+    def allows_department(self, department_id: int) -> bool:
+        return self.department_id is None or self.department_id == department_id
+
+    @property
+    def all_departments(self) -> bool:
+        return self.department_id is None and self.clinician_id is None
+
+
+def schedule_scope(user: Any) -> ScheduleScope | None:
+    """Which appointments ``user`` works with, or None for none at all.
+
+    The front desk (``book_appointment``): its own department's schedule when it sits in a clinical
+    department, every department otherwise. A physician (``view_schedule`` only): the appointments
+    booked with them, whichever department.
+    """
+    policy = policy_for(user)
+    if policy is None or Capability.VIEW_SCHEDULE not in policy.capabilities:
+        return None
+    if Capability.BOOK_APPOINTMENT in policy.capabilities:
+        department = getattr(user, "department", None)
+        if department is not None and department.kind in _OWN_SCHEDULE_KINDS:
+            return ScheduleScope(department_id=department.pk)
+        return ScheduleScope()
+    return ScheduleScope(clinician_id=user.pk)

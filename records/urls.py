@@ -25,6 +25,12 @@ SHOWS_RECORD: dict[str, bool] = {
     "discharge": False,
     "assign": False,
     "unassign": False,
+    # Appointments: the schedule lists names; booking shows the patient banner; check-in and cancel
+    # only change an appointment.
+    "schedule": True,
+    "appointment_new": True,
+    "appointment_check_in": False,
+    "appointment_cancel": False,
     # The chart and what adds to it.
     "chart": True,
     "note_new": False,
@@ -67,6 +73,18 @@ urlpatterns = [
     path("patients/<int:patient_id>/encounters/<int:encounter_id>/discharge/", views.discharge, name="discharge"),
     path("patients/<int:patient_id>/care-team/", views.assign, name="assign"),
     path("patients/<int:patient_id>/care-team/<int:assignment_id>/end/", views.unassign, name="unassign"),
+    path("appointments/", views.schedule, name="schedule"),
+    path("patients/<int:patient_id>/appointments/new/", views.appointment_new, name="appointment_new"),
+    path(
+        "patients/<int:patient_id>/appointments/<int:appointment_id>/check-in/",
+        views.appointment_check_in,
+        name="appointment_check_in",
+    ),
+    path(
+        "patients/<int:patient_id>/appointments/<int:appointment_id>/cancel/",
+        views.appointment_cancel,
+        name="appointment_cancel",
+    ),
     path("patients/<int:patient_id>/notes/", views.note_new, name="note_new"),
     path("patients/<int:patient_id>/notes/<int:note_id>/amend/", views.note_amend, name="note_amend"),
     path("patients/<int:patient_id>/vitals/", views.vitals_new, name="vitals_new"),

@@ -3,6 +3,8 @@
 
 from django.db import migrations, models
 
+from records.db import marked_migration
+
 BATCH_SIZE = 500
 
 
@@ -39,15 +41,18 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('records', '0006_coded_safety'),
+        # The DDL recorder that copies the actor marker: this migration's ALTER TABLE seals as the
+        # application's (marked_migration), on a fresh database and on one that has the guards.
+        ('audit', '0007_marked_ddl'),
     ]
-    # As 0006: on a fresh database the column exists before the guards' event triggers.
-    run_before = [("audit", "0004_guards_v2")]
 
     operations = [
+        marked_migration("records.0007_name_search_indexes"),
         migrations.AddField(
             model_name='patient',
             name='given_name_index',
             field=models.CharField(db_index=True, default='', editable=False, max_length=64),
         ),
         migrations.RunPython(reindex_names, migrations.RunPython.noop, elidable=False),
+        marked_migration("records.0007_name_search_indexes"),  # backwards runs the operations in reverse
     ]

@@ -8,7 +8,9 @@ then loads and decrypts what the user may see, returned as frozen dataclasses, n
 Query counts are bounded per page: one query per section shown, staff names joined, lists paged.
 
 Where to look: ``chart`` (the chart, write and download checks), ``lists`` (searches, patient lists,
-the worklist), ``search`` (finding a patient by MRN or surname), ``emergency`` (break the glass), ``results`` (critical results for the physician who ordered them), ``access`` (refusals and the access signal shared by
+the worklist), ``search`` (finding a patient by MRN or surname), ``emergency`` (break the glass),
+``results`` (critical results for the physician who ordered them), ``today`` (the dashboards' work
+of the day), ``appointments`` (the schedule), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
 ``records.selectors`` itself.
 """
@@ -16,6 +18,13 @@ all of them), ``read_models`` (the dataclasses returned). Every public name is i
 from __future__ import annotations
 
 from records.selectors.access import SUMMARY_FIELDS, AccessNotRecorded, AccessRefused
+from records.selectors.appointments import (
+    SCHEDULE_LIMIT,
+    AppointmentRow,
+    Schedule,
+    day_schedule,
+    schedule_departments,
+)
 from records.selectors.chart import D, attachment_for_download, chart_for, check_write_access, patient_own_summary
 from records.selectors.compliance import patient_mrns_for_audit
 from records.selectors.emergency import (
@@ -70,30 +79,54 @@ from records.selectors.read_models import (
 )
 from records.selectors.results import CRITICAL_DAYS, CRITICAL_SCAN, critical_results_for_orderer
 from records.selectors.search import SEARCH_PER_PAGE, SEARCH_SCAN_LIMIT, SEARCH_SORTS, patient_find
+from records.selectors.today import (
+    DUE_WITHIN,
+    NEW_RESULTS_HOURS,
+    VITALS_INTERVAL,
+    ArrivalTodayRow,
+    DueMedicationRow,
+    MissingVitalsRow,
+    UrgencyCounts,
+    WardRow,
+    arrivals_today,
+    due_medications,
+    missing_vitals,
+    new_results_for_orderer,
+    pending_orders_for_orderer,
+    today_bounds,
+    ward_list,
+    worklist_counts,
+)
 
 __all__ = [
     "ARRIVALS_HOURS",
     "ARRIVALS_LIMIT",
     "CRITICAL_DAYS",
     "CRITICAL_SCAN",
+    "DUE_WITHIN",
     "EMERGENCY_CATEGORIES",
     "GRANT_FIELDS",
     "LIST_PER_PAGE",
+    "NEW_RESULTS_HOURS",
     "NOTES_PER_PAGE",
     "OBSERVATIONS_PER_PAGE",
+    "SCHEDULE_LIMIT",
     "SEARCH_PER_PAGE",
     "SEARCH_SCAN_LIMIT",
     "SEARCH_SORTS",
     "SECTION_LIMIT",
     "SUMMARY_ENCOUNTERS",
     "SUMMARY_FIELDS",
+    "VITALS_INTERVAL",
     "VITALS_SCAN",
     "AccessNotRecorded",
     "AccessRefused",
     "ActiveGrantRow",
     "AdministrationRow",
     "AllergyRow",
+    "AppointmentRow",
     "ArrivalRow",
+    "ArrivalTodayRow",
     "AttachmentRow",
     "CareTeamRow",
     "Chart",
@@ -101,35 +134,50 @@ __all__ = [
     "CriticalResultRow",
     "D",
     "Demographics",
+    "DueMedicationRow",
     "EmergencySummary",
     "EncounterRow",
     "EventRow",
     "GrantInfo",
     "MedicationRow",
+    "MissingVitalsRow",
     "NoteRow",
     "ObservationRow",
     "OrderRef",
     "OrderRow",
     "Page",
     "PatientSummary",
+    "Schedule",
     "SearchResults",
     "SearchRow",
+    "UrgencyCounts",
+    "WardRow",
     "WorklistRow",
+    "arrivals_today",
     "attachment_for_download",
     "chart_for",
     "check_write_access",
     "critical_results_for_orderer",
+    "day_schedule",
+    "due_medications",
     "emergency_candidate",
     "emergency_summary",
+    "missing_vitals",
     "my_active_grants",
     "my_patients",
+    "new_results_for_orderer",
     "order_for_worklist",
     "patient_find",
     "patient_mrns_for_audit",
     "patient_own_summary",
     "patient_search",
+    "pending_orders_for_orderer",
     "recent_arrivals",
     "registration_list",
+    "schedule_departments",
+    "today_bounds",
+    "ward_list",
     "worklist",
+    "worklist_counts",
     "worklist_order",
 ]

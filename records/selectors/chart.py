@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.roles import DataCategory
 from records.models import (
+    FREQUENCY_LABELS,
     Allergy,
     Attachment,
     CareAssignment,
@@ -130,6 +131,7 @@ def chart_for(
                 _name(m.prescribed_by),
                 m.prescribed_at,
                 m.allergy_override_reason or "",
+                FREQUENCY_LABELS.get(m.frequency or "", ""),
             )
             for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
                 "status", "-prescribed_at"

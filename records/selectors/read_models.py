@@ -113,6 +113,8 @@ class MedicationRow:
     prescribed_at: datetime.datetime
     # Why an allergy warning was overridden when this was prescribed; empty when none was.
     allergy_override_reason: str = ""
+    # How often (Medication.Frequency's label); empty for a prescription without a schedule.
+    frequency: str = ""
 
     @property
     def coded(self) -> bool:

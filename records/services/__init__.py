@@ -5,7 +5,8 @@ seed or an import), checks capability and relationship, validates with ``full_cl
 transaction, and sends ``patient_data_changed`` in that same transaction, so a failing audit
 receiver undoes the change. Signals name the fields that changed, never their values.
 
-Where to look: ``patients`` (registration, demographics, encounters, care team), ``orders``,
+Where to look: ``patients`` (registration, demographics, encounters, care team), ``appointments``
+(book, cancel, check in), ``orders``,
 ``clinical`` (observations, notes, medications, diagnoses, allergies), ``safety`` (the allergy,
 duplicate and result-value checks those run), ``attachments``, and
 ``base`` (the checks and the change signal every write shares). Every public name is importable
@@ -14,6 +15,12 @@ from ``records.services`` itself.
 
 from __future__ import annotations
 
+from records.services.appointments import (
+    AppointmentConflict,
+    appointment_book,
+    appointment_cancel,
+    appointment_check_in,
+)
 from records.services.attachments import attachment_upload
 from records.services.base import D, DuplicatePatient, EncounterAlreadyClosed, RecordNotFound
 from records.services.clinical import (
@@ -46,11 +53,15 @@ __all__ = [
     "OVERRIDE_HINT",
     "AllergyConflict",
     "AllergyWarning",
+    "AppointmentConflict",
     "D",
     "DuplicatePatient",
     "EncounterAlreadyClosed",
     "RecordNotFound",
     "allergy_record",
+    "appointment_book",
+    "appointment_cancel",
+    "appointment_check_in",
     "attachment_upload",
     "care_assignment_create",
     "care_assignment_end",

@@ -186,12 +186,14 @@ def medication_prescribe(
     dosage: str,
     code: str = "",
     allergy_override_reason: str = "",
+    frequency: str = "",
 ) -> Medication:
     """A physician prescribes a medication, checked against the patient's recorded allergies.
 
     A drug that is, or belongs to a class of, a recorded allergen raises ``AllergyWarning`` (nothing
     is saved) unless ``allergy_override_reason`` says why it is prescribed anyway; the reason is stored
     with the prescription and the change event names the override field (never its value).
+    ``frequency`` (``Medication.Frequency``) is the schedule the ward's "due medications" follow.
     """
     _require(actor, Capability.PRESCRIBE)
     _require_relationship(actor, patient_id, D.MEDICATIONS)
@@ -207,10 +209,11 @@ def medication_prescribe(
         code=coded.code,
         # Kept only when a warning was actually overridden: a stray reason means nothing.
         allergy_override_reason=reason if conflicts else "",
+        frequency=frequency,
         prescribed_by=actor,
         prescribed_at=timezone.now(),
     )
-    fields = ("display", "dosage", "code", *(("allergy_override_reason",) if conflicts else ()))
+    fields = ("display", "dosage", "code", "frequency", *(("allergy_override_reason",) if conflicts else ()))
     return _chart_entry_add(
         actor=actor, capability=Capability.PRESCRIBE, category=D.MEDICATIONS, entry=entry, fields=fields
     )

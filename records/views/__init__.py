@@ -5,13 +5,15 @@ records/services/. AccessRefused, RecordNotFound and AccessNotRecorded raised th
 pages in records/middleware.py. Views that *show* clinical data carry ``@step_up_required``; views that
 only add data do not.
 
-By workflow: ``lists`` (patient lists, search), ``registration`` (front desk), ``chart`` (physicians
+By workflow: ``lists`` (patient lists, search), ``registration`` (front desk), ``appointments``
+(the schedule, booking, check-in), ``chart`` (physicians
 and nurses; the patient's own record), ``worklist`` (radiology and laboratory); ``base`` holds the
 data-entry shape they share. Break the glass is in records/views_breakglass.py.
 """
 
 from __future__ import annotations
 
+from records.views.appointments import appointment_cancel, appointment_check_in, appointment_new, schedule
 from records.views.chart import (
     C,
     administer,
@@ -52,6 +54,9 @@ __all__ = [
     "administer",
     "admit",
     "allergy_new",
+    "appointment_cancel",
+    "appointment_check_in",
+    "appointment_new",
     "assign",
     "attachment_download",
     "chart",
@@ -74,6 +79,7 @@ __all__ = [
     "register",
     "registration_detail",
     "registrations",
+    "schedule",
     "search",
     "unassign",
     "vitals_new",

@@ -198,6 +198,7 @@ def prescription_new(request: HttpRequest, patient_id: int) -> HttpResponse:
                 dosage=d["dosage"],
                 code=d["code"],
                 allergy_override_reason=d["allergy_override_reason"],
+                frequency=d["frequency"],
             )
         except services.AllergyWarning as warning:
             conflicts.update({c.allergy_id: c.why for c in warning.conflicts})

@@ -56,6 +56,7 @@ def registration_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
         "admit_form": forms.AdmitForm(),
         "assign_form": forms.AssignForm(),
         "can_edit": has_capability(request.user, C.EDIT_DEMOGRAPHICS),
+        "can_book": has_capability(request.user, C.BOOK_APPOINTMENT),
     }
     return render(request, "records/registration_detail.html", context)
 

@@ -33,7 +33,10 @@ PENICILLINS = "class:penicillins"
 
 
 def _prescribe(client: Client, ward: Ward, **data: str) -> object:
-    return client.post(reverse("records:prescription_new", args=[ward.treated.pk]), {"dosage": "500 mg tds", **data})
+    return client.post(
+        reverse("records:prescription_new", args=[ward.treated.pk]),
+        {"dosage": "500 mg tds", "frequency": "q8h", **data},
+    )
 
 
 def _medications(ward: Ward) -> int:

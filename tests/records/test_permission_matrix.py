@@ -49,6 +49,9 @@ SPECS = [
     Spec("registrations", "GET", C.REGISTER_PATIENT, "none"),
     Spec("worklist", "GET", C.VIEW_WORKLIST, "none"),
     Spec("my_record", "GET", C.VIEW_OWN_RECORD, "self"),
+    # Appointments: the schedule (the desk's departments, a physician's own); booking a patient.
+    Spec("schedule", "GET", C.VIEW_SCHEDULE, "none"),
+    Spec("appointment_new", "GET", C.BOOK_APPOINTMENT, "patient", D.DEMOGRAPHICS),
     Spec("chart", "GET", C.VIEW_CHART, "patient", D.DEMOGRAPHICS),
     Spec("registration_detail", "GET", C.VIEW_DEMOGRAPHICS, "patient", D.DEMOGRAPHICS),
     Spec("edit_demographics", "POST", C.EDIT_DEMOGRAPHICS, "patient", D.DEMOGRAPHICS),
@@ -75,7 +78,16 @@ SPECS = [
     Spec("emergency_summary", "GET", C.BREAK_GLASS, "patient", D.DEMOGRAPHICS),
 ]
 # Routes that change state on a specific object and have no form: covered by their own tests.
-OBJECT_ACTIONS = {"discharge", "unassign", "order_cancel", "order_complete", "attachment_download", "emergency_end"}
+OBJECT_ACTIONS = {
+    "discharge",
+    "unassign",
+    "order_cancel",
+    "order_complete",
+    "attachment_download",
+    "emergency_end",
+    "appointment_check_in",
+    "appointment_cancel",
+}
 
 
 def test_every_records_url_is_in_the_matrix() -> None:
@@ -222,6 +234,8 @@ def test_stale_step_up_on_object_actions(
         "order_complete": reverse("records:order_complete", args=[999_999]),
         "emergency_end": reverse("records:emergency_end", args=[999_999]),
         "attachment_download": reverse("records:attachment_download", args=[999_999]),
+        "appointment_check_in": reverse("records:appointment_check_in", args=[p, 999_999]),
+        "appointment_cancel": reverse("records:appointment_cancel", args=[p, 999_999]),
     }
     assert set(urls) == OBJECT_ACTIONS
     for name, url in urls.items():

@@ -553,3 +553,36 @@ def test_an_old_file_that_cannot_be_deleted_is_reported(
             "(Permission denied)"
         ) in stderr.getvalue()
         assert (attachments_dir() / attachment.storage_name).exists()
+
+
+def test_rotation_covers_appointments_and_medication_frequency(
+    new_key: Callable[[], AbstractContextManager[None]], django_capture_on_commit_callbacks: Any
+) -> None:
+    from accounts.models import Department
+    from records.models import Appointment, Medication
+    from records.services import appointment_book, medication_prescribe
+    from tests.factories import assign
+
+    labels = {table.label: {c.context for c in table.columns} for table in rotate_keys.encrypted_tables()}
+    assert "records.Appointment.reason" in labels["records.Appointment"]
+    assert "records.Medication.frequency" in labels["records.Medication"]
+    physician = UserFactory()
+    patient = PatientFactory()
+    assign(physician, patient)
+    medication_prescribe(actor=physician, patient_id=patient.pk, display="Drug", dosage="1", frequency="q6h")
+    clinic = Department.objects.create(code="rot-clinic", name="Rotation clinic", kind=Department.Kind.OUTPATIENT)
+    appointment_book(
+        actor=None,
+        patient_id=patient.pk,
+        department_id=clinic.pk,
+        starts_at=timezone.now() + datetime.timedelta(hours=1),
+        duration_minutes=10,
+        reason="Review",
+    )
+    with new_key():
+        with django_capture_on_commit_callbacks(execute=True):
+            run()
+        for table, column in (("records_appointment", "reason"), ("records_medication", "frequency")):
+            assert all(row[1].startswith("hc2:new:") for row in raw_tokens(table, [column]))
+        assert Appointment.objects.get().reason == "Review"
+        assert Medication.objects.get().frequency == "q6h"

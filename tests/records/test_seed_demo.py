@@ -109,3 +109,21 @@ def test_printed_demo_code_hint_is_a_command_that_runs(settings: Any) -> None:
     out = StringIO()
     call_command("demo_code", "physician", stdout=out)
     assert re.match(r"\d{6} ", out.getvalue())
+
+
+def test_books_todays_clinic_once_and_checks_the_first_patient_in() -> None:
+    from django.utils import timezone
+
+    from records.models import Appointment, Medication
+
+    first = json.loads(seed("--json"))
+    today = Appointment.objects.filter(starts_at__date=timezone.localdate())
+    assert first["created"]["appointments"] == today.count()
+    if today.exists():  # none are left to book in the last minutes of the day
+        assert today.filter(status=Appointment.Status.CHECKED_IN, encounter__isnull=False).count() == 1
+    assert json.loads(seed("--json"))["created"]["appointments"] == 0
+    # Every demo prescription has a schedule, so the nurses' due medications have something to show.
+    frequencies = {m.frequency for m in Medication.objects.all()}
+    assert frequencies
+    assert "" not in frequencies
+    assert None not in frequencies

@@ -172,7 +172,8 @@ def test_physician_writes_orders_prescribes_and_diagnoses(
     )
     assert (
         client.post(
-            reverse("records:prescription_new", args=[pid]), {"display": "Paracetamol 1 g", "dosage": "4x daily"}
+            reverse("records:prescription_new", args=[pid]),
+            {"display": "Paracetamol 1 g", "dosage": "4x daily", "frequency": "q6h"},
         ).status_code
         == 302
     )

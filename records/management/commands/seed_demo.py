@@ -28,7 +28,7 @@ from accounts.models import Department, TOTPDevice, User
 from accounts.roles import Role
 from records.crypto import mrn_index
 from records.db import mark_actor
-from records.demo_clinical import seed_clinical
+from records.demo_clinical import seed_appointments, seed_clinical
 from records.models import CareAssignment, Patient
 from records.services import care_assignment_create, patient_register
 
@@ -133,6 +133,7 @@ class Command(BaseCommand):
             clinical = seed_clinical(
                 patients=patients, users=users, departments=departments, max_bytes=settings.ATTACHMENT_MAX_BYTES
             )
+            appointments = seed_appointments(patients=patients, users=users, departments=departments)
             # Weeks of audit history, a past emergency grant and alerts, for the security dashboard.
             # Called by name: records never imports audit (DESIGN.md §2); it is written once.
             history = io.StringIO()
@@ -165,6 +166,7 @@ class Command(BaseCommand):
                             "orders": clinical.orders,
                             "notes": clinical.notes,
                             "images": clinical.images,
+                            "appointments": appointments,
                         },
                     },
                     indent=2,
@@ -174,7 +176,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo hospital ready: {len(patients)} patients ({created_patients} new), "
             f"{created_assignments} new care-team assignments, {clinical.encounters} admissions, "
-            f"{clinical.observations} observations, {clinical.orders} orders, {clinical.images} images."
+            f"{clinical.observations} observations, {clinical.orders} orders, {clinical.images} images, "
+            f"{appointments} appointments booked for today."
         )
         self.stdout.write(history.getvalue().strip())
         self.stdout.write("Demo users (throwaway credentials for this installation only):")
