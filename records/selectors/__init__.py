@@ -36,6 +36,7 @@ from records.selectors.lists import (
     worklist,
     worklist_order,
 )
+from records.selectors.observations import TREND_POINTS, TREND_SCAN, trend_data, vital_trends, vitals_table
 from records.selectors.read_models import (
     GRANT_FIELDS,
     LIST_PER_PAGE,
@@ -63,6 +64,10 @@ from records.selectors.read_models import (
     OrderRow,
     Page,
     PatientSummary,
+    VitalColumn,
+    VitalSet,
+    VitalsTable,
+    VitalTrend,
     WorklistRow,
 )
 from records.selectors.results import CRITICAL_DAYS, CRITICAL_SCAN, critical_results_for_orderer
@@ -80,6 +85,8 @@ __all__ = [
     "SECTION_LIMIT",
     "SUMMARY_ENCOUNTERS",
     "SUMMARY_FIELDS",
+    "TREND_POINTS",
+    "TREND_SCAN",
     "VITALS_SCAN",
     "AccessNotRecorded",
     "AccessRefused",
@@ -105,6 +112,10 @@ __all__ = [
     "OrderRow",
     "Page",
     "PatientSummary",
+    "VitalColumn",
+    "VitalSet",
+    "VitalTrend",
+    "VitalsTable",
     "WorklistRow",
     "attachment_for_download",
     "chart_for",
@@ -119,6 +130,9 @@ __all__ = [
     "patient_search",
     "recent_arrivals",
     "registration_list",
+    "trend_data",
+    "vital_trends",
+    "vitals_table",
     "worklist",
     "worklist_order",
 ]

@@ -37,6 +37,7 @@ from records.selectors.access import (
     _record,
     _with_staff,
 )
+from records.selectors.observations import TREND_SCAN, vital_trends
 from records.selectors.read_models import (
     NOTES_PER_PAGE,
     OBSERVATIONS_PER_PAGE,
@@ -65,8 +66,13 @@ def chart_for(
     categories: Iterable[DataCategory] | None = None,
     observations_page: object = 1,
     notes_page: object = 1,
+    trends: bool = False,
 ) -> Chart:
-    """A patient's record as ``actor`` may see it. Raises AccessRefused or AccessNotRecorded."""
+    """A patient's record as ``actor`` may see it. Raises AccessRefused or AccessNotRecorded.
+
+    ``trends``: also each vital sign's newest readings for the chart's trend lines (one more bounded
+    query, under the same recorded access).
+    """
     decision = chart_access(actor, patient_id)
     if not decision.allowed:
         raise AccessRefused(decision)
@@ -174,6 +180,11 @@ def chart_for(
                 start : start + page.per_page
             ]
         )
+        if trends:
+            scan = _with_staff(observations.filter(category=Observation.Category.VITAL_SIGNS), "recorded_by")
+            sections["vital_trends"] = vital_trends(
+                [_observation_row(o) for o in scan.order_by("-effective_at", "-id")[:TREND_SCAN]]
+            )
     if D.ORDERS in visible:
         sections["orders"] = tuple(
             _order_row(o)
