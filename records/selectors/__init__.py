@@ -50,6 +50,7 @@ from records.selectors.read_models import (
     AttachmentRow,
     CareTeamRow,
     Chart,
+    CompletedOrderRow,
     ConditionRow,
     CriticalResultRow,
     Demographics,
@@ -71,6 +72,7 @@ from records.selectors.read_models import (
     WorklistRow,
 )
 from records.selectors.results import CRITICAL_DAYS, CRITICAL_SCAN, critical_results_for_orderer
+from records.selectors.worklist_history import completed_order_for_department, completed_orders
 
 __all__ = [
     "ARRIVALS_HOURS",
@@ -97,6 +99,7 @@ __all__ = [
     "AttachmentRow",
     "CareTeamRow",
     "Chart",
+    "CompletedOrderRow",
     "ConditionRow",
     "CriticalResultRow",
     "D",
@@ -120,6 +123,8 @@ __all__ = [
     "attachment_for_download",
     "chart_for",
     "check_write_access",
+    "completed_order_for_department",
+    "completed_orders",
     "critical_results_for_orderer",
     "emergency_candidate",
     "emergency_summary",

@@ -54,6 +54,8 @@ from records.selectors.read_models import (
     NoteRow,
     Page,
 )
+from records.selectors.worklist_history import EXPLANATION as HISTORY_EXPLANATION
+from records.selectors.worklist_history import HISTORY_CATEGORIES, completed_by_department
 
 D = DataCategory
 
@@ -261,11 +263,16 @@ def attachment_for_download(*, actor: Any, attachment_id: int, purpose: str = "t
     if row is None:
         raise AccessRefused(AccessDecision.not_found())
     decision = chart_access(actor, row.patient_id)
-    if not decision.allowed or D.IMAGING not in decision.categories:
+    explanation = decision.explanation
+    allowed = decision.allowed and D.IMAGING in decision.categories
+    if allowed and decision.explanation == "order" and row.order_id not in decision.order_ids:
+        allowed = False
+    if not allowed and D.IMAGING in HISTORY_CATEGORIES and completed_by_department(actor, row.order_id):
+        # The department's own completed work stays readable to it (records/selectors/worklist_history.py).
+        allowed, explanation = True, HISTORY_EXPLANATION
+    if not allowed:
         # Always a 404, even for a role that may never see a chart (a 403 there would tell it which
         # attachment ids exist: the URL names no patient, so there is no other 403 to give).
-        raise AccessRefused(AccessDecision.not_found())
-    if decision.explanation == "order" and row.order_id not in decision.order_ids:
         raise AccessRefused(AccessDecision.not_found())
     _record(
         actor=actor,
@@ -273,7 +280,7 @@ def attachment_for_download(*, actor: Any, attachment_id: int, purpose: str = "t
         category=D.IMAGING,
         action="download",
         purpose=purpose,
-        explanation=decision.explanation,
+        explanation=explanation,
         detail={"attachment_id": attachment_id},
     )
     return Attachment.objects.get(pk=attachment_id)

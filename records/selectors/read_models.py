@@ -341,6 +341,15 @@ class WorklistRow:
 
 
 @dataclass(frozen=True)
+class CompletedOrderRow:
+    """An order a department completed, for its history list: who completed it (the time is on the order)."""
+
+    order: OrderRow
+    patient: PatientSummary
+    completed_by: str
+
+
+@dataclass(frozen=True)
 class OrderRef:
     """An order's identity and routing, without any clinical value (nothing is decrypted)."""
 

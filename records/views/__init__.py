@@ -45,6 +45,7 @@ from records.views.worklist import (
     order_result,
     order_upload,
     worklist,
+    worklist_completed,
 )
 
 __all__ = [
@@ -78,4 +79,5 @@ __all__ = [
     "unassign",
     "vitals_new",
     "worklist",
+    "worklist_completed",
 ]

@@ -38,11 +38,29 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @require_GET
 @capability_required(C.VIEW_WORKLIST)
 @step_up_required
+def worklist_completed(request: HttpRequest) -> HttpResponse:
+    """The department's history: orders it completed, newest first, who completed them and when."""
+    rows, page = selectors.completed_orders(actor=request.user, page=request.GET.get("page"))
+    return render(request, "records/worklist_completed.html", {"rows": rows, "page": page})
+
+
+@require_GET
+@capability_required(C.VIEW_WORKLIST)
+@step_up_required
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
-    order, record = selectors.order_for_worklist(actor=request.user, order_id=order_id)
+    try:
+        order, record = selectors.order_for_worklist(actor=request.user, order_id=order_id)
+    except selectors.AccessRefused as refused:
+        if refused.status != 404:
+            raise
+        # Not open (or not ours): a completed order of the department answers read-only; anything
+        # else is the same 404 as before.
+        order, record = selectors.completed_order_for_department(actor=request.user, order_id=order_id)
+        return render(request, "records/order_detail.html", {"order": order, "chart": record, "read_only": True})
     context = {
         "order": order,
         "chart": record,
+        "read_only": False,
         "result_form": forms.ResultForm(),
         "upload_form": forms.UploadForm(max_bytes=settings.ATTACHMENT_MAX_BYTES),
         "report_form": forms.NoteForm(initial={"kind": "radiology" if order.kind == "Radiology" else "lab"}),

@@ -48,6 +48,7 @@ SPECS = [
     Spec("register", "GET", C.REGISTER_PATIENT, "none"),
     Spec("registrations", "GET", C.REGISTER_PATIENT, "none"),
     Spec("worklist", "GET", C.VIEW_WORKLIST, "none"),
+    Spec("worklist_completed", "GET", C.VIEW_WORKLIST, "none"),
     Spec("my_record", "GET", C.VIEW_OWN_RECORD, "self"),
     Spec("chart", "GET", C.VIEW_CHART, "patient", D.DEMOGRAPHICS),
     Spec("registration_detail", "GET", C.VIEW_DEMOGRAPHICS, "patient", D.DEMOGRAPHICS),
