@@ -13,12 +13,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability
 from healthcrypt.crypto import DecryptionError
 from records import files, forms, selectors, services
+from records.downloads import download_name
 from records.views.base import _write
 from records.views.chart import _abilities, patient_banner
 
@@ -189,7 +191,14 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> StreamingHt
     response = StreamingHttpResponse(
         _verified(chunks, attachment.sha256, attachment.pk), content_type=attachment.content_type
     )
-    response["Content-Disposition"] = f'attachment; filename="attachment-{attachment.pk}"'
+    name = download_name(
+        content_type=attachment.content_type,
+        order_id=attachment.order_id,
+        attachment_id=attachment.pk,
+        uploaded_at=attachment.uploaded_at,
+    )
+    # RFC 6266: a plain quoted ASCII name (download_name makes nothing else), filename* if ever needed.
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=name) or "attachment"
     response["Content-Length"] = str(attachment.size)
     response["X-Content-Type-Options"] = "nosniff"
     return response
