@@ -263,6 +263,7 @@ def test_the_chart_query_count_does_not_grow_with_observations(
             )
 
     add(3)
+    queries()  # the first request of a session does more
     few = queries()
     add(250)
     assert queries() == few
