@@ -82,7 +82,14 @@
       return;
     }
     var byId = {};
-    links.forEach(function (link) { byId[link.getAttribute("href").slice(1)] = link; });
+    links.forEach(function (link) {
+      byId[link.getAttribute("href").slice(1)] = link;
+      // The last sections may be too short to scroll into the band below: a click marks its link.
+      link.addEventListener("click", function () {
+        links.forEach(function (other) { other.removeAttribute("aria-current"); });
+        link.setAttribute("aria-current", "true");
+      });
+    });
     var observer = new window.IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
         if (entry.isIntersecting && byId[entry.target.id]) {
