@@ -7,8 +7,9 @@ then loads and decrypts what the user may see, returned as frozen dataclasses, n
 
 Query counts are bounded per page: one query per section shown, staff names joined, lists paged.
 
-Where to look: ``chart`` (the chart, write and download checks), ``lists`` (searches, patient lists,
-the worklist), ``emergency`` (break the glass), ``results`` (critical results for the physician who ordered them), ``access`` (refusals and the access signal shared by
+Where to look: ``chart`` (the chart, write and download checks), ``observations`` (the chart's
+vitals table and trend lines, from rows the chart read returned), ``lists`` (searches, patient lists,
+the worklist), ``worklist_history`` (orders a department completed, read-only), ``emergency`` (break the glass), ``results`` (critical results for the physician who ordered them), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
 ``records.selectors`` itself.
 """

@@ -55,7 +55,7 @@ from records.selectors.read_models import (
     Page,
 )
 from records.selectors.worklist_history import EXPLANATION as HISTORY_EXPLANATION
-from records.selectors.worklist_history import HISTORY_CATEGORIES, completed_by_department
+from records.selectors.worklist_history import completed_by_department
 
 D = DataCategory
 
@@ -267,7 +267,7 @@ def attachment_for_download(*, actor: Any, attachment_id: int, purpose: str = "t
     allowed = decision.allowed and D.IMAGING in decision.categories
     if allowed and decision.explanation == "order" and row.order_id not in decision.order_ids:
         allowed = False
-    if not allowed and D.IMAGING in HISTORY_CATEGORIES and completed_by_department(actor, row.order_id):
+    if not allowed and completed_by_department(actor, row.order_id, D.IMAGING):
         # The department's own completed work stays readable to it (records/selectors/worklist_history.py).
         allowed, explanation = True, HISTORY_EXPLANATION
     if not allowed:

@@ -50,10 +50,13 @@ def _department_kind(actor: Any) -> str:
     return ORDER_KIND_FOR_ROLE[policy.role]
 
 
-def completed_by_department(actor: Any, order_id: int | None) -> bool:
-    """Whether ``order_id`` is an order the actor's department completed (its images stay downloadable)."""
+def completed_by_department(actor: Any, order_id: int | None, category: DataCategory) -> bool:
+    """Whether ``order_id`` is an order the actor's department completed and ``category`` of it is
+    shown to them there (its images stay downloadable, for one)."""
     policy = policy_for(actor)
     if order_id is None or policy is None or policy.role not in ORDER_KIND_FOR_ROLE or actor.department_id is None:
+        return False
+    if category not in HISTORY_CATEGORIES & policy.categories:
         return False
     return Order.objects.filter(
         pk=order_id,

@@ -16,13 +16,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Department, User
-from accounts.roles import Role
+from accounts.roles import DataCategory, Role
 from audit.models import AccessEvent, Alert
 from records.demo_clinical import tiny_png
 from records.downloads import DOWNLOAD_NAMES, download_name
 from records.forms import ALLOWED_SIGNATURES
 from records.models import Attachment, Order
-from records.selectors import LIST_PER_PAGE
+from records.selectors import LIST_PER_PAGE, AccessRefused, completed_order_for_department, completed_orders
+from records.selectors.worklist_history import completed_by_department
 from records.services import attachment_upload, observation_record, order_complete, order_place
 from tests.factories import DepartmentFactory, UserFactory
 from tests.records.conftest import Ward
@@ -288,3 +289,35 @@ def test_images_of_a_completed_order_stay_downloadable_to_its_department_only(
     assert client_for(stranger).get(url).status_code == 404
     # The lab of the hospital never did this work: still a 404.
     assert client_for(make_persona(Role.LAB, username="lab_x")).get(url).status_code == 404
+
+
+# --- The selectors themselves, for callers other than these views ---------------------------------
+
+
+def test_history_selectors_refuse_roles_without_a_worklist(ward: Ward, lab: User, nurse: User) -> None:
+    _complete_lab_order(ward, lab)
+    with pytest.raises(AccessRefused) as refused:
+        completed_orders(actor=nurse)
+    assert refused.value.status == 403
+    with pytest.raises(AccessRefused) as refused:
+        completed_order_for_department(actor=nurse, order_id=ward.lab_order.pk)
+    assert refused.value.status == 403
+
+
+def test_a_lab_user_without_a_department_sees_no_history(ward: Ward, lab: User) -> None:
+    _complete_lab_order(ward, lab)
+    homeless = UserFactory(username="lab_nodept", role=Role.LAB, department=None)
+    assert completed_orders(actor=homeless)[0] == []
+    with pytest.raises(AccessRefused) as refused:
+        completed_order_for_department(actor=homeless, order_id=ward.lab_order.pk)
+    assert refused.value.status == 404
+    assert not completed_by_department(homeless, ward.lab_order.pk, DataCategory.OBSERVATIONS)
+
+
+def test_completed_by_department_opens_only_the_history_categories(ward: Ward, lab: User) -> None:
+    _complete_lab_order(ward, lab)
+    assert completed_by_department(lab, ward.lab_order.pk, DataCategory.OBSERVATIONS)
+    # Medications were never the lab's business, completed order or not.
+    assert not completed_by_department(lab, ward.lab_order.pk, DataCategory.MEDICATIONS)
+    assert not completed_by_department(lab, None, DataCategory.OBSERVATIONS)
+    assert not completed_by_department(lab, ward.radiology_order.pk, DataCategory.OBSERVATIONS)
