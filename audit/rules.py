@@ -33,8 +33,12 @@ S = Alert.Severity
 # Explanations that come from a direct relationship with this patient (records/permissions.py). An
 # access explained this way is the job; the relational rules (surname, address, coworker, VIP,
 # deceased, after hours) judge only the weaker ones: being on the same ward, or nothing at all.
-STRONG_EXPLANATIONS = frozenset({"care_team", "attending", "order", "registration", "own_record", "consult"})
+STRONG_EXPLANATIONS = frozenset(
+    {"care_team", "attending", "order", "order_history", "registration", "own_record", "consult"}
+)
 WEAK_EXPLANATIONS = frozenset({"", "ward"})
+# A department reading back an order it completed (records/selectors/worklist_history.py).
+ORDER_HISTORY = "order_history"
 # Accesses that open one patient's record (a list or a search shows many; a disclosure or export is
 # recorded with its recipient and judged by compliance, not by these rules).
 OPEN_ACTIONS = frozenset({"view", "download", "print", "summary", "emergency_summary"})
@@ -117,8 +121,13 @@ def unexplained_view(access: Access, facts: AccessFacts) -> Finding | None:
 
 
 def order_without_open_order(access: Access, facts: AccessFacts) -> Finding | None:
-    """A radiology or lab user opened a record with no open order of their kind for their department."""
-    if facts.open_order is None or facts.open_order:
+    """A radiology or lab user opened a record with no open order of their kind for their department.
+
+    Not when the opening was of an order their department completed (explanation ``order_history``,
+    records/selectors/worklist_history.py): the read path grants that only for the department's own
+    completed order, shows only that order's work, and records the order's id in the event.
+    """
+    if facts.open_order is None or facts.open_order or access.explanation == ORDER_HISTORY:
         return None
     return Finding(
         "order_without_open_order",

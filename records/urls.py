@@ -17,6 +17,7 @@ SHOWS_RECORD: dict[str, bool] = {
     "search": True,
     "registrations": True,
     "worklist": True,
+    "worklist_completed": True,  # the department's completed orders, with names and MRNs
     # Registration: the empty form shows nothing; its result is the registration page (below).
     "register": False,
     "registration_detail": True,
@@ -99,6 +100,7 @@ urlpatterns = [
     path("patients/<int:patient_id>/conditions/", views.condition_new, name="condition_new"),
     path("patients/<int:patient_id>/allergies/", views.allergy_new, name="allergy_new"),
     path("worklist/", views.worklist, name="worklist"),
+    path("worklist/completed/", views.worklist_completed, name="worklist_completed"),
     path("orders/<int:order_id>/", views.order_detail, name="order_detail"),
     path("orders/<int:order_id>/results/", views.order_result, name="order_result"),
     path("orders/<int:order_id>/report/", views.order_report, name="order_report"),

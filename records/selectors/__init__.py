@@ -7,10 +7,12 @@ then loads and decrypts what the user may see, returned as frozen dataclasses, n
 
 Query counts are bounded per page: one query per section shown, staff names joined, lists paged.
 
-Where to look: ``chart`` (the chart, write and download checks), ``lists`` (searches, patient lists,
-the worklist), ``search`` (finding a patient by MRN or surname), ``emergency`` (break the glass),
-``results`` (critical results for the physician who ordered them), ``today`` (the dashboards' work
-of the day), ``appointments`` (the schedule), ``access`` (refusals and the access signal shared by
+Where to look: ``chart`` (the chart, write and download checks), ``observations`` (the chart's
+vitals table and trend lines, from rows the chart read returned), ``lists`` (patient lists, the
+worklist), ``worklist_history`` (orders a department completed, read-only), ``search`` (finding a
+patient by MRN or surname), ``emergency`` (break the glass), ``results`` (critical results for the
+physician who ordered them), ``today`` (the dashboards' work of the day), ``appointments`` (the
+schedule), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
 ``records.selectors`` itself.
 """
@@ -46,6 +48,7 @@ from records.selectors.lists import (
     worklist,
     worklist_order,
 )
+from records.selectors.observations import TREND_POINTS, TREND_SCAN, trend_data, vital_trends, vitals_table
 from records.selectors.read_models import (
     GRANT_FIELDS,
     LIST_PER_PAGE,
@@ -59,6 +62,7 @@ from records.selectors.read_models import (
     AttachmentRow,
     CareTeamRow,
     Chart,
+    CompletedOrderRow,
     ConditionRow,
     CriticalResultRow,
     Demographics,
@@ -75,6 +79,10 @@ from records.selectors.read_models import (
     PatientSummary,
     SearchResults,
     SearchRow,
+    VitalColumn,
+    VitalSet,
+    VitalsTable,
+    VitalTrend,
     WorklistRow,
 )
 from records.selectors.results import CRITICAL_DAYS, CRITICAL_SCAN, critical_results_for_orderer
@@ -97,6 +105,7 @@ from records.selectors.today import (
     ward_list,
     worklist_counts,
 )
+from records.selectors.worklist_history import completed_order_for_department, completed_orders
 
 __all__ = [
     "ARRIVALS_HOURS",
@@ -117,6 +126,8 @@ __all__ = [
     "SECTION_LIMIT",
     "SUMMARY_ENCOUNTERS",
     "SUMMARY_FIELDS",
+    "TREND_POINTS",
+    "TREND_SCAN",
     "VITALS_INTERVAL",
     "VITALS_SCAN",
     "AccessNotRecorded",
@@ -130,6 +141,7 @@ __all__ = [
     "AttachmentRow",
     "CareTeamRow",
     "Chart",
+    "CompletedOrderRow",
     "ConditionRow",
     "CriticalResultRow",
     "D",
@@ -151,12 +163,18 @@ __all__ = [
     "SearchResults",
     "SearchRow",
     "UrgencyCounts",
+    "VitalColumn",
+    "VitalSet",
+    "VitalTrend",
+    "VitalsTable",
     "WardRow",
     "WorklistRow",
     "arrivals_today",
     "attachment_for_download",
     "chart_for",
     "check_write_access",
+    "completed_order_for_department",
+    "completed_orders",
     "critical_results_for_orderer",
     "day_schedule",
     "due_medications",
@@ -176,6 +194,9 @@ __all__ = [
     "registration_list",
     "schedule_departments",
     "today_bounds",
+    "trend_data",
+    "vital_trends",
+    "vitals_table",
     "ward_list",
     "worklist",
     "worklist_counts",

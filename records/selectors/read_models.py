@@ -160,6 +160,54 @@ class ObservationRow:
 
 
 @dataclass(frozen=True)
+class VitalColumn:
+    """One vital sign of the chart's vitals table: its LOINC code (or name, when imported uncoded)."""
+
+    key: str
+    label: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class VitalSet:
+    """The vital signs recorded at one time by one person: one cell per column, None where not taken."""
+
+    effective_at: datetime.datetime
+    recorded_by: str
+    cells: tuple[ObservationRow | None, ...]
+
+
+@dataclass(frozen=True)
+class VitalsTable:
+    """A page of observations as the chart shows it: vital signs grouped by time, other results apart."""
+
+    columns: tuple[VitalColumn, ...]
+    sets: tuple[VitalSet, ...]
+    results: tuple[ObservationRow, ...]
+
+
+@dataclass(frozen=True)
+class VitalTrend:
+    """One vital sign's newest readings, oldest first, for its trend chart and its text fallback."""
+
+    key: str
+    label: str
+    unit: str
+    readings: tuple[ObservationRow, ...]
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def latest(self) -> ObservationRow:
+        return self.readings[-1]
+
+    @property
+    def flagged(self) -> int:
+        """How many of the readings were outside the reference interval."""
+        return sum(1 for r in self.readings if r.flag_label)
+
+
+@dataclass(frozen=True)
 class OrderRow:
     id: int
     patient_id: int
@@ -265,6 +313,8 @@ class Chart:
     administrations: tuple[AdministrationRow, ...] = ()
     observations: tuple[ObservationRow, ...] = ()
     observations_page: Page = field(default_factory=lambda: Page(1, OBSERVATIONS_PER_PAGE, 0))
+    # Each vital sign's newest readings (records/selectors/observations.py), read only when asked for.
+    vital_trends: tuple[VitalTrend, ...] = ()
     orders: tuple[OrderRow, ...] = ()
     notes: tuple[NoteRow, ...] = ()
     notes_page: Page = field(default_factory=lambda: Page(1, NOTES_PER_PAGE, 0))
@@ -291,6 +341,15 @@ class CriticalResultRow:
 class WorklistRow:
     order: OrderRow
     patient: PatientSummary
+
+
+@dataclass(frozen=True)
+class CompletedOrderRow:
+    """An order a department completed, for its history list: who completed it (the time is on the order)."""
+
+    order: OrderRow
+    patient: PatientSummary
+    completed_by: str
 
 
 @dataclass(frozen=True)

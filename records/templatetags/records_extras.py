@@ -20,6 +20,7 @@ EXPLANATIONS = {
     "attending": "you are the attending physician",
     "ward": "the patient is on your ward",
     "order": "an open order for your department",
+    "order_history": "an order your department completed (its work only, read-only)",
     "own_record": "your own record",
     "registration": "registration (demographics only)",
     "break_glass": "emergency access (break the glass)",

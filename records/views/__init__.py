@@ -47,6 +47,7 @@ from records.views.worklist import (
     order_result,
     order_upload,
     worklist,
+    worklist_completed,
 )
 
 __all__ = [
@@ -84,4 +85,5 @@ __all__ = [
     "unassign",
     "vitals_new",
     "worklist",
+    "worklist_completed",
 ]

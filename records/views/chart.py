@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import capability_required, step_up_required
@@ -19,6 +21,7 @@ from records import forms, selectors, services
 from records.views.base import _write
 
 C = Capability
+D = DataCategory
 
 
 @require_GET
@@ -30,14 +33,59 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         patient_id=patient_id,
         observations_page=request.GET.get("obs_page", 1),
         notes_page=request.GET.get("notes_page", 1),
+        trends=True,
     )
     return render(request, "records/chart.html", chart_context(request, record))
 
 
+@dataclass(frozen=True)
+class ChartSection:
+    """A section of the chart page: its anchor (``#section-<key>``) and its name in the section nav."""
+
+    key: str
+    label: str
+
+    @property
+    def anchor(self) -> str:
+        return f"section-{self.key}"
+
+
+def chart_sections(record: selectors.Chart, can: dict[str, bool]) -> list[ChartSection]:
+    """The sections the chart page shows, in page order; the section nav lists the same ones.
+
+    A section someone works in is there as soon as they may see or add to it (its form is in it); the
+    others only when they have something to show.
+    """
+    wanted = [
+        ("observations", "Observations", record.shows(D.OBSERVATIONS) or can[C.RECORD_VITALS]),
+        ("medications", "Medications", record.shows(D.MEDICATIONS) or can[C.PRESCRIBE]),
+        (
+            "problems",
+            "Problems and allergies",
+            record.shows(D.ALLERGIES) or record.shows(D.CONDITIONS) or can[C.RECORD_DIAGNOSIS],
+        ),
+        ("orders", "Orders", record.shows(D.ORDERS) or can[C.PLACE_ORDER]),
+        ("notes", "Notes", record.shows(D.NOTES) or can[C.WRITE_NOTE]),
+        ("images", "Images", bool(record.attachments)),
+        ("visits", "Stays and visits", bool(record.encounters)),
+        ("history", "Procedures and immunizations", bool(record.procedures or record.immunizations)),
+    ]
+    return [ChartSection(key, label) for key, label, shown in wanted if shown]
+
+
 def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, Any]:
     """Everything the chart template needs besides the record: empty forms and what the user may do."""
+    can = _abilities(request)
+    sections = chart_sections(record, can)
     return {
         "chart": record,
+        "sections": sections,
+        "shown": {s.key for s in sections},
+        "sees": {str(c) for c in record.categories},
+        # The observations of this page as tables, and the trend lines' data (json_script), both from
+        # the rows the audited read returned: no other read of the record.
+        "observation_table": selectors.vitals_table(record.observations),
+        "trend_data": selectors.trend_data(record.vital_trends),
         "note_form": forms.NoteForm(),
         "vitals_form": forms.VitalsForm(),
         "order_form": forms.OrderForm(),
@@ -45,7 +93,7 @@ def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, An
         "condition_form": forms.ConditionForm(),
         "allergy_form": forms.AllergyForm(),
         "administer_form": forms.AdministerForm(),
-        "can": _abilities(request),
+        "can": can,
     }
 
 
@@ -128,6 +176,7 @@ def note_amend(request: HttpRequest, patient_id: int, note_id: int) -> HttpRespo
 def vitals_new(request: HttpRequest, patient_id: int) -> HttpResponse:
     @transaction.atomic  # one set of vitals: all of it or none of it
     def save(data: dict[str, Any]) -> None:
+        taken_at = timezone.now()  # one time for the set: the chart shows it as one row
         for name, (loinc, display, unit) in forms.VitalsForm.FIELDS.items():
             if data.get(name) is not None:
                 services.observation_record(
@@ -138,6 +187,7 @@ def vitals_new(request: HttpRequest, patient_id: int) -> HttpResponse:
                     value=str(data[name]),
                     unit=unit,
                     loinc_code=loinc,
+                    effective_at=taken_at,
                 )
 
     return _chart_write(

@@ -13,12 +13,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability
 from healthcrypt.crypto import DecryptionError
 from records import files, forms, selectors, services
+from records.downloads import download_name
 from records.views.base import _write
 from records.views.chart import _abilities, patient_banner
 
@@ -38,11 +40,29 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @require_GET
 @capability_required(C.VIEW_WORKLIST)
 @step_up_required
+def worklist_completed(request: HttpRequest) -> HttpResponse:
+    """The department's history: orders it completed, newest first, who completed them and when."""
+    rows, page = selectors.completed_orders(actor=request.user, page=request.GET.get("page"))
+    return render(request, "records/worklist_completed.html", {"rows": rows, "page": page})
+
+
+@require_GET
+@capability_required(C.VIEW_WORKLIST)
+@step_up_required
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
-    order, record = selectors.order_for_worklist(actor=request.user, order_id=order_id)
+    try:
+        order, record = selectors.order_for_worklist(actor=request.user, order_id=order_id)
+    except selectors.AccessRefused as refused:
+        if refused.status != 404:
+            raise
+        # Not open (or not ours): a completed order of the department answers read-only; anything
+        # else is the same 404 as before.
+        order, record = selectors.completed_order_for_department(actor=request.user, order_id=order_id)
+        return render(request, "records/order_detail.html", {"order": order, "chart": record, "read_only": True})
     context = {
         "order": order,
         "chart": record,
+        "read_only": False,
         "result_form": forms.ResultForm(),
         "upload_form": forms.UploadForm(max_bytes=settings.ATTACHMENT_MAX_BYTES),
         "report_form": forms.NoteForm(initial={"kind": "radiology" if order.kind == "Radiology" else "lab"}),
@@ -171,7 +191,14 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> StreamingHt
     response = StreamingHttpResponse(
         _verified(chunks, attachment.sha256, attachment.pk), content_type=attachment.content_type
     )
-    response["Content-Disposition"] = f'attachment; filename="attachment-{attachment.pk}"'
+    name = download_name(
+        content_type=attachment.content_type,
+        order_id=attachment.order_id,
+        attachment_id=attachment.pk,
+        uploaded_at=attachment.uploaded_at,
+    )
+    # RFC 6266: a plain quoted ASCII name (download_name makes nothing else), filename* if ever needed.
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=name) or "attachment"
     response["Content-Length"] = str(attachment.size)
     response["X-Content-Type-Options"] = "nosniff"
     return response

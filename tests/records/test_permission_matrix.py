@@ -48,6 +48,7 @@ SPECS = [
     Spec("register", "GET", C.REGISTER_PATIENT, "none"),
     Spec("registrations", "GET", C.REGISTER_PATIENT, "none"),
     Spec("worklist", "GET", C.VIEW_WORKLIST, "none"),
+    Spec("worklist_completed", "GET", C.VIEW_WORKLIST, "none"),
     Spec("my_record", "GET", C.VIEW_OWN_RECORD, "self"),
     # Appointments: the schedule (the desk's departments, a physician's own); booking a patient.
     Spec("schedule", "GET", C.VIEW_SCHEDULE, "none"),

@@ -299,8 +299,10 @@ def test_lab_enters_a_result_and_completes_the_order(
     assert client.post(reverse("records:order_complete", args=[ward.lab_order.pk])).status_code == 302
     ward.lab_order.refresh_from_db()
     assert ward.lab_order.status == Order.Status.COMPLETED
-    # The completed order no longer opens the record.
-    assert client.get(reverse("records:order_detail", args=[ward.lab_order.pk])).status_code == 404
+    # The completed order no longer opens the record: only its own work, read-only (issue 10).
+    detail = client.get(reverse("records:order_detail", args=[ward.lab_order.pk]))
+    assert detail.status_code == 200
+    assert detail.context["read_only"] is True
     assert client.get(reverse("records:chart", args=[ward.treated.pk])).status_code == 404
 
 
