@@ -81,7 +81,7 @@ def _appointments_today(request: HttpRequest) -> dict[str, Any]:
 
 
 def _registration(request: HttpRequest) -> dict[str, Any]:
-    return {"form": forms.SearchForm()}
+    return {"form": forms.PatientSearchForm()}
 
 
 def _break_glass(request: HttpRequest) -> dict[str, Any]:

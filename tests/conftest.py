@@ -147,3 +147,46 @@ def client_for(db: None) -> Callable[[User], Client]:
 def persona(request: pytest.FixtureRequest, make_persona: Callable[..., User]) -> User:
     """Indirectly parametrised with a Role: ``@pytest.mark.parametrize("persona", Role, indirect=True)``."""
     return make_persona(Role(request.param))
+
+
+@pytest.fixture
+def chain_heads(db: None) -> None:
+    """Every access chain's head exists already: each access picks a random chain, and the first use of
+    one creates its head (a one-off insert, not a cost per row) that would make query counts differ by
+    chance. For tests that compare query counts."""
+    from audit.chain import lock_head, partitions
+    from audit.models import AccessEvent
+
+    for partition in range(partitions()):
+        lock_head(AccessEvent.STREAM, partition)
+
+
+# What the install itself left in audit_directchange (PostgreSQL): the schema changes of migrations
+# that ran after the guards, as (table, command, verified actor or None). Checked by
+# tests/audit/test_sealing.py; cleared from the database before the first test, so that every test
+# starts from an empty direct-change table whatever migrations the project has.
+INSTALL_DIRECT_CHANGES: list[tuple[str, str, str | None]] = []
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: object) -> None:
+    from django.db import connection
+
+    from audit.guards import ensure_maintenance_role
+    from audit.models import DirectChange
+    from healthcrypt.markers import verify_marker
+
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        if connection.vendor != "postgresql":
+            return
+        for change in DirectChange.objects.order_by("id"):
+            marker = verify_marker(change.actor_marker, txid=change.txid)
+            INSTALL_DIRECT_CHANGES.append((change.table_name, change.command, marker.actor if marker else None))
+        with connection.cursor() as cursor:
+            # The test runner's maintenance switch (a test database and the maintenance role only).
+            ensure_maintenance_role(cursor)
+            cursor.execute("SELECT set_config('healthcrypt.audit_maintenance', 'on', false)")
+            try:
+                cursor.execute("DELETE FROM audit_directchange")
+            finally:
+                cursor.execute("SELECT set_config('healthcrypt.audit_maintenance', 'off', false)")

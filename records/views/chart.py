@@ -133,13 +133,14 @@ def _chart_write(
 
 def patient_banner(request: HttpRequest, patient_id: int, categories: tuple[DataCategory, ...] = ()) -> dict[str, Any]:
     """The patient banner of a rejected form (a page about a patient always names them), read and
-    audited through the chart selector; ``categories`` adds sections the form needs (allergies).
+    audited through the chart selector, with the allergies where the role may see them (the banner
+    shows them); ``categories`` adds sections the form needs.
 
     Shown only within a fresh step-up, like the chart itself; otherwise the form comes back without it.
     """
     if not step_up_is_fresh(request):
         return {}
-    wanted = (DataCategory.DEMOGRAPHICS, *categories)
+    wanted = (DataCategory.DEMOGRAPHICS, DataCategory.ALLERGIES, *categories)
     return {"chart": selectors.chart_for(actor=request.user, patient_id=patient_id, categories=wanted)}
 
 

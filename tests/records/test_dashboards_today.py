@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from accounts.models import Department, User
 from accounts.roles import Role
-from audit.chain import lock_head, partitions
 from audit.models import AccessEvent
 from records.models import Encounter, Medication, MedicationAdministration, Observation, Order, Patient
 from records.selectors import DUE_WITHIN, VITALS_INTERVAL, due_medications
@@ -332,6 +331,18 @@ def test_front_desk_sees_todays_arrivals_and_appointments(
     assert "BOOKEDTODAYSURNAME" in section(html, "appointments-today")
 
 
+def test_front_desk_finds_a_patient_by_surname_from_the_dashboard(
+    front_desk: User, client_for: Callable[[User], Client]
+) -> None:
+    patient = PatientFactory(family_name="Deskfoundsurname")
+    client = client_for(front_desk)
+    html = dashboard(client)
+    assert 'name="family_name"' in html  # the panel offers the surname, not only the MRN
+    response = client.post(reverse("records:search"), {"family_name": "deskfoundsurname"})
+    assert response.status_code == 200
+    assert [row.patient.id for row in response.context["results"].rows] == [patient.pk]
+
+
 def test_front_desk_with_a_stale_step_up_sees_no_names(front_desk: User, client_for: Callable[[User], Client]) -> None:
     clinic = DepartmentFactory(code="clinic-1", name="Clinic One", kind=Department.Kind.OUTPATIENT)
     arriving = PatientFactory(family_name="Arrivingsurname")
@@ -365,14 +376,6 @@ def test_physician_dashboard_shows_only_their_own_appointments(
 
 
 # --- Query counts: fixed per dashboard, whatever the number of rows -----------------------------------
-
-
-@pytest.fixture(autouse=False)
-def chain_heads(db: None) -> None:
-    """Every access chain's head exists already: each access picks a random chain, and the first use of
-    one creates its head (a one-off insert, not a cost per row) that would make counts differ by chance."""
-    for partition in range(partitions()):
-        lock_head(AccessEvent.STREAM, partition)
 
 
 def _count(client: Client) -> int:

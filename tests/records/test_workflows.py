@@ -441,3 +441,25 @@ def test_allergy_and_administration_models_hold_ciphertext(ward: Ward, nurse: Us
     assert Allergy.objects.get().substance == "Peanut"
     assert Medication.objects.count() == 1
     assert Department.objects.exists()
+
+
+def test_a_rejected_form_keeps_the_banner_with_the_patients_allergies(
+    ward: Ward, nurse: User, physician: User, client_for: Callable[[User], Client]
+) -> None:
+    # The form comes back about the right patient: name, MRN and allergies, as on the chart.
+    from records.services import allergy_record
+
+    allergy_record(actor=physician, patient_id=ward.treated.pk, substance="Latex", severity="severe")
+    response = client_for(nurse).post(reverse("records:vitals_new", args=[ward.treated.pk]), {"heart_rate": "900"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "TREATEDSURNAME" in html
+    assert 'data-testid="allergy-strip"' in html
+    assert "Latex (severe)" in html
+
+
+def test_the_banner_says_when_no_allergy_is_recorded(
+    ward: Ward, nurse: User, client_for: Callable[[User], Client]
+) -> None:
+    html = client_for(nurse).get(reverse("records:chart", args=[ward.treated.pk])).content.decode()
+    assert "<strong>Allergies:</strong> none recorded" in html
