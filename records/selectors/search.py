@@ -66,8 +66,8 @@ def patient_find(
 
     Recorded as the exact search is: one ``search`` event saying how it searched and how many it
     found (never the terms), and one ``search_result`` event per patient *shown on this page* (so
-    the bulk-browsing rule counts every patient a user pages through, and each patient's access
-    report lists the searches that showed them). Each row says whether the user may open the record
+    each patient's access report lists the searches that showed them, and the same-surname rules
+    see them; the bulk-browsing rule counts chart openings only, not pages of results: a follow-up). Each row says whether the user may open the record
     (records.permissions.openable_charts, in bulk).
     """
     if not has_capability(actor, Capability.SEARCH_PATIENTS):
