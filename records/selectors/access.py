@@ -10,12 +10,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from accounts.models import User
-from records.models import BreakGlassGrant, Observation, Order, Patient
+from records.models import Attachment, BreakGlassGrant, ClinicalNote, Observation, Order, Patient
 from records.permissions import AccessDecision
 from records.selectors.read_models import (
     GRANT_FIELDS,
+    AttachmentRow,
     Demographics,
     GrantInfo,
+    NoteRow,
     ObservationRow,
     OrderRow,
     PatientSummary,
@@ -180,4 +182,22 @@ def _observation_row(o: Observation) -> ObservationRow:
         o.order_id,
         o.interpretation or "",
         o.reference_range or "",
+    )
+
+
+def _note_row(n: ClinicalNote) -> NoteRow:
+    return NoteRow(n.pk, n.get_kind_display(), _name(n.author), n.signed_at, n.text, n.amends_id, n.order_id)
+
+
+def _attachment_row(a: Attachment) -> AttachmentRow:
+    return AttachmentRow(
+        a.pk,
+        a.get_kind_display(),
+        a.filename,
+        a.content_type,
+        a.description,
+        a.size,
+        _name(a.uploaded_by),
+        a.uploaded_at,
+        a.order_id,
     )

@@ -28,10 +28,12 @@ from records.models import (
 from records.permissions import AccessDecision, active_assignments, chart_access
 from records.selectors.access import (
     AccessRefused,
+    _attachment_row,
     _decision_grant,
     _demographics,
     _grant_detail,
     _name,
+    _note_row,
     _observation_row,
     _order_row,
     _page_number,
@@ -45,14 +47,12 @@ from records.selectors.read_models import (
     SECTION_LIMIT,
     AdministrationRow,
     AllergyRow,
-    AttachmentRow,
     CareTeamRow,
     Chart,
     ConditionRow,
     EncounterRow,
     EventRow,
     MedicationRow,
-    NoteRow,
     Page,
 )
 from records.selectors.worklist_history import EXPLANATION as HISTORY_EXPLANATION
@@ -205,7 +205,7 @@ def chart_for(
         start = (page.number - 1) * page.per_page
         sections["notes_page"] = page
         sections["notes"] = tuple(
-            NoteRow(n.pk, n.get_kind_display(), _name(n.author), n.signed_at, n.text, n.amends_id, n.order_id)
+            _note_row(n)
             for n in _with_staff(notes, "author").order_by("-signed_at", "-id")[start : start + page.per_page]
         )
     if D.IMAGING in visible:
@@ -213,18 +213,7 @@ def chart_for(
         if decision.explanation == "order":
             attachments = attachments.filter(order_id__in=decision.order_ids)
         sections["attachments"] = tuple(
-            AttachmentRow(
-                a.pk,
-                a.get_kind_display(),
-                a.filename,
-                a.content_type,
-                a.description,
-                a.size,
-                _name(a.uploaded_by),
-                a.uploaded_at,
-                a.order_id,
-            )
-            for a in _with_staff(attachments, "uploaded_by").order_by("-uploaded_at")[:SECTION_LIMIT]
+            _attachment_row(a) for a in _with_staff(attachments, "uploaded_by").order_by("-uploaded_at")[:SECTION_LIMIT]
         )
     if D.PROCEDURES in visible:
         sections["procedures"] = tuple(

@@ -16,8 +16,10 @@ from records.permissions import ORDER_KIND_FOR_ROLE, AccessDecision
 from records.selectors.access import (
     SUMMARY_FIELDS,
     AccessRefused,
+    _attachment_row,
     _demographics,
     _name,
+    _note_row,
     _observation_row,
     _order_row,
     _page_number,
@@ -28,10 +30,8 @@ from records.selectors.access import (
 from records.selectors.read_models import (
     LIST_PER_PAGE,
     SECTION_LIMIT,
-    AttachmentRow,
     Chart,
     CompletedOrderRow,
-    NoteRow,
     OrderRow,
     Page,
 )
@@ -143,24 +143,14 @@ def completed_order_for_department(*, actor: Any, order_id: int) -> tuple[OrderR
         )
     if D.NOTES in visible:
         sections["notes"] = tuple(
-            NoteRow(n.pk, n.get_kind_display(), _name(n.author), n.signed_at, n.text, n.amends_id, n.order_id)
+            _note_row(n)
             for n in _with_staff(
                 ClinicalNote.objects.filter(order_id=order.pk, patient_id=order.patient_id), "author"
             ).order_by("-signed_at", "-id")[:SECTION_LIMIT]
         )
     if D.IMAGING in visible:
         sections["attachments"] = tuple(
-            AttachmentRow(
-                a.pk,
-                a.get_kind_display(),
-                a.filename,
-                a.content_type,
-                a.description,
-                a.size,
-                _name(a.uploaded_by),
-                a.uploaded_at,
-                a.order_id,
-            )
+            _attachment_row(a)
             for a in _with_staff(
                 Attachment.objects.filter(order_id=order.pk, patient_id=order.patient_id), "uploaded_by"
             ).order_by("-uploaded_at")[:SECTION_LIMIT]
