@@ -8,7 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from audit import context
-from audit.chain import seal_and_insert
+from audit.chain import insert_unsealed
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
 
 
@@ -52,7 +52,7 @@ def access_event_record(
         for patient_id in patient_ids
         for category in categories
     ]
-    return seal_and_insert(events)
+    return insert_unsealed(events)
 
 
 def change_event_record(
@@ -67,7 +67,7 @@ def change_event_record(
 ) -> ChangeEvent:
     """Store one change of patient data (field names, never values)."""
     ctx = context.current()
-    (event,) = seal_and_insert(
+    (event,) = insert_unsealed(
         [
             ChangeEvent(
                 **_actor_fields(actor),
@@ -90,7 +90,7 @@ def auth_event_record(
     *, event: str, actor: Any, target: Any, username: str, ip: str | None, user_agent: str, detail: Mapping[str, Any]
 ) -> AuthEventRecord:
     """Store one authentication or privilege event."""
-    (record,) = seal_and_insert(
+    (record,) = insert_unsealed(
         [
             AuthEventRecord(
                 event=str(event),

@@ -16,6 +16,7 @@ from django.urls import reverse
 from accounts.models import User
 from audit.guards import ensure_maintenance_role
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent, DirectChangeSeal
+from audit.sealer import seal_events
 from audit.services import auth_event_record, change_event_record
 from audit.verify import verify_all
 from tests.records.conftest import Ward
@@ -56,6 +57,7 @@ def trail(ward: Ward, physician: User, client_for: Callable[[User], Client]) -> 
     client = client_for(physician)
     for _ in range(3):
         assert client.get(reverse("records:chart", args=[ward.treated.pk])).status_code == 200
+    seal_events()  # what the sealer beside the web workers does within a second
     return list(AccessEvent.objects.order_by("partition", "seq"))
 
 
