@@ -82,6 +82,7 @@ bench: install-dev ## Run the benchmarks (each prints ratios against a baseline 
 	$(PY) -m bench.rotate_keys
 	$(PY) -m bench.row_binding
 	$(PY) -m bench.detection
+	$(PY) -m bench.verify_audit --events 200000
 
 .PHONY: lint
 lint: install-dev ## Run ruff (lint and format check).
