@@ -473,7 +473,6 @@ def inline_cost(requests: int) -> None:
     from bench.chart_view import build as build_chart
     from tests.conftest import sign_in
 
-    settings.AUDIT_CHAIN_PARTITIONS = 1
     doctor, patient_id, _ = build_chart(200, 20)
     url = f"/patients/{patient_id}/"
     base = datetime.datetime.now(tz=datetime.UTC).replace(minute=0, second=0, microsecond=0)

@@ -29,9 +29,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _one_chain() -> None:
-    with override_settings(AUDIT_CHAIN_PARTITIONS=1):
-        make_events(3)
-        yield
+    make_events(3)
 
 
 def rewrite(path: Path, change: Any) -> None:

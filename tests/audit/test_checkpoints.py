@@ -63,10 +63,8 @@ def cut_tail_and_rewind_head(keep: int) -> None:
 
 @pytest.fixture
 def one_chain() -> None:
-    # One partition makes "the tail of the chain" a single, predictable set of rows.
-    with override_settings(AUDIT_CHAIN_PARTITIONS=1):
-        make_events(6)
-        yield
+    # Six sealed sign-in events on the auth chain: "the tail of the chain" is a predictable set of rows.
+    make_events(6)
 
 
 def test_checkpoint_file_is_signed_read_only_and_holds_every_head(one_chain: None, tmp_path: Path) -> None:

@@ -24,11 +24,10 @@ pytestmark = pytest.mark.django_db
 
 def _auth_events(count: int) -> AuditChainHead:
     """``count`` sign-in events on one chain; its head."""
-    with override_settings(AUDIT_CHAIN_PARTITIONS=1):
-        for number in range(count):
-            auth_event_record(
-                event="login", actor=None, target=None, username=f"user{number}", ip=None, user_agent="", detail={}
-            )
+    for number in range(count):
+        auth_event_record(
+            event="login", actor=None, target=None, username=f"user{number}", ip=None, user_agent="", detail={}
+        )
     seal_events()
     return AuditChainHead.objects.get(stream="auth", partition=0)
 
