@@ -6,6 +6,7 @@ import contextlib
 import datetime
 from collections.abc import Callable, Iterator
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -52,9 +53,12 @@ def raw(sql: str, params: list[object] | None = None) -> None:
 
 
 @pytest.fixture
-def trail(ward: Ward, physician: User, client_for: Callable[[User], Client]) -> list[AccessEvent]:
+def trail(ward: Ward, physician: User, client_for: Callable[[User], Client], settings: Any) -> list[AccessEvent]:
+    # One event per chart view: twelve views on two chains give each chain runs of consecutive
+    # events (the deletion tests need an event with a neighbour on both sides).
+    settings.AUDIT_CHAIN_PARTITIONS = 2
     client = client_for(physician)
-    for _ in range(3):
+    for _ in range(12):
         assert client.get(reverse("records:chart", args=[ward.treated.pk])).status_code == 200
     return list(AccessEvent.objects.order_by("partition", "seq"))
 
