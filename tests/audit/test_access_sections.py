@@ -251,3 +251,31 @@ def test_the_alert_page_shows_the_sections_of_the_view_it_is_about(
     assert list(AlertSubject.objects.filter(alert=alert).values_list("object_id", flat=True)) == [event.pk]
     html = client_for(security).get(reverse("security:alert", args=[alert.pk])).content.decode()
     assert "<td>demographics, imaging</td>" in html
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "audit/chain.py (being rewritten on its own branch) hashes every concrete column, so a row "
+        "sealed before audit 0010 added `sections` no longer matches its HMAC once the column exists: "
+        "the canonical form must leave out an empty `sections` (old rows have none; new ones always "
+        "list at least one section)"
+    ),
+)
+def test_a_row_sealed_before_sections_existed_still_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.management import call_command
+
+    from audit.chain import AuditChainHead, link_hash
+    from tests.audit.test_integrity import guards_bypassed, raw
+
+    (row,) = seal_and_insert([AccessEvent(category="notes", action="view")], partition=0)
+    # Its HMAC as the code before 0010 computed it: over the columns it had then.
+    before = tuple(f for f in AccessEvent._meta.concrete_fields if f.attname != "sections")
+    with monkeypatch.context() as patched:
+        patched.setattr(AccessEvent._meta, "concrete_fields", before)
+        values = {f.attname: getattr(row, f.attname) for f in before if f.attname not in ("id", "hash")}
+        old_hash = link_hash(AccessEvent, values, row.partition, row.seq, row.prev_hash)
+    with guards_bypassed():
+        raw("UPDATE audit_accessevent SET hash = %s WHERE id = %s", [old_hash, row.pk])
+    AuditChainHead.objects.filter(stream="access", partition=0).update(last_hash=old_hash)
+    call_command("verify_audit", stdout=io.StringIO(), stderr=io.StringIO())
