@@ -270,6 +270,9 @@ ACCESS_RULES: tuple[Rule, ...] = (
 def judged(action: str, sections: Collection[str], patient_id: int | None) -> bool:
     """Whether an access is judged by the access rules: an opening of one patient's record (not a
     read of the audit trail). ``sections``: what it showed (audit.models.sections_of)."""
+    if isinstance(sections, str):
+        # A bare category would be searched as a string ("audit_trail" in "x_audit_trail_y").
+        raise TypeError("judged() takes the list of sections an access showed, not one category.")
     return patient_id is not None and action in OPEN_ACTIONS and AUDIT_TRAIL_CATEGORY not in sections
 
 

@@ -279,3 +279,12 @@ def test_a_row_sealed_before_sections_existed_still_verifies(monkeypatch: pytest
         raw("UPDATE audit_accessevent SET hash = %s WHERE id = %s", [old_hash, row.pk])
     AuditChainHead.objects.filter(stream="access", partition=0).update(last_hash=old_hash)
     call_command("verify_audit", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_judged_reads_a_list_of_sections_never_a_bare_category() -> None:
+    from audit import rules
+
+    assert rules.judged("view", ["demographics", "notes"], 7)
+    assert not rules.judged("view", ["audit_trail"], 7)
+    with pytest.raises(TypeError):
+        rules.judged("view", "demographics", 7)
