@@ -1,16 +1,22 @@
-"""Tamper evidence for the audit trail: HMAC hash chains, one per (stream, partition).
+"""Tamper evidence for the audit trail: a MAC on every event, and HMAC hash chains sealed off the request path.
 
-Every event row carries ``partition``, ``seq``, ``prev_hash`` and ``hash``, where
-``hash = HMAC-SHA256(AUDIT_HMAC_KEY, canonical(row) | prev_hash)`` and ``seq`` counts up from 1
-within its partition. ``AuditChainHead`` holds each partition's last ``seq`` and ``hash``.
+Two steps (docs/decisions/0006-audit-chain.md):
 
-Why partitions (docs/decisions/0006-audit-chain.md): a single chain needs a single lock, held
-from reading the head to committing the insert, so every request that writes an event would queue
-behind every other. With ``AUDIT_CHAIN_PARTITIONS`` chains (default 16), each transaction picks one
-at random and locks only that head row, so concurrent writers rarely wait for each other, and each
-chain is still complete: a changed row breaks its own hash, a deleted row leaves a gap in ``seq`` or
-a broken link, an inserted row has no valid HMAC (the key is not in the database) and a removed
-tail no longer reaches the head. ``manage.py verify_audit`` checks all of it.
+1. **Writing** (the request): an event row is inserted with a random ``nonce`` and ``mac = HMAC(key,
+   canonical(row))`` and no place in a chain (``seq`` NULL, ``hash`` empty). No shared row is read or
+   locked, so concurrent requests never wait for each other. The mac proves the application wrote the
+   row (the key is not in the database); a unique index on it refuses a copy of a genuine row.
+2. **Sealing** (``manage.py seal_audit --loop`` beside the web workers, or right after each commit on
+   SQLite: audit/sealer.py): committed unsealed rows are linked, in batches, onto their stream's
+   chain: ``hash = HMAC(key, "link" | mac | prev_hash | stream | partition | seq)``. The append-only
+   triggers allow exactly this one UPDATE of an unsealed row's chain columns, nothing else.
+
+``AuditChainHead`` holds each chain's last ``seq`` and ``hash``. A changed row breaks its mac, a
+deleted sealed row leaves a gap in ``seq``, an inserted row has no valid mac, a removed tail no longer
+reaches the head, and a row left unsealed longer than the sealing delay is reported by ``verify_audit``.
+
+Rows sealed before this scheme (``mac`` empty, "v1") were hashed in the request over a JSON form of
+their columns as they were then (:data:`V1_FIELDS`); ``verify_audit`` still checks them that way.
 """
 
 from __future__ import annotations
@@ -20,25 +26,45 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
 from healthcrypt.crypto import decode_key
 
 GENESIS = "0" * 64
-CHAIN_FIELDS = ("id", "partition", "seq", "prev_hash", "hash")
+# Columns that are not content: the row's id, its place in a chain, and its own MAC.
+CHAIN_FIELDS = ("id", "partition", "seq", "prev_hash", "hash", "mac")
+SEAL_PARTITION = 0  # the sealer links every stream onto one chain (partition) of its own
+# The content columns of rows sealed by the first scheme, per stream, frozen: their hash covered these.
+# fmt: off
+V1_FIELDS: dict[str, tuple[str, ...]] = {
+    "access": (
+        "at", "actor_id", "actor_username", "actor_role", "patient_id", "category", "action", "purpose",
+        "explanation", "detail", "ip", "user_agent", "request_id", "session_ref",
+    ),
+    "change": (
+        "at", "actor_id", "actor_username", "actor_role", "patient_id", "category", "action", "object_type",
+        "object_id", "fields", "ip", "user_agent", "request_id",
+    ),
+    "auth": ("at", "event", "actor_id", "target_id", "username", "ip", "user_agent", "detail"),
+    "direct": (
+        "at", "direct_change_id", "change_at", "table_name", "operation", "row_id", "actor_marker", "db_user",
+        "client_addr", "backend_pid", "txid", "application_name", "command", "verified", "actor",
+    ),
+}
+# fmt: on
 
 
 class AuditChainHead(models.Model):
-    """The last link of one chain. Updated in the same transaction as the events it seals."""
+    """The last link of one chain. Moved only by the sealer, in the transaction that seals."""
 
     stream = models.CharField(max_length=16)
     partition = models.PositiveSmallIntegerField()
@@ -54,61 +80,90 @@ class AuditChainHead(models.Model):
 
 
 class Chained(models.Model):
-    """Abstract base of every audit event model: the chain columns."""
+    """Abstract base of every audit event model: the MAC and chain columns."""
 
     STREAM = ""
 
-    # Every chained model has its own ``at`` column (a DateTimeField); declared here for the sealer,
+    # Every chained model has its own ``at`` column (a DateTimeField); declared here for the writer,
     # which stamps rows that have none. An annotation only: no column is added to the abstract base.
     at: datetime.datetime
 
-    partition = models.PositiveSmallIntegerField(editable=False)
-    seq = models.BigIntegerField(editable=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    nonce = models.CharField(max_length=24, default="", editable=False)
+    mac = models.CharField(max_length=64, default="", editable=False)
+    partition = models.PositiveSmallIntegerField(null=True, editable=False)
+    seq = models.BigIntegerField(null=True, editable=False)
+    prev_hash = models.CharField(max_length=64, default="", editable=False)
+    hash = models.CharField(max_length=64, default="", editable=False)
 
     class Meta:
         abstract = True
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self.hash)
 
 
 _C = TypeVar("_C", bound=Chained)
 
 
 def content_fields(model: type[Chained]) -> list[str]:
-    """The columns a row's hash covers: every concrete column except the chain's own and the id."""
+    """The columns a row's mac covers: every concrete column except the id, the chain's and the mac."""
     return [f.attname for f in model._meta.concrete_fields if f.attname not in CHAIN_FIELDS]
 
 
-def _canonical_value(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, dict | list | int | float | bool) or value is None:
-        return value
-    return str(value)
+# --- The canonical form (v2): fixed field order, one cheap encoder per column type -----------------
 
 
-def canonical(model: type[Chained], values: dict[str, Any], partition: int, seq: int) -> bytes:
-    """The bytes a row's HMAC covers: its content, its place in the chain, in a fixed order."""
-    body = {}
-    for field in model._meta.concrete_fields:
-        if field.attname in CHAIN_FIELDS:
-            continue
-        value = values[field.attname]
-        if isinstance(field, models.GenericIPAddressField) and value:
-            value = field.get_prep_value(value)  # the form the database stores and returns (IPv6 normalised)
-        body[field.attname] = _canonical_value(value)
-    body["_stream"], body["_partition"], body["_seq"] = model.STREAM, partition, seq
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _instant(value: Any) -> str:
+    # In UTC, as both databases return them (a caller may have stamped another zone); exact to the microsecond.
+    return "" if value is None else value.astimezone(datetime.UTC).isoformat()
+
+
+def _json(value: Any) -> str:
+    # Most events carry an empty detail; only non-empty ones pay for a dump.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True) if value else ""
+
+
+def _flag(value: Any) -> str:
+    return "" if value is None else ("1" if value else "0")
+
+
+def _encoder(field: models.Field[Any, Any]) -> Callable[[Any], str]:
+    if isinstance(field, models.DateTimeField):
+        return _instant
+    if isinstance(field, models.JSONField):
+        return _json
+    if isinstance(field, models.BooleanField):
+        return _flag
+    return _text
+
+
+@cache
+def _plan(model: type[Chained]) -> tuple[tuple[str, ...], tuple[Callable[[Any], str], ...], tuple[Any, ...]]:
+    """The content columns' names, their encoders, and the IP address fields (by position)."""
+    fields = [f for f in model._meta.concrete_fields if f.attname not in CHAIN_FIELDS]
+    addresses = tuple((i, f) for i, f in enumerate(fields) if isinstance(f, models.GenericIPAddressField))
+    return tuple(f.attname for f in fields), tuple(_encoder(f) for f in fields), addresses
+
+
+def canonical_v2(model: type[Chained], values: Sequence[Any]) -> bytes:
+    """The bytes a row's mac covers: its stream, then each content column (in :func:`content_fields`
+    order, the order of ``values``) as ``length:text``, so no value can run into the next."""
+    _, encoders, _ = _plan(model)
+    parts = [model.STREAM]
+    for encode, value in zip(encoders, values, strict=True):
+        text = encode(value)
+        parts.append(f"{len(text)}:{text}")
+    return "|".join(parts).encode()
 
 
 @lru_cache(maxsize=1)
 def _key() -> bytes:
     return decode_key(settings.AUDIT_HMAC_KEY, name="AUDIT_HMAC_KEY")
-
-
-def link_hash(model: type[Chained], values: dict[str, Any], partition: int, seq: int, prev_hash: str) -> str:
-    message = canonical(model, values, partition, seq) + b"|" + prev_hash.encode()
-    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
 
 
 @receiver(setting_changed)
@@ -117,27 +172,87 @@ def _reset_key(*, setting: str, **kwargs: Any) -> None:
         _key.cache_clear()
 
 
-def partitions() -> int:
-    return int(getattr(settings, "AUDIT_CHAIN_PARTITIONS", 16))
+def row_mac(model: type[Chained], values: Sequence[Any]) -> str:
+    """The mac of a row whose content columns hold ``values`` (in :func:`content_fields` order)."""
+    return hmac.new(_key(), canonical_v2(model, values), hashlib.sha256).hexdigest()
 
 
-def seal_and_insert(rows: Sequence[_C], *, partition: int | None = None) -> list[_C]:
-    """Link ``rows`` (all of one model) onto one chain and insert them, atomically.
+def link(stream: str, mac: str, prev_hash: str, partition: int, seq: int) -> str:
+    """The hash that puts a row (known by its mac) at ``seq`` of a chain, after ``prev_hash``."""
+    message = f"link|{mac}|{prev_hash}|{stream}|{partition}|{seq}".encode()
+    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
 
-    The chain is picked at random among ``partitions()``, unless ``partition`` names one (the
-    direct-change seals keep a single chain: one sealer, and a total order of what it sealed).
 
-    The head row is locked first with an UPDATE (which also takes SQLite's write lock before the read,
-    so two SQLite writers cannot both read the same head), then read, extended and saved.
+def _prepared(model: type[Chained], row: Chained) -> list[Any]:
+    """The row's content values in mac order, as the database will return them."""
+    names, _, addresses = _plan(model)
+    values = [getattr(row, name) for name in names]
+    for i, field in addresses:
+        if values[i]:
+            values[i] = field.get_prep_value(values[i])  # the form stored and returned (IPv6 normalised)
+    return values
+
+
+def stamp(rows: Sequence[_C]) -> None:
+    """Give each new row its instant (if it has none), a nonce and its mac: ready to insert unsealed."""
+    if not rows:
+        return
+    model = type(rows[0])
+    now = timezone.now()
+    for row in rows:
+        if getattr(row, "at", None) is None:
+            row.at = now
+        row.nonce = secrets.token_urlsafe(18)
+        row.mac = row_mac(model, _prepared(model, row))
+        row.partition, row.seq, row.prev_hash, row.hash = None, None, "", ""
+
+
+def insert_unsealed(rows: Sequence[_C]) -> list[_C]:
+    """Insert new event rows of one model with their macs, unsealed: one INSERT, no shared row touched.
+
+    The sealer (audit/sealer.py) links them into their chain after the transaction commits; on a
+    database where ``AUDIT_SEAL_ON_COMMIT`` is on (SQLite by default) it runs right after the commit.
     """
     if not rows:
         return []
-    with transaction.atomic():
-        return _seal_and_insert(rows, partition)
+    stamp(rows)
+    model = type(rows[0])
+    created = list(model._default_manager.bulk_create(rows))
+    if getattr(settings, "AUDIT_SEAL_ON_COMMIT", False):
+        from audit.sealer import seal_after_commit
+
+        seal_after_commit()
+    return created
+
+
+# --- The v1 form (rows sealed in the request before the sealer existed) --------------------------
+
+
+def _v1_value(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, dict | list | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def link_hash_v1(model: type[Chained], values: dict[str, Any], partition: int, seq: int, prev_hash: str) -> str:
+    """The hash of a v1 row: HMAC over a sorted-key JSON of its v1 columns, its place, and ``prev_hash``."""
+    body = {name: _v1_value(values[name]) for name in V1_FIELDS[model.STREAM]}
+    body["_stream"], body["_partition"], body["_seq"] = model.STREAM, partition, seq
+    message = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hmac.new(_key(), message + b"|" + prev_hash.encode(), hashlib.sha256).hexdigest()
+
+
+# --- Heads and sealing ---------------------------------------------------------------------------
 
 
 def lock_head(stream: str, partition: int) -> AuditChainHead:
-    """Lock (creating it if need be) and return the head of one chain, inside the caller's transaction."""
+    """Lock (creating it if need be) and return the head of one chain, inside the caller's transaction.
+
+    The lock is an UPDATE, which also takes SQLite's write lock before anything is read, so two
+    sealers cannot both read the same head or the same unsealed rows.
+    """
     heads = AuditChainHead.objects.filter(stream=stream, partition=partition)
     if not heads.update(last_seq=F("last_seq")):
         AuditChainHead.objects.get_or_create(stream=stream, partition=partition)
@@ -145,21 +260,36 @@ def lock_head(stream: str, partition: int) -> AuditChainHead:
     return heads.get()
 
 
-def _seal_and_insert(rows: Sequence[_C], partition: int | None) -> list[_C]:
-    model = type(rows[0])
-    if partition is None:
-        partition = secrets.randbelow(partitions())
-    heads = AuditChainHead.objects.filter(stream=model.STREAM, partition=partition)
-    head = lock_head(model.STREAM, partition)
-    now = timezone.now()
+def extend(head: AuditChainHead, stream: str, macs: Sequence[str]) -> list[tuple[int, str, str]]:
+    """``(seq, prev_hash, hash)`` for rows with ``macs`` appended to the locked ``head``, which moves."""
     seq, prev = head.last_seq, head.last_hash
-    for row in rows:
-        if getattr(row, "at", None) is None:
-            row.at = now
+    links = []
+    for mac in macs:
         seq += 1
-        values = {name: getattr(row, name) for name in content_fields(model)}
-        row.partition, row.seq, row.prev_hash = partition, seq, prev
-        row.hash = prev = link_hash(model, values, partition, seq, prev)
-    created = model._default_manager.bulk_create(rows)
-    heads.update(last_seq=seq, last_hash=prev)
-    return list(created)
+        digest = link(stream, mac, prev, head.partition, seq)
+        links.append((seq, prev, digest))
+        prev = digest
+    AuditChainHead.objects.filter(pk=head.pk).update(last_seq=seq, last_hash=prev)
+    head.last_seq, head.last_hash = seq, prev
+    return links
+
+
+def seal_and_insert(rows: Sequence[_C], *, partition: int = SEAL_PARTITION) -> list[_C]:
+    """Stamp ``rows`` (all of one model), link them onto a chain and insert them sealed, atomically.
+
+    For the sealer's own rows (the direct-change seals, audit/sealing.py) and for tools that write
+    history in bulk (the demo); requests use :func:`insert_unsealed` and never hold a head's lock.
+    """
+    if not rows:
+        return []
+    model = type(rows[0])
+    with transaction.atomic():
+        head = lock_head(model.STREAM, partition)
+        stamp(rows)
+        for row, (seq, prev, digest) in zip(rows, extend(head, model.STREAM, [r.mac for r in rows]), strict=True):
+            row.partition, row.seq, row.prev_hash, row.hash = partition, seq, prev, digest
+        return list(model._default_manager.bulk_create(rows))
+
+
+def unsealed_q() -> Q:
+    return Q(hash="")

@@ -296,8 +296,9 @@ def _heads_in_database(model: type[Chained], pairs: Sequence[tuple[int, int]]) -
         condition = Q()
         for partition, seq in pairs[start : start + LOOKUP_BATCH]:
             condition |= Q(partition=partition, seq=seq)
-        for partition, seq, digest in model._default_manager.filter(condition).values_list("partition", "seq", "hash"):
-            found[(partition, seq)] = digest
+        rows = model._default_manager.filter(condition).values_list("partition", "seq", "hash")
+        for place, place_seq, digest in rows:
+            found[(int(place or 0), int(place_seq or 0))] = digest
     return found
 
 
@@ -395,3 +396,30 @@ def verify_checkpoints(
 def checkpoint_files(directory: Path) -> Iterable[Path]:
     """The checkpoint files of ``directory``, oldest first (for tests and tools)."""
     return [path for _, path in _existing(directory)]
+
+
+def chain_starts(
+    directory: Path, key: Ed25519PublicKey, which: str
+) -> tuple[int, dict[tuple[str, int], tuple[int, str]]]:
+    """The heads recorded by one checkpoint (``which``: its sequence number, or ``latest``), after its
+    signature verified: ``(stream, partition) -> (seq, hash)``, where ``verify_audit --since`` starts."""
+    files = _existing(directory) if directory.is_dir() else []
+    if not files:
+        raise CheckpointError(f"No checkpoint in {directory} to start from.")
+    if which == "latest":
+        sequence, path = files[-1]
+    else:
+        try:
+            wanted = int(which)
+        except ValueError:
+            raise CheckpointError("--since takes a checkpoint's sequence number or 'latest'.") from None
+        matching = [(n, p) for n, p in files if n == wanted]
+        if not matching:
+            raise CheckpointError(f"There is no checkpoint {wanted} in {directory}.")
+        sequence, path = matching[0]
+    payload = _load(path, key)
+    starts = {
+        (str(head["stream"]), int(head["partition"])): (int(head["seq"]), str(head["hash"]))
+        for head in payload.get("chains", [])
+    }
+    return sequence, starts

@@ -16,6 +16,9 @@ from records.signals import break_glass_granted, disclosure_made, patient_data_a
 
 AUDIT_MIDDLEWARE = "audit.middleware.AuditContextMiddleware"
 GUARDS_MIGRATION = ("audit", "0004_guards_v2")
+# The last migration that changed a guard's definition: before it runs, the database holds the previous
+# version of the guards (complete, and checked by that version's code), which `migrate` will replace.
+LATEST_GUARDS_MIGRATION = ("audit", "0009_sealer")
 
 
 @register(Tags.security)
@@ -80,6 +83,15 @@ def check_database_guards(app_configs: Any = None, databases: Any = None, **kwar
                         f"The audit guards are not installed in database '{alias}' yet.",
                         hint="Run `python manage.py migrate`.",
                         id="healthcrypt.W012",
+                    )
+                )
+                continue
+            if LATEST_GUARDS_MIGRATION not in recorder.applied_migrations():
+                messages.append(
+                    CheckWarning(
+                        f"The audit guards of database '{alias}' are an older version than this code's.",
+                        hint="Run `python manage.py migrate` before serving requests.",
+                        id="healthcrypt.W015",
                     )
                 )
                 continue

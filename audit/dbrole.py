@@ -1,5 +1,5 @@
-"""SQL that gives the application's PostgreSQL role only what it needs: no UPDATE, DELETE or TRUNCATE
-on the audit tables, nothing at all but SELECT on ``audit_directchange`` (the guards' definer trigger
+"""SQL that gives the application's PostgreSQL role only what it needs: no DELETE or TRUNCATE and no
+UPDATE but the sealer's (chain columns only) on the audit tables, nothing at all but SELECT on ``audit_directchange`` (the guards' definer trigger
 writes it), only ``last_seq``/``last_hash`` of the chain heads, no DDL. Used by ``manage.py
 audit_db_role`` and quoted in docs/operations/database-roles.md.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from audit.guards import GUARDED_TABLES
+from audit.guards import CHAIN_COLUMNS, GUARDED_TABLES, SEALABLE_TABLES
 
 DIRECT_CHANGES = "audit_directchange"
 CHAIN_HEADS = "audit_auditchainhead"
@@ -27,6 +27,11 @@ def grant_statements(role: str) -> list[sql.Composed]:
     ]
     for table in GUARDED_TABLES:
         statements.append(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(sql.Identifier(table), r))
+    # The sealer (audit/sealer.py) gives an unsealed event its place in the chain: UPDATE of the chain
+    # columns only; the append-only trigger allows it only on an unsealed row and only for those columns.
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in CHAIN_COLUMNS)
+    for table in SEALABLE_TABLES:
+        statements.append(sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(columns, sql.Identifier(table), r))
     # Written by the guards' SECURITY DEFINER trigger only: a forged row would be a false alarm.
     statements.append(
         sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(sql.Identifier(DIRECT_CHANGES), r)

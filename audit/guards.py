@@ -100,6 +100,13 @@ END;
     "STABLE",
 )
 
+# The event tables whose rows the sealer links into their chain after they were written (audit/sealer.py).
+SEALABLE_TABLES = ("audit_accessevent", "audit_changeevent", "audit_autheventrecord")
+CHAIN_COLUMNS = ("partition", "seq", "prev_hash", "hash")
+
+# Rejects every UPDATE and DELETE but one: the sealer's, which gives an unsealed event row (hash empty)
+# its place in the chain and changes no other column. The IFs are nested so that OLD.hash is only read
+# on tables that have it.
 APPEND_ONLY = Function(
     "healthcrypt_audit_append_only",
     "trigger",
@@ -109,6 +116,13 @@ BEGIN
         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
         IF TG_OP = 'UPDATE' THEN RETURN NEW; END IF;
         RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME IN ({", ".join(f"'{t}'" for t in SEALABLE_TABLES)}) THEN
+        IF OLD.hash = '' AND NEW.hash <> '' AND NEW.seq IS NOT NULL
+           AND (pg_catalog.to_jsonb(NEW) - '{{{",".join(CHAIN_COLUMNS)}}}'::text[])
+               = (pg_catalog.to_jsonb(OLD) - '{{{",".join(CHAIN_COLUMNS)}}}'::text[]) THEN
+            RETURN NEW;
+        END IF;
     END IF;
     RAISE EXCEPTION '{MESSAGE} (% on %)', TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
 END;
@@ -269,14 +283,30 @@ def install(schema_editor: Any) -> None:
                 execute(f"ALTER EVENT TRIGGER {name} ENABLE ALWAYS")
     elif vendor == "sqlite":
         execute("CREATE TABLE IF NOT EXISTS audit_guard_bypass (enabled integer NOT NULL)")
+        with schema_editor.connection.cursor() as cursor:
+            existing = set(schema_editor.connection.introspection.table_names(cursor))
         for table in GUARDED_TABLES:
+            if table not in existing:
+                continue
             for operation in ("UPDATE", "DELETE"):
-                trigger = (  # constant table names, no user input
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{operation.lower()} BEFORE {operation} ON {table} "  # noqa: S608
-                    "WHEN NOT EXISTS (SELECT 1 FROM audit_guard_bypass) "
-                    f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
+                when = "NOT EXISTS (SELECT 1 FROM audit_guard_bypass)"
+                if operation == "UPDATE" and table in SEALABLE_TABLES:
+                    # Re-created each time: it names the table's columns as they are now.
+                    execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
+                    when += f" AND NOT ({_sqlite_seal_only(schema_editor.connection, table)})"
+                trigger = (  # constant table and column names, no user input
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
+                    f"WHEN {when} BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
                 )
                 execute(trigger)
+
+
+def _sqlite_seal_only(connection: Any, table: str) -> str:
+    """SQLite's condition for the sealer's UPDATE: an unsealed row gets its chain columns, nothing else changes."""
+    with connection.cursor() as cursor:
+        columns = [c.name for c in connection.introspection.get_table_description(cursor, table)]
+    same = " AND ".join(f'NEW."{c}" IS OLD."{c}"' for c in columns if c not in CHAIN_COLUMNS)
+    return f"OLD.hash = '' AND NEW.hash <> '' AND NEW.seq IS NOT NULL AND {same}"
 
 
 def reinstall(schema_editor: Any) -> None:

@@ -77,8 +77,15 @@ class AccessEvent(Chained):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["patient_id", "at"]), models.Index(fields=["actor_id", "at"])]
-        constraints = [models.UniqueConstraint(fields=["partition", "seq"], name="audit_access_chain_unique")]
+        indexes = [
+            models.Index(fields=["patient_id", "at"]),
+            models.Index(fields=["actor_id", "at"]),
+            models.Index(fields=["id"], condition=Q(hash=""), name="audit_access_unsealed"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "seq"], name="audit_access_chain_unique"),
+            models.UniqueConstraint(fields=["mac"], condition=~Q(mac=""), name="audit_access_mac_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"Access event #{self.pk}"
@@ -110,7 +117,11 @@ class ChangeEvent(Chained):
 
     class Meta:
         ordering = ["-id"]
-        constraints = [models.UniqueConstraint(fields=["partition", "seq"], name="audit_change_chain_unique")]
+        indexes = [models.Index(fields=["id"], condition=Q(hash=""), name="audit_change_unsealed")]
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "seq"], name="audit_change_chain_unique"),
+            models.UniqueConstraint(fields=["mac"], condition=~Q(mac=""), name="audit_change_mac_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"Change event #{self.pk}"
@@ -133,7 +144,11 @@ class AuthEventRecord(Chained):
     class Meta:
         ordering = ["-id"]
         verbose_name = "authentication event"
-        constraints = [models.UniqueConstraint(fields=["partition", "seq"], name="audit_auth_chain_unique")]
+        indexes = [models.Index(fields=["id"], condition=Q(hash=""), name="audit_auth_unsealed")]
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "seq"], name="audit_auth_chain_unique"),
+            models.UniqueConstraint(fields=["mac"], condition=~Q(mac=""), name="audit_auth_mac_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"Auth event #{self.pk}"
@@ -204,7 +219,10 @@ class DirectChangeSeal(Chained):
         ordering = ["-id"]
         verbose_name = "direct change seal"
         indexes = [models.Index(fields=["verified", "change_at"])]
-        constraints = [models.UniqueConstraint(fields=["partition", "seq"], name="audit_direct_chain_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "seq"], name="audit_direct_chain_unique"),
+            models.UniqueConstraint(fields=["mac"], condition=~Q(mac=""), name="audit_direct_mac_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"Seal of direct change #{self.direct_change_id}"

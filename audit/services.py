@@ -8,7 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from audit import context
-from audit.chain import seal_and_insert
+from audit.chain import insert_unsealed
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
 
 
@@ -59,7 +59,7 @@ def access_event_record(
         )
         for patient_id in patient_ids
     ]
-    return seal_and_insert(events)
+    return insert_unsealed(events)
 
 
 def change_event_record(
@@ -74,7 +74,7 @@ def change_event_record(
 ) -> ChangeEvent:
     """Store one change of patient data (field names, never values)."""
     ctx = context.current()
-    (event,) = seal_and_insert(
+    (event,) = insert_unsealed(
         [
             ChangeEvent(
                 **_actor_fields(actor),
@@ -97,7 +97,7 @@ def auth_event_record(
     *, event: str, actor: Any, target: Any, username: str, ip: str | None, user_agent: str, detail: Mapping[str, Any]
 ) -> AuthEventRecord:
     """Store one authentication or privilege event."""
-    (record,) = seal_and_insert(
+    (record,) = insert_unsealed(
         [
             AuthEventRecord(
                 event=str(event),

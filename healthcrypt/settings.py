@@ -301,8 +301,14 @@ LOGGING = {
 }
 
 # --- Audit ----------------------------------------------------------------------------------------
-# Independent hash chains per audit table (audit/chain.py): more means less waiting between writers.
-AUDIT_CHAIN_PARTITIONS = env_int("AUDIT_CHAIN_PARTITIONS", 16)
+# Requests insert audit events unsealed; the sealer links them into the hash chains (audit/sealer.py):
+# `manage.py seal_audit --loop` beside the web workers. With SEAL_ON_COMMIT (default on SQLite, the demo's
+# single process) each transaction seals what it wrote right after it commits instead.
+AUDIT_SEAL_ON_COMMIT = env_bool("AUDIT_SEAL_ON_COMMIT", DATABASES["default"]["ENGINE"].endswith("sqlite3"))
+# How often the sealer loop looks for new events, and how old an unsealed event may be before
+# `verify_audit` reports it (the sealer is down or stuck). Seconds.
+AUDIT_SEAL_INTERVAL = float(env_str("AUDIT_SEAL_INTERVAL") or "0.5")
+AUDIT_SEAL_MAX_DELAY = env_int("AUDIT_SEAL_MAX_DELAY", 10)
 # Events are kept at least this long (ASTM E2147); the application itself never deletes any.
 AUDIT_RETENTION_YEARS = max(10, env_int("AUDIT_RETENTION_YEARS", 10))
 # Where `manage.py audit_checkpoint` appends signed checkpoints: a directory on storage the database

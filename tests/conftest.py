@@ -149,18 +149,6 @@ def persona(request: pytest.FixtureRequest, make_persona: Callable[..., User]) -
     return make_persona(Role(request.param))
 
 
-@pytest.fixture
-def chain_heads(db: None) -> None:
-    """Every access chain's head exists already: each access picks a random chain, and the first use of
-    one creates its head (a one-off insert, not a cost per row) that would make query counts differ by
-    chance. For tests that compare query counts."""
-    from audit.chain import lock_head, partitions
-    from audit.models import AccessEvent
-
-    for partition in range(partitions()):
-        lock_head(AccessEvent.STREAM, partition)
-
-
 # What the install itself left in audit_directchange (PostgreSQL): the schema changes of migrations
 # that ran after the guards, as (table, command, verified actor or None). Checked by
 # tests/audit/test_sealing.py; cleared from the database before the first test, so that every test

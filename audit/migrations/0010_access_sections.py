@@ -25,7 +25,7 @@ def reinstall_guards(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0008_appointment_guards")]
+    dependencies = [("audit", "0009_sealer")]
 
     operations = [
         marked_migration("audit.0010_access_sections"),

@@ -28,6 +28,7 @@ from audit.checkpoints import (
     write_checkpoint,
 )
 from audit.models import AuthEventRecord
+from audit.sealer import seal_events
 from audit.services import auth_event_record
 from audit.verify import verify_all
 from tests.audit.test_integrity import guards_bypassed
@@ -40,6 +41,7 @@ def make_events(count: int) -> None:
         auth_event_record(
             event="login", actor=None, target=None, username=f"user{number}", ip=None, user_agent="", detail={}
         )
+    seal_events()
 
 
 def run_verify(*args: str) -> tuple[int, str]:

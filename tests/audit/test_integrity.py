@@ -6,7 +6,6 @@ import contextlib
 import datetime
 from collections.abc import Callable, Iterator
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -17,6 +16,7 @@ from django.urls import reverse
 from accounts.models import User
 from audit.guards import ensure_maintenance_role
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent, DirectChangeSeal
+from audit.sealer import seal_events
 from audit.services import auth_event_record, change_event_record
 from audit.verify import verify_all
 from tests.records.conftest import Ward
@@ -53,13 +53,11 @@ def raw(sql: str, params: list[object] | None = None) -> None:
 
 
 @pytest.fixture
-def trail(ward: Ward, physician: User, client_for: Callable[[User], Client], settings: Any) -> list[AccessEvent]:
-    # One event per chart view: twelve views on two chains give each chain runs of consecutive
-    # events (the deletion tests need an event with a neighbour on both sides).
-    settings.AUDIT_CHAIN_PARTITIONS = 2
+def trail(ward: Ward, physician: User, client_for: Callable[[User], Client]) -> list[AccessEvent]:
     client = client_for(physician)
-    for _ in range(12):
+    for _ in range(12):  # one event per chart view: a chain long enough to cut into
         assert client.get(reverse("records:chart", args=[ward.treated.pk])).status_code == 200
+    seal_events()  # what the sealer beside the web workers does within a second
     return list(AccessEvent.objects.order_by("partition", "seq"))
 
 

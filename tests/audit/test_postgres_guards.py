@@ -24,6 +24,7 @@ from audit.chain import AuditChainHead
 from audit.checks import check_database_guards
 from audit.dbrole import grant_statements
 from audit.models import Alert, AuthEventRecord, DirectChange, DirectChangeSeal
+from audit.sealer import seal_events
 from audit.sealing import seal_direct_changes
 from audit.services import auth_event_record
 from audit.verify import verify_all
@@ -357,8 +358,12 @@ def test_application_role_cannot_forge_direct_changes_nor_rewrite_audit_rows(
 ) -> None:
     client_for(physician).get(reverse("accounts:dashboard"))
     auth_event_record(event="login", actor=None, target=None, username="someone", ip=None, user_agent="", detail={})
+    seal_events()
     with raw_connection(app_role) as attacker:
         attacker.execute("SELECT count(*) FROM audit_accessevent")
+        # The sealer's column grant lets the role UPDATE chain columns, but the trigger allows it on unsealed rows only.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            attacker.execute("UPDATE audit_autheventrecord SET hash = 'x', seq = seq + 100")
         attacker.execute("SELECT count(*) FROM audit_directchange")
         for statement in (
             "INSERT INTO audit_directchange (at, table_name, operation, actor_marker, db_user, client_addr, "

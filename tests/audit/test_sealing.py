@@ -21,6 +21,7 @@ from audit import guards
 from audit.chain import AuditChainHead
 from audit.checks import check_database_guards
 from audit.models import DirectChange, DirectChangeSeal
+from audit.sealer import seal_events
 from audit.sealing import seal_direct_changes
 from audit.services import auth_event_record
 from audit.verify import verify_all
@@ -152,6 +153,7 @@ def test_rewritten_chain_head_is_caught() -> None:
         auth_event_record(
             event="login", actor=None, target=None, username=f"user{number}", ip=None, user_agent="", detail={}
         )
+    seal_events()
     head = AuditChainHead.objects.filter(stream="auth").first()
     assert head is not None
     AuditChainHead.objects.filter(pk=head.pk).update(last_hash="f" * 64)
@@ -226,4 +228,5 @@ def test_a_fresh_install_records_no_direct_change_of_its_own() -> None:
     assert {actor for _, _, actor in INSTALL_DIRECT_CHANGES} <= {
         "system:migrate:records.0007_name_search_indexes",
         "system:migrate:records.0008_appointments",
+        "system:migrate:audit.0009_sealer",
     }

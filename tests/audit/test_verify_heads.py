@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from audit.chain import AuditChainHead
 from audit.models import AuthEventRecord, DirectChange, DirectChangeSeal
+from audit.sealer import seal_events
 from audit.sealing import seal_direct_changes
 from audit.services import auth_event_record
 from audit.verify import verify_all
@@ -28,6 +29,7 @@ def _auth_events(count: int) -> AuditChainHead:
             auth_event_record(
                 event="login", actor=None, target=None, username=f"user{number}", ip=None, user_agent="", detail={}
             )
+    seal_events()
     return AuditChainHead.objects.get(stream="auth", partition=0)
 
 

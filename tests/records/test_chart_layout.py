@@ -241,7 +241,7 @@ def test_trend_data_holds_only_this_patients_vitals_and_no_identifiers(
 
 
 def test_the_chart_query_count_does_not_grow_with_observations(
-    chain_heads: None, ward: Ward, nurse: User, client_for: Callable[[User], Client]
+    ward: Ward, nurse: User, client_for: Callable[[User], Client]
 ) -> None:
     client = client_for(nurse)
 

@@ -401,7 +401,6 @@ def _busy_ward(n: int, physician: User, nurse: User, lab: User) -> None:
 # head and event in savepoints, about 6) and its rows: physician six such panels, nurse seven, lab two.
 @pytest.mark.parametrize(("role", "budget"), [(Role.PHYSICIAN, 45), (Role.NURSE, 56), (Role.LAB, 21)])
 def test_clinical_dashboard_query_count_does_not_grow_with_rows(
-    chain_heads: None,
     role: Role,
     budget: int,
     physician: User,
@@ -422,7 +421,6 @@ def test_clinical_dashboard_query_count_does_not_grow_with_rows(
 
 
 def test_front_desk_dashboard_query_count_does_not_grow_with_rows(
-    chain_heads: None,
     front_desk: User,
     client_for: Callable[[User], Client],
     django_assert_max_num_queries: Callable[..., object],

@@ -100,7 +100,7 @@ def test_completed_list_shows_only_this_departments_completed_orders_newest_firs
 
 
 def test_completed_list_is_paged_with_a_constant_query_count(
-    chain_heads: None, ward: Ward, lab: User, physician: User, client_for: Callable[[User], Client]
+    ward: Ward, lab: User, physician: User, client_for: Callable[[User], Client]
 ) -> None:
     client = client_for(lab)
 

@@ -1,28 +1,76 @@
-"""``python manage.py seal_audit``: seal new direct database changes into their chain (audit/sealing.py).
+"""``python manage.py seal_audit [--loop]``: seal new audit events and direct database changes into their chains.
 
-Run it from a timer every minute or so (docs/operations/database-roles.md): the time between a
-direct change and its seal is the window in which the database owner could delete the row unseen.
-``verify_audit`` seals first as well.
+Requests insert their events unsealed (audit/chain.py); this links them into the hash chains
+(audit/sealer.py) and seals new direct database changes (audit/sealing.py). Run it with ``--loop``
+beside the web workers (docs/operations/database-roles.md has the systemd unit): every
+``--interval`` seconds (``AUDIT_SEAL_INTERVAL``, default 0.5) it seals whatever committed since. A
+failed round is logged and retried; SIGTERM/SIGINT stop it after the round in progress.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, connections
 
+from audit.sealer import SealerConflict, seal_events
 from audit.sealing import seal_direct_changes
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "Seal new direct database changes (audit_directchange) into the 'direct' chain, checking their markers."
+    help = "Seal new audit events and direct database changes into their hash chains (--loop: keep doing it)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loop", action="store_true", help="Keep sealing until stopped (beside the web workers).")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=None,
+            help="Seconds between rounds with --loop (default AUDIT_SEAL_INTERVAL, 0.5).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = seal_direct_changes()
-        self.stdout.write(
-            f"Sealed {result.sealed} direct change(s); {result.unverified} without a valid application marker."
-        )
-        if result.unverified:
+        self.verbosity = int(options["verbosity"])
+        if not options["loop"]:
+            self._round(report=True)
+            return
+        interval = options["interval"] if options["interval"] is not None else settings.AUDIT_SEAL_INTERVAL
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.stdout.write(f"Sealing audit events every {interval:g} s; stop with SIGTERM or Ctrl+C.")
+        while not stopping:
+            try:
+                self._round(report=False)
+            except (DatabaseError, SealerConflict):
+                # The database went away or a batch conflicted: nothing was half-sealed (one transaction per
+                # batch). Drop the connection and try again next round.
+                logger.exception("audit sealing round failed; retrying")
+                connections.close_all()
+            time.sleep(interval)
+
+    def _round(self, *, report: bool) -> None:
+        events = seal_events()
+        direct = seal_direct_changes()
+        if report or (self.verbosity > 1 and (events.total or direct.sealed)):
+            counts = ", ".join(f"{n} {stream}" for stream, n in events.sealed.items())
+            self.stdout.write(f"Sealed {events.total} event(s) ({counts}).")
+            self.stdout.write(
+                f"Sealed {direct.sealed} direct change(s); {direct.unverified} without a valid application marker."
+            )
+        if direct.unverified:
             self.stderr.write(
                 "Direct changes outside the application: see the compliance admin (direct changes, made by: outside)."
             )

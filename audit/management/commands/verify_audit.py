@@ -2,17 +2,24 @@
 
 ``--checkpoints DIR`` also compares the chains with the signed checkpoints in DIR (audit/checkpoints.py),
 which catches a tail deleted together with a rewritten head; ``--public-key`` names the key to trust.
+``--since N`` (or ``latest``) checks only what was sealed after checkpoint N of DIR, starting each chain
+from the head that checkpoint signed. ``--jobs`` checks chain segments in parallel processes (default:
+one per core on PostgreSQL); a progress bar goes to stderr on a terminal (``--progress`` forces it).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from tqdm import tqdm
 
-from audit.checkpoints import CheckpointError, fingerprint, trusted_public_key, verify_checkpoints
+from audit.checkpoints import CheckpointError, chain_starts, fingerprint, trusted_public_key, verify_checkpoints
 from audit.verify import verify_all
 
 
@@ -33,11 +40,47 @@ class Command(BaseCommand):
             "Write --public-key=KEY: a base64url key may start with '-'.",
         )
 
+        parser.add_argument(
+            "--since",
+            metavar="N",
+            help="Check only events sealed after checkpoint N of --checkpoints DIR ('latest': the newest).",
+        )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=None,
+            help="Parallel processes (default: one per core on PostgreSQL, 1 on SQLite).",
+        )
+        parser.add_argument(
+            "--progress", action="store_true", help="Show the progress bar even when not on a terminal."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
-        problems, summary = verify_all()
+        jobs = options["jobs"] or ((os.cpu_count() or 1) if connection.vendor == "postgresql" else 1)
+        since, since_note = None, ""
+        if options["since"]:
+            if not options["checkpoints"]:
+                raise CommandError("--since needs --checkpoints DIR (the checkpoint to start from).")
+            try:
+                key, _ = trusted_public_key(options["public_key"])
+                number, since = chain_starts(Path(options["checkpoints"]), key, options["since"])
+            except CheckpointError as exc:
+                raise CommandError(f"Cannot start from the checkpoint: {exc}") from None
+            since_note = f" since checkpoint {number}"
+        bar = tqdm(
+            unit=" events",
+            unit_scale=True,
+            file=sys.stderr,
+            disable=not (options["progress"] or sys.stderr.isatty()),
+            desc="Verifying",
+        )
+        with bar:
+            problems, summary = verify_all(
+                jobs=jobs, since=since, progress=bar.update, on_total=lambda total: setattr(bar, "total", total)
+            )
         lines = [str(problem) for problem in problems]
-        checked = f"{summary.events} events in {summary.partitions} chains"
+        checked = f"{summary.events} events in {summary.partitions} chains{since_note} ({jobs} process(es))"
         if options["checkpoints"]:
             try:
                 key, source = trusted_public_key(options["public_key"])
