@@ -27,7 +27,7 @@ from django.http import HttpRequest
 from accounts.roles import DataCategory, Role
 from accounts.signals import AuthEvent
 from audit.guards import CLINICAL_TABLES
-from audit.models import Alert, DirectChangeSeal
+from audit.models import Alert, DirectChangeSeal, shows_section
 from audit.reports import AUDIT_TRAIL_CATEGORY, day_bounds
 from records.models import BreakGlassGrant
 
@@ -229,6 +229,25 @@ class CategoryFilter(VocabularyFilter):
         *((category.value, category.value) for category in DataCategory),
         (AUDIT_TRAIL_CATEGORY, AUDIT_TRAIL_CATEGORY),
     )
+
+
+class SectionFilter(CategoryFilter):
+    """Access events that showed a section: any of those an event lists, not only its primary one.
+
+    ``shows_section`` matches the quoted name in the stored list's text, which works on SQLite and
+    PostgreSQL alike, and the primary ``category`` of events written before they listed sections.
+    """
+
+    title = "section shown"
+    parameter_name = "section"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value not in {choice for choice, _ in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"Unknown value for the {self.parameter_name} filter.")
+        return queryset.filter(shows_section(value))
 
 
 class PurposeFilter(VocabularyFilter):

@@ -67,7 +67,7 @@ def _event(
     *,
     user: User,
     patient_id: int | None,
-    category: str,
+    sections: Sequence[str],
     at: datetime.datetime,
     explanation: str,
     action: str = "view",
@@ -81,7 +81,8 @@ def _event(
         actor_username=user.username,
         actor_role=user.role,
         patient_id=patient_id,
-        category=category,
+        category=sections[0],
+        sections=sorted(set(sections)),
         action=action,
         purpose=purpose,
         explanation=explanation,
@@ -96,10 +97,9 @@ def _event(
 def _view(
     user: User, patient_id: int, at: datetime.datetime, explanation: str, sections: Sequence[str], **kw: Any
 ) -> list[AccessEvent]:
-    """One chart view: one event per section shown, at one instant (as the read path writes them)."""
-    return [
-        _event(user=user, patient_id=patient_id, category=s, at=at, explanation=explanation, **kw) for s in sections
-    ]
+    """One chart view: one event listing the sections shown, the first its primary one (as the read
+    path writes it, audit/services.py access_event_record). A list, so batches add up."""
+    return [_event(user=user, patient_id=patient_id, sections=sections, at=at, explanation=explanation, **kw)]
 
 
 def seed_history(*, users: dict[str, User], now: datetime.datetime | None = None) -> History:
@@ -202,7 +202,7 @@ def seed_history(*, users: dict[str, User], now: datetime.datetime | None = None
     )
     events += grant_events
 
-    events.sort(key=lambda e: (e.at, e.category))
+    events.sort(key=lambda e: (e.at, e.patient_id or 0))
     seal_and_insert(events)
     history.access_events = len(events)
 

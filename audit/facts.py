@@ -29,7 +29,7 @@ from django.db.models.functions import ExtractHour, TruncHour
 from django.utils import timezone
 
 from audit import rules
-from audit.models import AccessEvent, ActivityBaseline
+from audit.models import AccessEvent, ActivityBaseline, sections_of, shows_section
 from audit.rules import Access, AccessFacts, ActorFacts, Baseline, PatientFacts
 from records.crypto import family_name_index
 from records.models import Order, Patient
@@ -43,6 +43,7 @@ EVENT_COLUMNS = (
     "patient_id",
     "action",
     "category",
+    "sections",
     "explanation",
     "at",
 )
@@ -165,7 +166,7 @@ class ActorWindow:
             if (row.get("detail") or {}).get("by") in rules.NAME_SEARCHES:
                 self.found[patient_id] = at
             return None
-        if not rules.judged(row["action"], row["category"], patient_id):
+        if not rules.judged(row["action"], sections_of(row), patient_id):
             return None
         bucket = rules.hour_bucket(at)
         if bucket != self.bucket:
@@ -183,21 +184,27 @@ def window_start(at: datetime.datetime) -> datetime.datetime:
 
 
 def group_accesses(rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[Mapping[str, Any], list[int]]]:
-    """Judged access events in time order, grouped into accesses: the sections of one chart view are
-    written together, at one instant, and judged once (on the first event, naming all of them)."""
-    current: Mapping[str, Any] | None = None
+    """Judged access events in time order, as accesses: (the row to judge, the ids of its events).
+
+    An event lists the sections its access showed, so one event is one access. Events written
+    before they did (``sections`` empty) came one per section, all at one instant: consecutive ones
+    with the same actor, patient, action and instant are still one access, judged once on the
+    first event, with the sections of them all (the row yielded then carries them in ``sections``).
+    """
+    current: dict[str, Any] | None = None
     ids: list[int] = []
     key: tuple[Any, ...] | None = None
     for row in rows:
-        if not rules.judged(row["action"], row["category"], row["patient_id"]):
+        if not rules.judged(row["action"], sections_of(row), row["patient_id"]):
             continue
-        row_key = (row["actor_id"], row["patient_id"], row["action"], row["at"])
-        if row_key == key:
+        row_key = None if row.get("sections") else (row["actor_id"], row["patient_id"], row["action"], row["at"])
+        if row_key is not None and row_key == key and current is not None:
             ids.append(row["id"])
+            current["sections"] = sorted({*current["sections"], *sections_of(row)})
             continue
         if current is not None:
             yield current, ids
-        current, ids, key = row, [row["id"]], row_key
+        current, ids, key = {**row, "sections": sections_of(row)}, [row["id"]], row_key
     if current is not None:
         yield current, ids
 
@@ -214,6 +221,7 @@ def access_of(row: Mapping[str, Any], ids: list[int]) -> Access:
         category=row["category"],
         explanation=row["explanation"],
         at=row["at"],
+        sections=tuple(sections_of(row)),
     )
 
 
@@ -308,7 +316,7 @@ def baselines_refresh(*, until: datetime.datetime | None = None) -> int:
     since = until - datetime.timedelta(days=rules.BASELINE_DAYS)
     opened = AccessEvent.objects.filter(
         at__gte=since, at__lt=until, actor_id__isnull=False, patient_id__isnull=False, action__in=rules.OPEN_ACTIONS
-    ).exclude(category=rules.AUDIT_TRAIL_CATEGORY)
+    ).exclude(shows_section(rules.AUDIT_TRAIL_CATEGORY))
     hours: dict[int, dict[int, int]] = defaultdict(dict)
     for row in opened.annotate(hour=ExtractHour("at")).values("actor_id", "hour").annotate(n=Count("id")):
         hours[row["actor_id"]][row["hour"]] = row["n"]

@@ -7,6 +7,9 @@ fields it touched. Every table here is append-only, enforced by database trigger
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -23,11 +26,34 @@ __all__ = [
     "ChangeEvent",
     "DirectChange",
     "DirectChangeSeal",
+    "sections_of",
+    "shows_section",
 ]
 
 
+def sections_of(row: Mapping[str, Any] | AccessEvent) -> list[str]:
+    """The sections an access event showed: its ``sections``, or ``[category]`` for an event written
+    before events listed them (one event per section then, see docs/code-layout.md). Every reader of
+    "did this access show X" asks here, so old and new rows answer alike."""
+    if isinstance(row, Mapping):
+        sections, category = row.get("sections"), row.get("category", "")
+    else:
+        sections, category = row.sections, row.category
+    return [str(s) for s in sections] if sections else [str(category)]
+
+
+def shows_section(section: str) -> Q:
+    """Access events that showed ``section``, as a filter the database applies, on SQLite and
+    PostgreSQL alike: JSON ``contains`` is PostgreSQL-only, but a section is a quoted string in the
+    stored list's text on both. ``category`` covers events written before ``sections`` (it is the
+    primary section, listed in ``sections`` too, on every newer event)."""
+    return Q(category=section) | Q(sections__icontains=f'"{section}"')
+
+
 class AccessEvent(Chained):
-    """A read of patient data: a chart section, a search, a list, a download, an export, the audit trail itself."""
+    """A read of patient data: one event per patient per access (a chart view, a search, a list, a
+    download, an export, the audit trail itself), listing the ``sections`` it showed. ``category`` is
+    the access's primary section (the first one its caller named)."""
 
     STREAM = "access"
 
@@ -37,6 +63,9 @@ class AccessEvent(Chained):
     actor_role = models.CharField(max_length=20, blank=True)
     patient_id = models.BigIntegerField(null=True, db_index=True)
     category = models.CharField(max_length=32)
+    # Every section shown, distinct and sorted; empty on events written one per section (read them
+    # through sections_of, which falls back on [category]).
+    sections = models.JSONField(default=list, blank=True)
     action = models.CharField(max_length=32)
     purpose = models.CharField(max_length=64, blank=True)
     explanation = models.CharField(max_length=64, blank=True)
@@ -60,6 +89,11 @@ class AccessEvent(Chained):
 
     def __str__(self) -> str:
         return f"Access event #{self.pk}"
+
+    @property
+    def shown_sections(self) -> list[str]:
+        """The sections this access showed (see :func:`sections_of`)."""
+        return sections_of(self)
 
 
 class ChangeEvent(Chained):

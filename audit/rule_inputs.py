@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Access:
-    """One access to judge: the first event of a chart view (one event per section, same instant)."""
+    """One access to judge: the event of one patient's chart view (or, for events written before
+    events listed their sections, the first of that view's one-per-section events, with ``event_ids``
+    naming them all). ``sections`` are the sections it showed (audit.models.sections_of)."""
 
     event_id: int
     event_ids: tuple[int, ...]
@@ -25,6 +27,11 @@ class Access:
     category: str
     explanation: str
     at: datetime.datetime
+    sections: tuple[str, ...] = ()
+
+    def shows(self, section: str) -> bool:
+        """Whether this access showed ``section`` (its primary ``category`` when no list was given)."""
+        return section in (self.sections or (self.category,))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ no patient data (no names, no dates of birth, no addresses): the alert names the
 from __future__ import annotations
 
 import datetime
+from collections.abc import Collection
 
 from audit.models import Alert
 
@@ -46,6 +47,10 @@ OPEN_ACTIONS = frozenset({"view", "download", "print", "summary", "emergency_sum
 AUDIT_TRAIL_CATEGORY = "audit_trail"
 CLINICAL_ROLES = frozenset({"physician", "nurse", "radiology", "lab", "ems"})
 ORDER_ROLES = {"radiology": "radiology", "lab": "lab"}
+# The section a department working from orders reads for its work: images for radiology, results for
+# the laboratory. The order rule judges an access that showed it; a page that showed only the banner
+# (demographics, allergies) or the order list gives away none of that department's clinical work.
+ORDER_SECTIONS = {"radiology": "imaging", "lab": "observations"}
 
 # After hours: an hour of the day counts as the user's usual when it holds at least this share of
 # their accesses over the baseline period. 2% is about one hour's worth of a 12-hour shift spread
@@ -121,13 +126,17 @@ def unexplained_view(access: Access, facts: AccessFacts) -> Finding | None:
 
 
 def order_without_open_order(access: Access, facts: AccessFacts) -> Finding | None:
-    """A radiology or lab user opened a record with no open order of their kind for their department.
+    """A radiology or lab user opened a record with no open order of their kind for their department,
+    and the access showed their department's section (ORDER_SECTIONS: imaging, results).
 
     Not when the opening was of an order their department completed (explanation ``order_history``,
     records/selectors/worklist_history.py): the read path grants that only for the department's own
     completed order, shows only that order's work, and records the order's id in the event.
     """
     if facts.open_order is None or facts.open_order or access.explanation == ORDER_HISTORY:
+        return None
+    section = ORDER_SECTIONS.get(access.actor_role)
+    if section is not None and not access.shows(section):
         return None
     return Finding(
         "order_without_open_order",
@@ -258,9 +267,13 @@ ACCESS_RULES: tuple[Rule, ...] = (
 )
 
 
-def judged(action: str, category: str, patient_id: int | None) -> bool:
-    """Whether an access event is judged by the access rules (an opening of one patient's record)."""
-    return patient_id is not None and action in OPEN_ACTIONS and category != AUDIT_TRAIL_CATEGORY
+def judged(action: str, sections: Collection[str], patient_id: int | None) -> bool:
+    """Whether an access is judged by the access rules: an opening of one patient's record (not a
+    read of the audit trail). ``sections``: what it showed (audit.models.sections_of)."""
+    if isinstance(sections, str):
+        # A bare category would be searched as a string ("audit_trail" in "x_audit_trail_y").
+        raise TypeError("judged() takes the list of sections an access showed, not one category.")
+    return patient_id is not None and action in OPEN_ACTIONS and AUDIT_TRAIL_CATEGORY not in sections
 
 
 # --- Break the glass -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.db.models.functions import TruncDay, TruncWeek
 
 from accounts.models import Department, User
 from accounts.signals import AuthEvent
-from audit.models import AccessEvent, Alert, AuthEventRecord
+from audit.models import AccessEvent, Alert, AuthEventRecord, shows_section
 from audit.reports import AUDIT_TRAIL_CATEGORY
 from records.models import BreakGlassGrant
 
@@ -65,7 +65,12 @@ class Chart:
 
 
 def _patient_reads(since: datetime.datetime) -> Any:
-    return AccessEvent.objects.filter(at__gte=since, patient_id__isnull=False).exclude(category__in=NOT_CARE)
+    # One event per access (per patient shown); reads written before events listed their sections
+    # count once per section shown, as they were stored.
+    reads = AccessEvent.objects.filter(at__gte=since, patient_id__isnull=False)
+    for section in NOT_CARE:
+        reads = reads.exclude(shows_section(section))
+    return reads
 
 
 def _unexplained() -> Q:

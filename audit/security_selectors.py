@@ -9,7 +9,7 @@ Each read is a fixed number of queries, whatever the number of rows (pinned in t
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -17,7 +17,15 @@ from django.db.models import Count, QuerySet
 
 from accounts.models import Department, User
 from accounts.roles import Capability, roles_with
-from audit.models import AccessEvent, Alert, AlertSubject, AuthEventRecord, DirectChangeSeal, RuleFailure
+from audit.models import (
+    AccessEvent,
+    Alert,
+    AlertSubject,
+    AuthEventRecord,
+    DirectChangeSeal,
+    RuleFailure,
+    sections_of,
+)
 from audit.reports import day_bounds
 from records.models import BreakGlassGrant
 
@@ -52,8 +60,24 @@ SORTS: Mapping[str, tuple[str, ...]] = {
     "user": ("actor_username", "-created_at", "-id"),
 }
 DEFAULT_SORT = "severity"
-ACCESS_COLUMNS = ("id", "at", "actor_id", "actor_username", "actor_role", "patient_id", "category", "action")
+ACCESS_COLUMNS = (
+    "id",
+    "at",
+    "actor_id",
+    "actor_username",
+    "actor_role",
+    "patient_id",
+    "category",
+    "sections",
+    "action",
+)
 ACCESS_COLUMNS_WHY = (*ACCESS_COLUMNS, "purpose", "explanation")
+
+
+def _with_sections(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Access event rows with ``sections`` as ``sections_of`` answers it (an event written one per
+    section, before events listed them, shows its category)."""
+    return [{**row, "sections": sections_of(row)} for row in rows]
 
 
 @dataclass(frozen=True)
@@ -190,7 +214,7 @@ def alert_context(alert: Alert) -> AlertContext:
     for kind, object_id in AlertSubject.objects.filter(alert=alert).values_list("kind", "object_id"):
         ids[kind].append(object_id)
     access = (
-        list(AccessEvent.objects.filter(pk__in=ids["access"]).order_by("at").values(*ACCESS_COLUMNS_WHY))
+        _with_sections(AccessEvent.objects.filter(pk__in=ids["access"]).order_by("at").values(*ACCESS_COLUMNS_WHY))
         if ids["access"]
         else []
     )
@@ -223,7 +247,7 @@ def alert_context(alert: Alert) -> AlertContext:
     reasons = dict(BreakGlassGrant.Reason.choices)
     grants = [GrantSummary(**row, reason_label=reasons.get(row["reason"], row["reason"])) for row in grant_rows]
     user_recent = (
-        list(
+        _with_sections(
             AccessEvent.objects.filter(actor_id=alert.actor_id)
             .order_by("-at", "-id")
             .values(*ACCESS_COLUMNS_WHY)[:RECENT_ROWS]
@@ -232,7 +256,7 @@ def alert_context(alert: Alert) -> AlertContext:
         else []
     )
     patient_recent = (
-        list(
+        _with_sections(
             AccessEvent.objects.filter(patient_id=alert.patient_id)
             .order_by("-at", "-id")
             .values(*ACCESS_COLUMNS_WHY)[:RECENT_ROWS]

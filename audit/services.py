@@ -28,18 +28,26 @@ def access_event_record(
     explanation: str = "",
     detail: Mapping[str, Any] | None = None,
 ) -> list[AccessEvent]:
-    """Store reads of patient data, one event per patient and section shown, in one INSERT (no values)."""
+    """Store one access: one event per patient shown, listing the sections shown, in one INSERT (no values).
+
+    ``sections`` is the distinct ``categories``, sorted (a stable order, whatever order the page drew
+    them in); ``category`` is the first one passed, the access's primary section. An access shows at
+    least one section: none is a caller's bug, refused before anything is written or shown.
+    """
+    named = [str(category) for category in categories]
+    if not named:
+        raise ValueError("An access event names at least one section.")
+    sections = sorted(set(named))
     ctx = context.current()
     actor_fields = _actor_fields(actor)
-    # One instant for the whole call: the sections of one chart view are one access, which the
-    # anomaly rules judge once (audit/facts.py group_accesses), inline and in scan_access alike.
     at = timezone.now()
     events = [
         AccessEvent(
             at=at,
             **actor_fields,
             patient_id=patient_id,
-            category=str(category),
+            category=named[0],
+            sections=list(sections),
             action=action,
             purpose=purpose,
             explanation=explanation,
@@ -50,7 +58,6 @@ def access_event_record(
             session_ref=ctx.session_ref,
         )
         for patient_id in patient_ids
-        for category in categories
     ]
     return insert_unsealed(events)
 

@@ -53,7 +53,14 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, setup_test_environment
 
 from accounts.models import Department, User
-from accounts.roles import Role
+from accounts.roles import (
+    ALL_CATEGORIES,
+    LAB_CATEGORIES,
+    RADIOLOGY_CATEGORIES,
+    REGISTRATION_CATEGORIES,
+    DataCategory,
+    Role,
+)
 from audit import detection, rules
 from audit.chain import seal_and_insert
 from audit.facts import baselines_refresh
@@ -74,6 +81,22 @@ START = datetime.datetime(2026, 9, 1, tzinfo=datetime.UTC)
 BEDS_PER_WARD = 25
 WARDS = 6
 SURNAMES = [f"Surname{n:04d}" for n in range(4000)]
+
+
+def _chart(categories: frozenset[DataCategory]) -> tuple[str, ...]:
+    """A chart view's sections, the demographics (the banner) first as the primary one."""
+    return ("demographics", *sorted(str(c) for c in categories if c != DataCategory.DEMOGRAPHICS))
+
+
+# What a chart view by each role shows (accounts/roles.py), for the events the bench loads.
+VIEW_SECTIONS: dict[str, tuple[str, ...]] = {
+    Role.RADIOLOGY: _chart(RADIOLOGY_CATEGORIES),
+    Role.LAB: _chart(LAB_CATEGORIES),
+    Role.FRONT_DESK: _chart(REGISTRATION_CATEGORIES),
+    Role.PHYSICIAN: _chart(ALL_CATEGORIES),
+    Role.NURSE: _chart(ALL_CATEGORIES),
+    Role.EMS: _chart(ALL_CATEGORIES),
+}
 
 
 @dataclass
@@ -100,6 +123,12 @@ class Events:
     incidents: dict[str, str] = field(default_factory=dict)  # incident -> rule meant to catch it
 
     def add(self, actor: User, patient_id: int | None, at: datetime.datetime, explanation: str, **kw: Any) -> int:
+        action = kw.get("action", "view")
+        # One event per access listing the sections shown (audit/services.py): a chart view shows
+        # what the role may see, a search or its result the demographics only.
+        sections = kw.get("sections") or (
+            VIEW_SECTIONS.get(actor.role, ("demographics",)) if action == "view" else ("demographics",)
+        )
         self.rows.append(
             AccessEvent(
                 at=at,
@@ -107,8 +136,9 @@ class Events:
                 actor_username=actor.username,
                 actor_role=actor.role,
                 patient_id=patient_id,
-                category=kw.get("category", "demographics"),
-                action=kw.get("action", "view"),
+                category=sections[0],
+                sections=sorted(set(sections)),
+                action=action,
                 purpose="treatment",
                 explanation=explanation,
                 detail=kw.get("detail", {}),

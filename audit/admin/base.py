@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlencode
 
@@ -242,11 +243,11 @@ class AuditTrailAdmin(admin.ModelAdmin[_M]):
         # holds the rows that were counted in that event.
         if self.model is AccessEvent:
             queryset = queryset.exclude(pk__in=[event.pk for event in recorded])
-        return csv_response(
-            name=f"audit-{self.opts.model_name}",
-            header=self.csv_columns,
-            rows=queryset_rows(queryset, self.csv_columns),
-        )
+        return csv_response(name=f"audit-{self.opts.model_name}", header=self.csv_columns, rows=self.csv_rows(queryset))
+
+    def csv_rows(self, queryset: QuerySet[_M]) -> Iterator[tuple[Any, ...]]:
+        """The CSV's rows: the ``csv_columns`` of every row, streamed."""
+        return queryset_rows(queryset, self.csv_columns)
 
     def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """The changelist as it is filtered, searched and sorted, as one streamed CSV file."""

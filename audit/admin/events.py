@@ -11,13 +11,13 @@ The patient column shows the MRN, read for the whole page at once on the read pa
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -109,7 +109,7 @@ class AccessEventAdmin(PatientEventAdmin[AccessEvent]):
         "actor",
         "actor_role",
         "patient",
-        "category",
+        "sections_shown",
         "action",
         "purpose",
         "explanation",
@@ -119,18 +119,26 @@ class AccessEventAdmin(PatientEventAdmin[AccessEvent]):
         filters.DateRangeFilter,
         filters.ActorRoleFilter,
         filters.ActionFilter,
-        filters.CategoryFilter,
+        filters.SectionFilter,
         filters.PurposeFilter,
         filters.ActorIdFilter,
         filters.PatientIdFilter,
     )
     fieldsets = (
-        (None, {"fields": ("id", "at", "actor", "actor_role", "patient", "category", "action")}),
+        (None, {"fields": ("id", "at", "actor", "actor_role", "patient", "sections_shown", "category", "action")}),
         ("Why", {"fields": ("purpose", "explanation", "detail_pretty")}),
         ("Where", {"fields": ("ip", "user_agent", "request_id", "session_ref")}),
         ("Hash chain", {"classes": ("collapse",), "fields": ("partition", "seq", "prev_hash", "hash")}),
     )
     csv_columns = (*reports.REPORT_CSV_COLUMNS, "partition", "seq", "hash")
+
+    @admin.display(description="sections", ordering="category")
+    def sections_shown(self, obj: AccessEvent) -> str:
+        # Every section the access showed (an event written one per section shows its category).
+        return _short(", ".join(obj.shown_sections))
+
+    def csv_rows(self, queryset: QuerySet[AccessEvent]) -> Iterator[tuple[Any, ...]]:
+        return reports.access_csv_rows(queryset, self.csv_columns)
 
     def report_links(self) -> list[dict[str, str]]:
         return [

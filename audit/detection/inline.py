@@ -20,7 +20,15 @@ from django.db.models import Q
 from audit import facts as F
 from audit import rules
 from audit.alerts import alert_raise
-from audit.models import AccessEvent, ActivityBaseline, Alert, AuthEventRecord, DirectChangeSeal, RuleFailure
+from audit.models import (
+    AccessEvent,
+    ActivityBaseline,
+    Alert,
+    AuthEventRecord,
+    DirectChangeSeal,
+    RuleFailure,
+    sections_of,
+)
 from audit.rules import Access, AccessFacts, GrantFacts
 
 logger = logging.getLogger(__name__)
@@ -90,7 +98,7 @@ def judge_access(
 def judge_new_accesses(actor: Any, events: list[AccessEvent]) -> Outcome:
     """Inline: judge the accesses among ``events`` just written for ``actor``. Never raises."""
     outcome = Outcome()
-    if not events or not any(rules.judged(e.action, e.category, e.patient_id) for e in events):
+    if not events or not any(rules.judged(e.action, sections_of(e), e.patient_id) for e in events):
         return outcome
     try:
         with transaction.atomic():

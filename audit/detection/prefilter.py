@@ -17,7 +17,7 @@ from django.db.models.functions import ExtractHour, TruncHour
 
 from audit import facts as F
 from audit import rules
-from audit.models import AccessEvent, ActivityBaseline
+from audit.models import AccessEvent, ActivityBaseline, shows_section
 
 # More busy hours than this and the candidate filter below would be a very long OR: read everything.
 HEAVY_BUCKETS_MAX = 2000
@@ -34,7 +34,7 @@ def heavy_buckets(since: datetime.datetime, until: datetime.datetime) -> list[tu
             patient_id__isnull=False,
             action__in=rules.OPEN_ACTIONS,
         )
-        .exclude(category=rules.AUDIT_TRAIL_CATEGORY)
+        .exclude(shows_section(rules.AUDIT_TRAIL_CATEGORY))
         .annotate(bucket=TruncHour("at", tzinfo=datetime.UTC))
         .values("actor_id", "bucket")
         .annotate(n=Count("patient_id", distinct=True))

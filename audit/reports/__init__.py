@@ -42,6 +42,7 @@ from audit.reports.views import (
     REPORT_PAGE_SIZE,
     USER_REPORT,
     Report,
+    access_csv_rows,
     report_export_view,
     report_view,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Report",
     "Subject",
     "UserReportForm",
+    "access_csv_rows",
     "check_export",
     "check_view",
     "day_bounds",

@@ -55,7 +55,7 @@ def raw(sql: str, params: list[object] | None = None) -> None:
 @pytest.fixture
 def trail(ward: Ward, physician: User, client_for: Callable[[User], Client]) -> list[AccessEvent]:
     client = client_for(physician)
-    for _ in range(3):
+    for _ in range(12):  # one event per chart view: a chain long enough to cut into
         assert client.get(reverse("records:chart", args=[ward.treated.pk])).status_code == 200
     seal_events()  # what the sealer beside the web workers does within a second
     return list(AccessEvent.objects.order_by("partition", "seq"))

@@ -212,7 +212,8 @@ def _seen(actor: User, patient_id: int, at: datetime.datetime, explanation: str 
                 actor_username=actor.username,
                 actor_role=actor.role,
                 patient_id=patient_id,
-                category="demographics",
+                category=kw.get("sections", ("demographics",))[0],
+                sections=sorted(kw.get("sections", ("demographics",))),
                 action=kw.get("action", "view"),
                 explanation=explanation,
                 detail=kw.get("detail", {}),
@@ -267,8 +268,11 @@ def test_the_candidate_filter_keeps_every_finding_and_leaves_routine_work_in_the
     Order.objects.filter(pk=order.pk).update(
         ordered_at=day.replace(hour=6), status=Order.Status.COMPLETED, completed_at=day.replace(hour=12)
     )
-    _seen(radiology, routine[4].pk, day.replace(hour=11), "order")
-    _seen(radiology, routine[4].pk, day.replace(hour=15), "order")
+    images = ("demographics", "imaging", "orders")
+    _seen(radiology, routine[4].pk, day.replace(hour=11), "order", sections=images)
+    _seen(radiology, routine[4].pk, day.replace(hour=15), "order", sections=images)
+    # Its twin after the order was completed: a page that showed no images (the banner only).
+    _seen(radiology, routine[4].pk, day.replace(hour=16), "order", sections=("demographics", "allergies"))
 
     since, until = day.replace(hour=0), day.replace(hour=23)
     filtered = detection.scan_accesses(since=since, until=until)

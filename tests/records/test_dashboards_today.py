@@ -144,8 +144,8 @@ def test_physician_sees_new_results_of_own_orders_of_the_last_day_newest_first(
     assert panel.index("Sodium level") < panel.index("Potassium level")
     assert "Ferritin" not in panel
     assert "Magnesium" not in panel
-    event = AccessEvent.objects.get(actor_id=physician.pk, detail={"list": "new_results"}, category="orders")
-    assert event.patient_id == ward.treated.pk
+    event = AccessEvent.objects.get(actor_id=physician.pk, detail={"list": "new_results"})
+    assert (event.patient_id, event.sections) == (ward.treated.pk, ["demographics", "orders"])
 
 
 def test_physician_pending_orders_oldest_first_with_priority(
@@ -240,8 +240,9 @@ def test_due_medications_panel_on_the_nurse_dashboard(
     assert "Amoxicillin 500 mg" in panel
     assert "Overdue" in panel
     assert "TREATEDSURNAME" in panel
-    event = AccessEvent.objects.get(actor_id=nurse.pk, detail={"list": "due_medications"}, category="medications")
+    event = AccessEvent.objects.get(actor_id=nurse.pk, detail={"list": "due_medications"})
     assert (event.patient_id, event.explanation) == (ward.treated.pk, "ward")
+    assert event.sections == ["demographics", "medications"]
 
 
 def test_missing_vitals_lists_ward_inpatients_without_recent_vitals(
