@@ -151,13 +151,16 @@ def _plan(model: type[Chained]) -> tuple[tuple[str, ...], tuple[Callable[[Any], 
 
 
 def canonical_v2(model: type[Chained], values: Sequence[Any]) -> bytes:
-    """The bytes a row's mac covers: its stream, then each content column (in :func:`content_fields`
-    order, the order of ``values``) as ``length:text``, so no value can run into the next."""
-    _, encoders, _ = _plan(model)
+    """The bytes a row's mac covers: its stream, then each non-empty content column (in
+    :func:`content_fields` order, the order of ``values``) as ``name=length:text``, so no value can run
+    into the next. Empty values (None, "", {}, []) are left out, so a column added later with an empty
+    default leaves the macs of the rows written before it unchanged."""
+    names, encoders, _ = _plan(model)
     parts = [model.STREAM]
-    for encode, value in zip(encoders, values, strict=True):
+    for name, encode, value in zip(names, encoders, values, strict=True):
         text = encode(value)
-        parts.append(f"{len(text)}:{text}")
+        if text:
+            parts.append(f"{name}={len(text)}:{text}")
     return "|".join(parts).encode()
 
 

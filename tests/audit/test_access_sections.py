@@ -271,15 +271,6 @@ def test_an_old_row_sealed_in_the_request_before_sections_existed_still_verifies
     assert (row.sections, row.shown_sections) == ([], ["notes"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "audit/chain.py's v2 mac covers every content column by position, so an event stamped after "
-        "audit 0009 but before 0010 added `sections` no longer matches its mac: the canonical form must "
-        "leave out an empty `sections` (such rows have none; new ones always list at least one section). "
-        "Harmless if 0009 and 0010 reach an installation together."
-    ),
-)
 def test_an_event_stamped_between_the_sealer_and_sections_migrations_still_verifies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
