@@ -71,24 +71,38 @@ def active_grants(at: datetime.datetime) -> Q:
 GRANT_COLUMNS = ("id", "patient_id", "reason", "granted_at", "expires_at")
 
 
-def active_grant(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> BreakGlassGrant | None:
-    """``user``'s grant for this one patient in force at ``at`` (GRANT_COLUMNS only), or None. Never
-    widens: the grant names the patient, and another patient's id finds nothing."""
+def active_grant(
+    user: Any, patient_id: int, *, at: datetime.datetime | None = None, with_patient: bool = False
+) -> BreakGlassGrant | None:
+    """``user``'s grant for this one patient in force at ``at`` (GRANT_COLUMNS only, and with
+    ``with_patient`` the patient's row joined, sealed), or None. Never widens: the grant names the
+    patient, and another patient's id finds nothing."""
     at = at or timezone.now()
-    return (
-        BreakGlassGrant.objects.filter(active_grants(at), user_id=user.pk, patient_id=patient_id)
-        .only(*GRANT_COLUMNS)
-        .order_by("-expires_at")
-        .first()
-    )
+    grants = BreakGlassGrant.objects.filter(active_grants(at), user_id=user.pk, patient_id=patient_id)
+    if with_patient:
+        patient_columns = [f"patient__{f.name}" for f in Patient._meta.concrete_fields]
+        grants = grants.select_related("patient").only(*GRANT_COLUMNS, *patient_columns)
+    else:
+        grants = grants.only(*GRANT_COLUMNS)
+    return grants.order_by("-expires_at").first()
 
 
-def _break_glass(user: Any, policy: Any, patient_id: int, at: datetime.datetime) -> AccessDecision:
+def _break_glass(
+    user: Any, policy: Any, patient_id: int, at: datetime.datetime, *, with_patient: bool = False
+) -> AccessDecision:
     """An active grant as the relationship, for roles with ``break_glass``; else 404."""
     if Capability.BREAK_GLASS in policy.capabilities:
-        grant = active_grant(user, patient_id, at=at)
+        grant = active_grant(user, patient_id, at=at, with_patient=with_patient)
         if grant is not None:
-            return AccessDecision(True, 200, "break_glass", policy.categories, grant_id=grant.pk, grant=grant)
+            return AccessDecision(
+                True,
+                200,
+                "break_glass",
+                policy.categories,
+                grant_id=grant.pk,
+                grant=grant,
+                patient=grant.patient if with_patient else None,
+            )
     return AccessDecision.not_found()
 
 
@@ -141,7 +155,7 @@ def chart_access(
                     if getattr(row, explanation):
                         return allowed(explanation, row)
             # The fallback costs its query only when no care relationship exists.
-            return _break_glass(user, policy, patient_id, at)
+            return _break_glass(user, policy, patient_id, at, with_patient=with_patient)
         case ChartAccess.OPEN_ORDER:
             order_ids = tuple(
                 Order.objects.filter(
@@ -155,7 +169,7 @@ def chart_access(
                 return AccessDecision(True, 200, "order", categories, order_ids)
             return AccessDecision.not_found()
         case ChartAccess.BREAK_GLASS_ONLY:
-            return _break_glass(user, policy, patient_id, at)
+            return _break_glass(user, policy, patient_id, at, with_patient=with_patient)
         case unknown:  # pragma: no cover - every rule is matched above (the type checker proves it)
             assert_never(unknown)
 
