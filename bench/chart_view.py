@@ -47,6 +47,7 @@ from records.models import (
     Order,
     Procedure,
 )
+from records.selectors.access import _name, _with_staff
 from records.services import (
     care_assignment_create,
     medication_prescribe,
@@ -120,16 +121,16 @@ def plain_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
             o.unit,
             o.loinc_code,
             o.effective_at,
-            selectors._name(o.recorded_by),
+            _name(o.recorded_by),
             None,
         )
-        for o in selectors._with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[:50]
+        for o in _with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[:50]
     )
     notes = PlainNote.objects.filter(patient_id=patient_id)
     total_notes = notes.count()
     note_rows = tuple(
-        selectors.NoteRow(n.pk, n.kind, selectors._name(n.author), n.signed_at, n.text, None, None)
-        for n in selectors._with_staff(notes, "author").order_by("-signed_at", "-id")[:20]
+        selectors.NoteRow(n.pk, n.kind, _name(n.author), n.signed_at, n.text, None, None)
+        for n in _with_staff(notes, "author").order_by("-signed_at", "-id")[:20]
     )
     real_id = REAL_PATIENT[patient_id]
     sections = {

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
 from django.utils import timezone
 
 from accounts.roles import Capability, ChartAccess, DataCategory, Role, policy_for
@@ -35,8 +35,14 @@ class AccessDecision:
     explanation: str
     categories: frozenset[DataCategory] = frozenset()
     order_ids: tuple[int, ...] = ()
-    # The break-the-glass grant that allowed it (explanation "break_glass"), for the audit detail.
+    # The break-the-glass grant that allowed it (explanation "break_glass"), for the audit detail,
+    # and its row (the fields the banner shows), so that the chart need not fetch it a second time.
     grant_id: int | None = None
+    grant: BreakGlassGrant | None = field(default=None, compare=False, repr=False)
+    # The patient's row, when the caller asked for it (``with_patient``) and the policy read it anyway
+    # to decide: still sealed (an encrypted value is opened only when read, healthcrypt/fields.py),
+    # so that the chart, which reads the row once the access is recorded, need not fetch it again.
+    patient: Patient | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def forbidden(cls, why: str) -> AccessDecision:
@@ -61,62 +67,95 @@ def active_grants(at: datetime.datetime) -> Q:
     return Q(ended_at__isnull=True, granted_at__lte=at, expires_at__gt=at)
 
 
-def active_grant_id(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> int | None:
-    """The id of ``user``'s grant for this one patient in force at ``at``, or None. Never widens: the
-    grant names the patient, and another patient's id finds nothing."""
+# The columns of a grant a decision carries: what the banner shows, never the free-text explanation.
+GRANT_COLUMNS = ("id", "patient_id", "reason", "granted_at", "expires_at")
+
+
+def active_grant(
+    user: Any, patient_id: int, *, at: datetime.datetime | None = None, with_patient: bool = False
+) -> BreakGlassGrant | None:
+    """``user``'s grant for this one patient in force at ``at`` (GRANT_COLUMNS only, and with
+    ``with_patient`` the patient's row joined, sealed), or None. Never widens: the grant names the
+    patient, and another patient's id finds nothing."""
     at = at or timezone.now()
-    return (
-        BreakGlassGrant.objects.filter(active_grants(at), user_id=user.pk, patient_id=patient_id)
-        .order_by("-expires_at")
-        .values_list("pk", flat=True)
-        .first()
-    )
+    grants = BreakGlassGrant.objects.filter(active_grants(at), user_id=user.pk, patient_id=patient_id)
+    if with_patient:
+        patient_columns = [f"patient__{f.name}" for f in Patient._meta.concrete_fields]
+        grants = grants.select_related("patient").only(*GRANT_COLUMNS, *patient_columns)
+    else:
+        grants = grants.only(*GRANT_COLUMNS)
+    return grants.order_by("-expires_at").first()
 
 
-def _break_glass(user: Any, policy: Any, patient_id: int, at: datetime.datetime) -> AccessDecision:
+def _break_glass(
+    user: Any, policy: Any, patient_id: int, at: datetime.datetime, *, with_patient: bool = False
+) -> AccessDecision:
     """An active grant as the relationship, for roles with ``break_glass``; else 404."""
     if Capability.BREAK_GLASS in policy.capabilities:
-        grant_id = active_grant_id(user, patient_id, at=at)
-        if grant_id is not None:
-            return AccessDecision(True, 200, "break_glass", policy.categories, grant_id=grant_id)
+        grant = active_grant(user, patient_id, at=at, with_patient=with_patient)
+        if grant is not None:
+            return AccessDecision(
+                True,
+                200,
+                "break_glass",
+                policy.categories,
+                grant_id=grant.pk,
+                grant=grant,
+                patient=grant.patient if with_patient else None,
+            )
     return AccessDecision.not_found()
 
 
-def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = None) -> AccessDecision:
+def chart_access(
+    user: Any, patient_id: int, *, at: datetime.datetime | None = None, with_patient: bool = False
+) -> AccessDecision:
     """Decide whether ``user`` may see ``patient_id``'s record now, and which sections of it.
 
-    Cheap: at most four small indexed queries (the grant only when nothing else applies), so it can
-    run on every chart request.
+    Cheap: one indexed query for the relationships (on the patient's row), and one for a grant only
+    when none applies, so it can run on every chart request. ``with_patient``: an allowed decision
+    made on the patient's row carries that row, sealed (``AccessDecision.patient``).
     """
     policy = policy_for(user)
     if policy is None or policy.chart_access == ChartAccess.NONE:
         return AccessDecision.forbidden("role_without_chart_access")
     at = at or timezone.now()
     categories = policy.categories
+
+    def patient_row(rows: QuerySet[Patient]) -> Patient | None:
+        return (rows if with_patient else rows.only("id")).first()
+
+    def allowed(explanation: str, row: Patient) -> AccessDecision:
+        return AccessDecision(True, 200, explanation, categories, patient=row if with_patient else None)
+
     # A relationship implies the patient exists, so only registration needs its own existence check.
     match policy.chart_access:
         case ChartAccess.DEMOGRAPHICS_ONLY:
-            if not Patient.objects.filter(pk=patient_id).exists():
-                return AccessDecision.not_found()
-            return AccessDecision(True, 200, "registration", categories)
+            row = patient_row(Patient.objects.filter(pk=patient_id))
+            return allowed("registration", row) if row is not None else AccessDecision.not_found()
         case ChartAccess.OWN_RECORD:
-            if Patient.objects.filter(pk=patient_id, portal_user_id=user.pk).exists():
-                return AccessDecision(True, 200, "own_record", categories)
-            return AccessDecision.not_found()
+            row = patient_row(Patient.objects.filter(pk=patient_id, portal_user_id=user.pk))
+            return allowed("own_record", row) if row is not None else AccessDecision.not_found()
         case ChartAccess.CARE_TEAM | ChartAccess.CARE_TEAM_OR_WARD:
-            if CareAssignment.objects.filter(active_assignments(at), staff_id=user.pk, patient_id=patient_id).exists():
-                return AccessDecision(True, 200, "care_team", categories)
-            encounters = Encounter.objects.filter(open_encounters(), patient_id=patient_id)
-            if encounters.filter(attending_id=user.pk).exists():
-                return AccessDecision(True, 200, "attending", categories)
-            if (
-                policy.chart_access == ChartAccess.CARE_TEAM_OR_WARD
-                and user.department_id is not None
-                and encounters.filter(department_id=user.department_id).exists()
-            ):
-                return AccessDecision(True, 200, "ward", categories)
+            # Every relationship in one query (issue 11: a ward nurse's chart asked three times).
+            encounters = Encounter.objects.filter(open_encounters(), patient_id=OuterRef("pk"))
+            ward = policy.chart_access == ChartAccess.CARE_TEAM_OR_WARD and user.department_id is not None
+            row = patient_row(
+                Patient.objects.filter(pk=patient_id).annotate(
+                    care_team=Exists(
+                        CareAssignment.objects.filter(
+                            active_assignments(at), staff_id=user.pk, patient_id=OuterRef("pk")
+                        )
+                    ),
+                    attending=Exists(encounters.filter(attending_id=user.pk)),
+                    ward=Exists(encounters.filter(department_id=user.department_id)) if ward else Value(False),
+                )
+            )
+            if row is not None:
+                for explanation in ("care_team", "attending", "ward"):
+                    if getattr(row, explanation):
+                        return allowed(explanation, row)
             # The fallback costs its query only when no care relationship exists.
-            return _break_glass(user, policy, patient_id, at)
+            return _break_glass(user, policy, patient_id, at, with_patient=with_patient)
         case ChartAccess.OPEN_ORDER:
             order_ids = tuple(
                 Order.objects.filter(
@@ -130,7 +169,7 @@ def chart_access(user: Any, patient_id: int, *, at: datetime.datetime | None = N
                 return AccessDecision(True, 200, "order", categories, order_ids)
             return AccessDecision.not_found()
         case ChartAccess.BREAK_GLASS_ONLY:
-            return _break_glass(user, policy, patient_id, at)
+            return _break_glass(user, policy, patient_id, at, with_patient=with_patient)
         case unknown:  # pragma: no cover - every rule is matched above (the type checker proves it)
             assert_never(unknown)
 

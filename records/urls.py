@@ -37,6 +37,7 @@ SHOWS_RECORD: dict[str, bool] = {
     "note_new": False,
     "note_amend": False,
     "vitals_new": False,
+    "order_form": True,  # the order form under the patient banner
     "order_new": False,
     "order_cancel": False,
     "prescription_new": False,
@@ -90,6 +91,7 @@ urlpatterns = [
     path("patients/<int:patient_id>/notes/<int:note_id>/amend/", views.note_amend, name="note_amend"),
     path("patients/<int:patient_id>/vitals/", views.vitals_new, name="vitals_new"),
     path("patients/<int:patient_id>/orders/", views.order_new, name="order_new"),
+    path("patients/<int:patient_id>/orders/new/", views.order_form, name="order_form"),
     path("patients/<int:patient_id>/orders/<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),
     path("patients/<int:patient_id>/prescriptions/", views.prescription_new, name="prescription_new"),
     path(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, Subquery
 
 from accounts.models import User
 from records.models import Attachment, BreakGlassGrant, ClinicalNote, Observation, Order, Patient
@@ -20,6 +20,7 @@ from records.selectors.read_models import (
     NoteRow,
     ObservationRow,
     OrderRow,
+    Page,
     PatientSummary,
     _grant_info,
 )
@@ -74,7 +75,11 @@ def _record(
     if not patient_ids:
         return
     try:
-        with transaction.atomic():
+        # No savepoint of its own inside a request's transaction (ATOMIC_REQUESTS): a failure marks
+        # that transaction for rollback and AccessNotRecorded ends the request, so nobody carries on
+        # in it; the savepoint only cost two statements per page (issue 11). Outside a transaction
+        # this is still one transaction of its own.
+        with transaction.atomic(savepoint=False):
             patient_data_accessed.send(
                 sender=Patient,
                 actor=actor,
@@ -97,6 +102,49 @@ def _page_number(raw: object) -> int:
         return max(1, int(str(raw)))
     except (TypeError, ValueError):
         return 1
+
+
+def _paged(
+    rows: QuerySet[Any],
+    ordering: tuple[str, ...],
+    raw_page: object,
+    per_page: int,
+    *,
+    also: QuerySet[Any] | None = None,
+) -> tuple[Page, list[Any], list[Any]]:
+    """One page of a patient's section, its total and, optionally, the rows of ``also``: one query.
+
+    ``rows`` is the section (one patient's rows, relations joined); ``also`` a bounded, ordered
+    subset of it wanted as well (the chart's trend readings), returned apart, in ``ordering``.
+    The page, the count and ``also`` used to be three queries. A page past the end (an old link)
+    shows the last page, as before, at the cost of a count and one more read in that case only.
+    """
+    number = _page_number(raw_page)
+    start = (number - 1) * per_page
+    on_page = rows.order_by(*ordering).values("pk")[start : start + per_page]
+    wanted = Q(pk__in=on_page)
+    extra: dict[str, Any] = {}
+    if also is not None:
+        wanted |= Q(pk__in=also.values("pk"))
+        extra["in_also"] = ExpressionWrapper(Q(pk__in=also.values("pk")), output_field=BooleanField())
+    # Counted in the same statement (an uncorrelated subquery, run once), not in a query of its own.
+    total = rows.order_by().values("patient_id").annotate(n=Count("pk")).values("n")
+    found = list(
+        rows.filter(wanted)
+        .annotate(
+            section_total=Subquery(total),
+            on_page=ExpressionWrapper(Q(pk__in=on_page), output_field=BooleanField()),
+            **extra,
+        )
+        .order_by(*ordering)
+    )
+    page_rows = [r for r in found if r.on_page]
+    if not page_rows and number > 1:
+        last = Page(1, per_page, rows.count()).num_pages
+        if last < number:
+            return _paged(rows, ordering, last, per_page, also=also)
+    count = found[0].section_total if found else 0
+    return Page(number, per_page, count or 0), page_rows, [r for r in found if also is not None and r.in_also]
 
 
 def _summary(p: Patient) -> PatientSummary:
@@ -166,7 +214,9 @@ def _grant_detail(decision: AccessDecision) -> dict[str, Any] | None:
 def _decision_grant(decision: AccessDecision) -> GrantInfo | None:
     if decision.grant_id is None:
         return None
-    return _grant_info(BreakGlassGrant.objects.only(*GRANT_FIELDS).get(pk=decision.grant_id))
+    # The policy fetched the grant already: no second read of the same row.
+    grant = decision.grant or BreakGlassGrant.objects.only(*GRANT_FIELDS).get(pk=decision.grant_id)
+    return _grant_info(grant)
 
 
 def _observation_row(o: Observation) -> ObservationRow:

@@ -36,7 +36,7 @@ from records.selectors.access import (
     _note_row,
     _observation_row,
     _order_row,
-    _page_number,
+    _paged,
     _record,
     _with_staff,
 )
@@ -53,7 +53,6 @@ from records.selectors.read_models import (
     EncounterRow,
     EventRow,
     MedicationRow,
-    Page,
 )
 from records.selectors.worklist_history import EXPLANATION as HISTORY_EXPLANATION
 from records.selectors.worklist_history import completed_by_department
@@ -76,7 +75,7 @@ def chart_for(
     ``trends``: also each vital sign's newest readings for the chart's trend lines (one more bounded
     query, under the same recorded access).
     """
-    decision = chart_access(actor, patient_id)
+    decision = chart_access(actor, patient_id, with_patient=True)
     if not decision.allowed:
         raise AccessRefused(decision)
     wanted = frozenset(categories) if categories is not None else decision.categories
@@ -90,8 +89,8 @@ def chart_for(
         explanation=decision.explanation,
         detail=_grant_detail(decision),
     )
-    # Only now is anything decrypted.
-    patient = Patient.objects.get(pk=patient_id)
+    # Only now is anything decrypted. The policy may have read the patient's row already (sealed).
+    patient = decision.patient or Patient.objects.get(pk=patient_id)
     sections: dict[str, Any] = {"grant": _decision_grant(decision)}
     order_scope = Q(pk__in=decision.order_ids) if decision.explanation == "order" else Q()
     if D.CARE_TEAM in visible:
@@ -174,21 +173,17 @@ def chart_for(
         observations = Observation.objects.filter(patient_id=patient_id)
         if decision.explanation == "order":
             observations = observations.filter(order_id__in=decision.order_ids)
-        page = Page(_page_number(observations_page), OBSERVATIONS_PER_PAGE, observations.count())
-        page = Page(min(page.number, page.num_pages), page.per_page, page.total)
-        start = (page.number - 1) * page.per_page
-        sections["observations_page"] = page
-        sections["observations"] = tuple(
-            _observation_row(o)
-            for o in _with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[
-                start : start + page.per_page
-            ]
+        observations = _with_staff(observations, "recorded_by")
+        newest_first = ("-effective_at", "-id")
+        # The trend lines read each vital sign's newest readings: in the same query as the page.
+        scan = observations.filter(category=Observation.Category.VITAL_SIGNS).order_by(*newest_first)[:TREND_SCAN]
+        page, rows, scanned = _paged(
+            observations, newest_first, observations_page, OBSERVATIONS_PER_PAGE, also=scan if trends else None
         )
+        sections["observations_page"] = page
+        sections["observations"] = tuple(_observation_row(o) for o in rows)
         if trends:
-            scan = _with_staff(observations.filter(category=Observation.Category.VITAL_SIGNS), "recorded_by")
-            sections["vital_trends"] = vital_trends(
-                [_observation_row(o) for o in scan.order_by("-effective_at", "-id")[:TREND_SCAN]]
-            )
+            sections["vital_trends"] = vital_trends([_observation_row(o) for o in scanned])
     if D.ORDERS in visible:
         sections["orders"] = tuple(
             _order_row(o)
@@ -200,14 +195,9 @@ def chart_for(
         notes = ClinicalNote.objects.filter(patient_id=patient_id)
         if decision.explanation == "order":
             notes = notes.filter(order_id__in=decision.order_ids)
-        page = Page(_page_number(notes_page), NOTES_PER_PAGE, notes.count())
-        page = Page(min(page.number, page.num_pages), page.per_page, page.total)
-        start = (page.number - 1) * page.per_page
+        page, rows, _ = _paged(_with_staff(notes, "author"), ("-signed_at", "-id"), notes_page, NOTES_PER_PAGE)
         sections["notes_page"] = page
-        sections["notes"] = tuple(
-            _note_row(n)
-            for n in _with_staff(notes, "author").order_by("-signed_at", "-id")[start : start + page.per_page]
-        )
+        sections["notes"] = tuple(_note_row(n) for n in rows)
     if D.IMAGING in visible:
         attachments = Attachment.objects.filter(patient_id=patient_id)
         if decision.explanation == "order":

@@ -60,7 +60,7 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
     what the order needs); under a grant, the access event carries the grant id. Six small queries
     besides the policy and the event, whatever the size of the record.
     """
-    decision = chart_access(actor, patient_id)
+    decision = chart_access(actor, patient_id, with_patient=True)
     if not decision.allowed:
         raise AccessRefused(decision)
     if decision.explanation == "order":
@@ -75,7 +75,8 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
         explanation=decision.explanation,
         detail={**(_grant_detail(decision) or {}), "view": "emergency_summary"},
     )
-    patient = Patient.objects.get(pk=patient_id)
+    # The policy may have read the patient's row already (sealed: opened only now).
+    patient = decision.patient or Patient.objects.get(pk=patient_id)
     sections: dict[str, Any] = {}
     if D.ALLERGIES in visible:
         sections["allergies"] = tuple(

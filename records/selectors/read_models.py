@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.roles import DataCategory
 from records.models import BreakGlassGrant
+from records.permissions import GRANT_COLUMNS
 from records.terminology import Flag
 
 OBSERVATIONS_PER_PAGE = 50
@@ -291,7 +292,8 @@ class GrantInfo:
         return max(0, -(-int((self.expires_at - timezone.now()).total_seconds()) // 60))
 
 
-GRANT_FIELDS = ("id", "patient_id", "reason", "granted_at", "expires_at")
+# The columns of a grant the banner reads: the ones the policy fetches with its decision.
+GRANT_FIELDS = GRANT_COLUMNS
 
 
 def _grant_info(g: BreakGlassGrant) -> GrantInfo:

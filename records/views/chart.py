@@ -23,6 +23,10 @@ from records.views.base import _write
 C = Capability
 D = DataCategory
 
+# What the chart page shows: every section but the care team (which the registration page lists).
+# Asking for no more than the page shows keeps a query off each view, and the access event true.
+CHART_CATEGORIES = frozenset(DataCategory) - {DataCategory.CARE_TEAM}
+
 
 @require_GET
 @capability_required(C.VIEW_CHART)
@@ -31,6 +35,7 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
     record = selectors.chart_for(
         actor=request.user,
         patient_id=patient_id,
+        categories=CHART_CATEGORIES,
         observations_page=request.GET.get("obs_page", 1),
         notes_page=request.GET.get("notes_page", 1),
         trends=True,
@@ -73,8 +78,22 @@ def chart_sections(record: selectors.Chart, can: dict[str, bool]) -> list[ChartS
     return [ChartSection(key, label) for key, label, shown in wanted if shown]
 
 
+# The entry forms of the chart page, each with the capability that may use it. A form is built (and
+# rendered) only for a role that may use it: a chart GET no longer builds every form for everyone
+# (issue 11). The order form has its own page (``order_form``): its department list is a query, and
+# the chart is read far more often than an order is placed.
+CHART_FORMS: tuple[tuple[str, Capability, Callable[[], Any]], ...] = (
+    ("vitals_form", C.RECORD_VITALS, forms.VitalsForm),
+    ("prescription_form", C.PRESCRIBE, lambda: forms.PrescriptionForm(offer_override=False)),
+    ("allergy_form", C.RECORD_ALLERGY, forms.AllergyForm),
+    ("condition_form", C.RECORD_DIAGNOSIS, forms.ConditionForm),
+    ("note_form", C.WRITE_NOTE, forms.NoteForm),
+)
+
+
 def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, Any]:
-    """Everything the chart template needs besides the record: empty forms and what the user may do."""
+    """Everything the chart template needs besides the record: the entry forms the user may use, and
+    what the user may do."""
     can = _abilities(request)
     sections = chart_sections(record, can)
     return {
@@ -86,13 +105,7 @@ def chart_context(request: HttpRequest, record: selectors.Chart) -> dict[str, An
         # the rows the audited read returned: no other read of the record.
         "observation_table": selectors.vitals_table(record.observations),
         "trend_data": selectors.trend_data(record.vital_trends),
-        "note_form": forms.NoteForm(),
-        "vitals_form": forms.VitalsForm(),
-        "order_form": forms.OrderForm(),
-        "prescription_form": forms.PrescriptionForm(offer_override=False),
-        "condition_form": forms.ConditionForm(),
-        "allergy_form": forms.AllergyForm(),
-        "administer_form": forms.AdministerForm(),
+        **{name: make() for name, capability, make in CHART_FORMS if can[capability]},
         "can": can,
     }
 
@@ -200,6 +213,29 @@ def vitals_new(request: HttpRequest, patient_id: int) -> HttpResponse:
         "Vitals recorded.",
         category=DataCategory.OBSERVATIONS,
     )
+
+
+@require_GET
+@capability_required(C.PLACE_ORDER)
+@step_up_required
+def order_form(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The order form on its own page, under the patient banner; it posts to ``order_new``.
+
+    Not on the chart itself: its department list costs a query, and a chart is opened far more
+    often than an order is placed (issue 11).
+    """
+    # Relationship and section first, as for the post: a patient one may not order for is a 404.
+    selectors.check_write_access(actor=request.user, patient_id=patient_id, category=DataCategory.ORDERS)
+    chart_url = reverse("records:chart", args=[patient_id])
+    context = {
+        "title": "Place an order",
+        "submit": "Place order",
+        "cancel": f"{chart_url}#section-orders",
+        "action": reverse("records:order_new", args=[patient_id]),
+        "form": forms.OrderForm(),
+        **patient_banner(request, patient_id),
+    }
+    return render(request, "records/form.html", context)
 
 
 @require_POST

@@ -61,6 +61,7 @@ SPECS = [
     Spec("note_new", "POST", C.WRITE_NOTE, "patient", D.NOTES),
     Spec("note_amend", "POST", C.WRITE_NOTE, "patient", D.NOTES),
     Spec("vitals_new", "POST", C.RECORD_VITALS, "patient", D.OBSERVATIONS),
+    Spec("order_form", "GET", C.PLACE_ORDER, "patient", D.ORDERS),
     Spec("order_new", "POST", C.PLACE_ORDER, "patient", D.ORDERS),
     Spec("prescription_new", "POST", C.PRESCRIBE, "patient", D.MEDICATIONS),
     Spec("administer", "POST", C.ADMINISTER_MEDICATION, "patient", D.MEDICATIONS),

@@ -17,6 +17,7 @@ from records.models import Observation
 from records.services import observation_record
 from records.signals import patient_data_accessed
 from tests.records.conftest import Ward
+from tests.records.test_chart_queries import CHART_QUERIES
 
 pytestmark = pytest.mark.django_db
 
@@ -103,9 +104,8 @@ def test_chart_page_query_count_does_not_grow_with_observations(
             unit="/min",
         )
     client = client_for(physician)
-    # 45: the anomaly rules add five bounded queries inline (tests/audit/test_rules.py).
-    # 46: + the medication administration record ("Doses given"), one query for the whole section.
-    with django_assert_max_num_queries(46):
+    # Where each query comes from: tests/records/test_chart_queries.py.
+    with django_assert_max_num_queries(CHART_QUERIES):
         response = client.get(reverse("records:chart", args=[ward.treated.pk]))
     assert response.status_code == 200
     assert response.context["chart"].observations_page.total == count
