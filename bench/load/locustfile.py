@@ -34,6 +34,7 @@ STEPS = Path(os.environ.get("LOAD_STEPS", "/tmp/load-steps"))  # noqa: S108 - th
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 RECORDS: list[tuple[str, float, float, bool]] = []  # (kind, start, seconds, ok) of every request
 SIGNED_IN: list[float] = []  # when each user finished signing in
+FAILURES: dict[str, int] = {}  # "kind: reason" -> count, for the driver's report
 CHART_OK = [0]  # chart pages answered 200 (the driver compares them with the access events)
 _taken: dict[str, int] = {}
 # The application runs as behind a TLS proxy (BEHIND_TLS_PROXY): the proxy says the request came over
@@ -53,13 +54,18 @@ def _record(
     request_type: str, name: str, response_time: float, exception: Any, start_time: float = 0.0, **kw: Any
 ) -> None:
     RECORDS.append((name, start_time or time.time() - response_time / 1000, response_time / 1000, exception is None))
+    if exception is not None:
+        reason = f"{name}: {str(exception)[:80]}"
+        FAILURES[reason] = FAILURES.get(reason, 0) + 1
 
 
 @events.quitting.add_listener
 def _dump(environment: Any, **kw: Any) -> None:
     out = os.environ.get("LOAD_OUT")
     if out:
-        Path(out).write_text(json.dumps({"records": RECORDS, "signed_in": SIGNED_IN, "chart_ok": CHART_OK[0]}))
+        Path(out).write_text(
+            json.dumps({"records": RECORDS, "signed_in": SIGNED_IN, "chart_ok": CHART_OK[0], "failures": FAILURES})
+        )
 
 
 def _account(role: str) -> dict[str, Any]:

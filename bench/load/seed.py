@@ -306,20 +306,34 @@ def mirror() -> None:
     print(f"mirrored {len(rows)} observations, {len(orders)} orders, {len(notes)} notes as plaintext")
 
 
-def status(tag: str) -> None:
-    """One JSON line: the chart views recorded for this run's chart request ids, and unsealed events."""
+def status(tag: str, *, wait: float = 0.0, since: float = 0.0) -> None:
+    """One JSON line: the chart views recorded for this run's chart request ids, and unsealed events.
+
+    ``wait``: poll (every 0.1 s, up to ``wait`` seconds) until no event is unsealed, and report how long
+    after ``since`` (a Unix time, the last request) that was.
+    """
+    import time
+
     from django.db.models import Q
 
     from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
 
+    def unsealed() -> int:
+        return sum(m.objects.filter(Q(hash="")).count() for m in (AccessEvent, ChangeEvent, AuthEventRecord))
+
+    deadline = time.time() + wait
+    left = unsealed()
+    while left and time.time() < deadline:
+        time.sleep(0.1)
+        left = unsealed()
     charts = AccessEvent.objects.filter(request_id__startswith=f"{tag}-chart-")
-    unsealed = Q(hash="")
     result = {
         "chart_events": charts.count(),
         "chart_views": charts.values("request_id").distinct().count(),
         # One event per view (issue 11) once the event lists the sections it showed.
         "one_event_per_view": any(f.name == "sections" for f in AccessEvent._meta.get_fields()),
-        "unsealed": sum(m.objects.filter(unsealed).count() for m in (AccessEvent, ChangeEvent, AuthEventRecord)),
+        "unsealed": left,
+        "sealed_after": round(time.time() - since, 2) if since and not left else None,
     }
     print(json.dumps(result))
 
@@ -331,6 +345,8 @@ def main() -> None:
     parser.add_argument("--mix", default="physician:6,nurse:5,front_desk:2,lab:3")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--wait", type=float, default=0.0)
+    parser.add_argument("--since", type=float, default=0.0)
     args = parser.parse_args()
     if args.step == "quick":
         quick(args.patients)
@@ -341,7 +357,7 @@ def main() -> None:
     elif args.step == "mirror":
         mirror()
     else:
-        status(args.tag)
+        status(args.tag, wait=args.wait, since=args.since)
 
 
 if __name__ == "__main__":
