@@ -32,20 +32,16 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PY = sys.executable
-BIN = Path(PY).parent
+from bench.load.figures import Case, Round, paired, pct, print_case
+from bench.load.processes import BIN, PY, ROOT, PrivateCluster, Server, psql, run, start_sealer
+
 SIGN_IN_KINDS = {"sign-in", "step-up"}
 ROLE_SHARES = (("physician", 6), ("nurse", 5), ("front_desk", 2), ("lab", 3))
 CLASSES = {"physician": "Physician", "nurse": "Nurse", "front_desk": "FrontDesk", "lab": "Lab"}
@@ -62,196 +58,22 @@ def role_counts(users: int) -> dict[str, int]:
     return {role: count for role, count in counts.items() if count}
 
 
-# --- processes -------------------------------------------------------------------------------------
-
-
-def run(cmd: list[str], env: dict[str, str], *, quiet: bool = True) -> str:
-    began = time.time()
-    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit(f"failed: {' '.join(cmd[:4])} (exit {result.returncode})")
-    if not quiet:
-        print(result.stdout.strip())
-    if os.environ.get("LOAD_VERBOSE"):
-        print(f"  ({time.time() - began:.1f} s: {' '.join(cmd[1:4])})", flush=True)
-    return result.stdout
-
-
-def psql(sql: str, url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
-
-@dataclass
-class Server:
-    name: str
-    port: int
-    workers: int
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.launch()
-        self.wait_ready()
-
-    def launch(self) -> None:
-        cmd = [
-            str(BIN / "gunicorn"),
-            "healthcrypt.wsgi:application",
-            "--workers",
-            str(self.workers),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--chdir",
-            str(ROOT),
-            "--log-level",
-            "warning",
-        ]
-        self.process = subprocess.Popen(
-            cmd, env=self.env, cwd=ROOT, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} server exited: see {self.log}")
-            try:
-                probe = urllib.request.Request(f"{self.url}/accounts/login/", headers={"X-Forwarded-Proto": "https"})  # noqa: S310
-                with urllib.request.urlopen(probe, timeout=2) as answer:  # noqa: S310
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise SystemExit(f"{self.name} server did not answer within 60 s: see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-class PrivateCluster:
-    """A throwaway PostgreSQL cluster (initdb in the temporary directory, its own port).
-
-    The application refuses to start (healthcrypt.E012) on a cluster where the test runner's
-    maintenance role exists, as it does on a developer's cluster where the suite runs; a cluster of
-    its own is also what production has, and keeps other work on the shared one out of the figures.
-    """
-
-    def __init__(self, tmp: Path, port: int) -> None:
-        self.dir, self.port = tmp / "pg", port
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        self.bin = found[-1].parent if found else Path(shutil.which("initdb") or "initdb").parent
-        # initdb and postgres refuse to run as root: as root, run them as the postgres user.
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.dir.mkdir()
-        if self.prefix:
-            shutil.chown(self.dir, "postgres")
-            os.chmod(self.dir.parent, 0o755)  # noqa: S103 - the postgres user must reach its directory
-        data = str(self.dir / "data")
-        subprocess.run(
-            [
-                *self.prefix,
-                str(self.bin / "initdb"),
-                "-D",
-                data,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        subprocess.run(
-            [
-                *self.prefix,
-                str(self.bin / "pg_ctl"),
-                "-D",
-                data,
-                "-o",
-                options,
-                "-l",
-                str(self.dir / "log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-    def durable(self, on: bool) -> None:
-        """fsync off while setting up (nothing measured), on again (the server default) before the load."""
-        psql("ALTER SYSTEM RESET fsync" if on else "ALTER SYSTEM SET fsync = off", f"{self.url}/postgres")
-        psql("SELECT pg_reload_conf()", f"{self.url}/postgres")
-        if on:
-            psql("CHECKPOINT", f"{self.url}/postgres")
-
-    def stop(self) -> None:
-        data = str(self.dir / "data")
-        subprocess.run(
-            [*self.prefix, str(self.bin / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
-            check=False,
-            capture_output=True,
-        )
-
-
-def start_sealer(env: dict[str, str], log: Path, interval: float) -> subprocess.Popen[bytes]:
-    """``seal_audit --loop`` beside the servers; where the command has no --loop yet, the same command
-    called in a loop in one process (a shell loop would start Django, a second of CPU, twice a second)."""
-    # Read, not run: `seal_audit --help` would cost a Django start-up.
-    command = (ROOT / "audit/management/commands/seal_audit.py").read_text(encoding="utf-8")
-    if '"--loop"' in command:
-        cmd = [PY, "manage.py", "seal_audit", "--loop", "--interval", str(interval)]
-    else:
-        loop = (
-            "import io, time, django; django.setup()\n"
-            "from django.core.management import call_command\n"
-            f"while True:\n    call_command('seal_audit', stdout=io.StringIO())\n    time.sleep({interval})\n"
-        )
-        cmd = [PY, "-c", loop]
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
 # --- one round of locust ----------------------------------------------------------------------------
 
 
-@dataclass
-class Round:
-    case: str
-    records: list[tuple[str, float, float, bool]]
-    window: float
-    signed_in: int
-    chart_ok: int
-    failures: dict[str, int]
-
-
 def locust_round(
-    case: str, server: Server, *, users: int, seconds: int, tmp: Path, plan: Path, tag: str, steps: Path
+    case: str,
+    server: Server,
+    *,
+    users: int,
+    seconds: int,
+    sign_in: float,
+    tmp: Path,
+    plan: Path,
+    tag: str,
+    steps: Path,
 ) -> Round:
+    """``seconds`` of work measured after every user has signed in (``sign_in`` seconds are allowed for it)."""
     counts = role_counts(users)
     out = tmp / f"round-{case}-{uuid.uuid4().hex[:8]}.json"
     env = {
@@ -274,7 +96,7 @@ def locust_round(
         "-r",
         str(users),
         "-t",
-        f"{seconds}s",
+        f"{round(seconds + sign_in)}s",
         "--stop-timeout",
         "10",
         "--host",
@@ -294,65 +116,6 @@ def locust_round(
     work = [r for r in records if r[0] not in SIGN_IN_KINDS and r[1] >= start]
     end = max((r[1] + r[2] for r in work), default=start + 1)
     return Round(case, work, max(end - start, 1e-6), len(signed), data["chart_ok"], data["failures"])  # type: ignore[arg-type]
-
-
-# --- figures ----------------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] * 1000
-
-
-@dataclass
-class Case:
-    name: str
-    rounds: list[Round] = field(default_factory=list)
-
-    def rates(self) -> list[float]:
-        return [len(r.records) / r.window for r in self.rounds]
-
-    def durations(self, kind: str | None = None) -> list[float]:
-        return [rec[2] for r in self.rounds for rec in r.records if (kind is None or rec[0] == kind) and rec[3]]
-
-    def errors(self, kind: str | None = None) -> int:
-        return sum(1 for r in self.rounds for rec in r.records if (kind is None or rec[0] == kind) and not rec[3])
-
-    def count(self, kind: str) -> int:
-        return sum(1 for r in self.rounds for rec in r.records if rec[0] == kind)
-
-    def kinds(self) -> list[str]:
-        return sorted({rec[0] for r in self.rounds for rec in r.records})
-
-
-def print_case(case: Case) -> None:
-    rates = case.rates()
-    window = sum(r.window for r in case.rounds)
-    print(
-        f"\n{case.name}: {statistics.median(rates):.1f} requests/s (median of {len(rates)} rounds; "
-        f"min {min(rates):.1f}, max {max(rates):.1f}), users signed in per round: "
-        f"{', '.join(str(r.signed_in) for r in case.rounds)}"
-    )
-    print(f"  {'kind':<14} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
-    for kind in [*case.kinds(), None]:
-        d = case.durations(kind)
-        n = case.count(kind) if kind else sum(len(r.records) for r in case.rounds)
-        print(
-            f"  {kind or 'all':<14} {n:>8} {n / window:>7.1f} {pct(d, 50):>8.0f} {pct(d, 95):>8.0f} "
-            f"{pct(d, 99):>8.0f} {case.errors(kind):>6}"
-        )
-    failures: dict[str, int] = {}
-    for r in case.rounds:
-        for reason, count in r.failures.items():
-            failures[reason] = failures.get(reason, 0) + count
-    for reason, count in sorted(failures.items()):
-        print(f"  failed: {count} x {reason}")
-
-
-def paired(subject: Case, baseline: Case) -> float:
-    return statistics.median(s / b for s, b in zip(subject.rates(), baseline.rates(), strict=False))
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -395,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--patients", type=int, default=250)
     parser.add_argument("--quick", action="store_true", help="a small data set instead of seed_demo (the smoke run)")
+    parser.add_argument(
+        "--sign-in-seconds", type=float, help="time allowed for signing in before a round (default 2 + 0.4 s per user)"
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1-worker server (and its ratio)")
     parser.add_argument(
         "--pg",
@@ -421,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     sealer: subprocess.Popen[bytes] | None = None
     failed: list[str] = []
     started = time.time()
+    completed = False
     try:
         if cluster is not None:
             cluster.start()
@@ -476,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
 
         tag = f"lt{uuid.uuid4().hex[:10]}"
         seconds = args.duration // args.rounds
+        # Signing in (Argon2, one code per account and 30 s step) is not measured: time is allowed for it.
+        sign_in = args.sign_in_seconds if args.sign_in_seconds is not None else 2 + 0.4 * args.users
         cases = {s.name: Case(s.name) for s in servers}
         steps = {s.name: tmp / ("steps-base" if s.name == "baseline" else "steps-subject") for s in servers}
         for path in steps.values():
@@ -492,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                         by_name[name],
                         users=args.users,
                         seconds=seconds,
+                        sign_in=sign_in,
                         tmp=tmp,
                         plan=plan,
                         tag=tag,
@@ -576,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         if verify.returncode != 0:
             sys.stderr.write(verify.stdout[-3000:] + verify.stderr[-3000:])
             failed.append("verify_audit failed")
+        completed = True
     finally:
         for server in servers:
             server.stop()
@@ -590,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                     psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', admin)
                 except Exception as exc:
                     print(f"could not drop {db}: {exc}", file=sys.stderr)
-        if failed and not args.keep:
+        if (failed or not completed) and not args.keep:
             shutil.rmtree(tmp / "pg", ignore_errors=True)
             print(f"logs kept in {tmp}")
         elif not args.keep:

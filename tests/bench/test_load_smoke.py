@@ -52,6 +52,8 @@ def test_load_test_runs_and_every_chart_response_is_recorded() -> None:
             "--workers",
             "1",
             "--no-scaling",
+            "--sign-in-seconds",
+            "1",
             "--port",
             str(gunicorn_port),
             "--pg-port",
