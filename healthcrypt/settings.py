@@ -8,21 +8,35 @@ throwaway secrets are generated into an ignored local file on first run.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
 
 from healthcrypt.env import env_bool, env_int, env_list, env_secret, env_str, load_dev_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Environment variables that would switch the bench baseline on: refused below.
+BENCH_BASELINE_SWITCHES = ("BENCH_BASELINE", "HEALTHCRYPT_BENCH_BASELINE")
 
 # Lets the generic classes that mypy sees (Field[...], ModelAdmin[...], ...) be subscripted at run time.
 django_stubs_ext.monkeypatch()
 
 # Fail closed: DEBUG is off unless asked for.
 DEBUG = env_bool("DEBUG", False)
+
+# The load test's baseline (bench/load/) serves patient pages from plaintext rows with no policy and
+# no audit. Only the bench-only settings module bench/load/settings_baseline.py turns it on, in Python;
+# a switch in the environment is refused, so no deployment can enable it with a variable.
+BENCH_BASELINE = False
+if any(os.environ.get(name) for name in BENCH_BASELINE_SWITCHES):
+    raise ImproperlyConfigured(
+        "The bench baseline (no access policy, no audit) cannot be enabled through the environment: "
+        f"unset {', '.join(BENCH_BASELINE_SWITCHES)}."
+    )
 
 # --- Secrets -------------------------------------------------------------------------------------
 # Each is read from NAME or NAME_FILE. None of them is derived from another: a leaked SECRET_KEY
