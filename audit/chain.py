@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -97,10 +97,6 @@ class Chained(models.Model):
 
     class Meta:
         abstract = True
-
-    @property
-    def sealed(self) -> bool:
-        return bool(self.hash)
 
 
 _C = TypeVar("_C", bound=Chained)
@@ -292,7 +288,3 @@ def seal_and_insert(rows: Sequence[_C], *, partition: int = SEAL_PARTITION) -> l
         for row, (seq, prev, digest) in zip(rows, extend(head, model.STREAM, [r.mac for r in rows]), strict=True):
             row.partition, row.seq, row.prev_hash, row.hash = partition, seq, prev, digest
         return list(model._default_manager.bulk_create(rows))
-
-
-def unsealed_q() -> Q:
-    return Q(hash="")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import multiprocessing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -150,12 +150,6 @@ def verify_segment(segment: Segment) -> SegmentResult:
     return SegmentResult(segment, events, first_prev, expected_seq - 1, prev or "", problem)
 
 
-def _fresh_connections() -> None:
-    # A forked worker must not use (or close) the parent's database connections: forget them, unclosed.
-    for conn in connections.all(initialized_only=True):
-        conn.connection = None
-
-
 def _run_segments(
     segments: list[Segment], jobs: int, progress: Callable[[int], None] | None
 ) -> dict[Segment, SegmentResult]:
@@ -167,9 +161,11 @@ def _run_segments(
             if progress:
                 progress(results[segment].events)
         return results
-    connections.close_all()  # the workers open their own; the parent reconnects when it next needs to
+    # Closed before the fork, so no worker inherits (and shares) a connection: each opens its own, and the
+    # parent reconnects when it next needs to.
+    connections.close_all()
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_fresh_connections) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         for result in pool.map(verify_segment, segments):
             results[result.segment] = result
             if progress:
@@ -260,10 +256,10 @@ def unsealed_problems(*, now: Any = None) -> list[Problem]:
     problems = []
     for model in CHAINED_MODELS:
         stale = model._default_manager.filter(hash="", **{"at__lt": cutoff})  # every chained table has `at`
-        found = stale.aggregate(n=Count("id"), first=Max("id"))
-        if found["n"]:
+        count = stale.count()
+        if count:
             detail = (
-                f"{found['n']} event(s) written over {settings.AUDIT_SEAL_MAX_DELAY} s ago are not sealed "
+                f"{count} event(s) written over {settings.AUDIT_SEAL_MAX_DELAY} s ago are not sealed "
                 "(is `manage.py seal_audit --loop` running?)"
             )
             problems.append(Problem(model.STREAM, 0, None, None, "unsealed", detail))
@@ -335,10 +331,3 @@ def verify_all(
     problems.extend(verify_direct_changes())
     problems.extend(GuardProblem(detail) for detail in guard_problems(connection))
     return problems, summary
-
-
-def rows_in_order(model: type[Chained], partition: int) -> Iterator[tuple[Any, ...]]:
-    """The rows of one chain in ``seq`` order (for tools and benchmarks): id, seq, prev_hash, hash, mac, content."""
-    names = content_fields(model)
-    rows = model._default_manager.filter(partition=partition, seq__isnull=False).order_by("seq")
-    yield from rows.values_list("id", "seq", "prev_hash", "hash", "mac", *names).iterator(chunk_size=FETCH)
