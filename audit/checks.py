@@ -18,7 +18,7 @@ AUDIT_MIDDLEWARE = "audit.middleware.AuditContextMiddleware"
 GUARDS_MIGRATION = ("audit", "0004_guards_v2")
 # The last migration that changed a guard's definition: before it runs, the database holds the previous
 # version of the guards (complete, and checked by that version's code), which `migrate` will replace.
-LATEST_GUARDS_MIGRATION = ("audit", "0009_sealer")
+LATEST_GUARDS_MIGRATION = ("audit", "0011_monthly_partitions")
 
 
 @register(Tags.security)

@@ -30,6 +30,8 @@ from typing import Any
 
 from psycopg import sql
 
+from audit.partitions import PARTITIONED_TABLES, partition_problems
+
 GUARDED_TABLES = (
     "audit_accessevent",
     "audit_changeevent",
@@ -106,7 +108,10 @@ CHAIN_COLUMNS = ("partition", "seq", "prev_hash", "hash")
 
 # Rejects every UPDATE and DELETE but one: the sealer's, which gives an unsealed event row (hash empty)
 # its place in the chain and changes no other column. The IFs are nested so that OLD.hash is only read
-# on tables that have it.
+# on tables that have it. On PostgreSQL the event tables are partitioned by month (audit/partitions.py):
+# the row trigger fires on the partition, whose name is not the table's, so a partition counts as its
+# parent when the catalogue says it is attached to one of the sealable tables (TG_RELID ->
+# pg_inherits), not by a name rule a table of another kind could imitate.
 APPEND_ONLY = Function(
     "healthcrypt_audit_append_only",
     "trigger",
@@ -117,7 +122,10 @@ BEGIN
         IF TG_OP = 'UPDATE' THEN RETURN NEW; END IF;
         RETURN NULL;
     END IF;
-    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME IN ({", ".join(f"'{t}'" for t in SEALABLE_TABLES)}) THEN
+    IF TG_OP = 'UPDATE' AND (TG_TABLE_NAME IN ({", ".join(f"'{t}'" for t in SEALABLE_TABLES)}) OR EXISTS (
+        SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+        WHERE i.inhrelid = TG_RELID AND p.relnamespace = 'public'::pg_catalog.regnamespace
+          AND p.relname IN ({", ".join(f"'{t}'" for t in SEALABLE_TABLES)}))) THEN
         IF OLD.hash = '' AND NEW.hash <> '' AND NEW.seq IS NOT NULL
            AND (pg_catalog.to_jsonb(NEW) - '{{{",".join(CHAIN_COLUMNS)}}}'::text[])
                = (pg_catalog.to_jsonb(OLD) - '{{{",".join(CHAIN_COLUMNS)}}}'::text[]) THEN
@@ -126,7 +134,7 @@ BEGIN
     END IF;
     RAISE EXCEPTION '{MESSAGE} (% on %)', TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
 END;
-""",
+""",  # noqa: S608  (constants of this module, no input)
 )
 
 # One row per changed row; one row with no row id per TRUNCATE (statement level). The test runner's
@@ -203,7 +211,13 @@ END;
 
 # Only DDL on what the guards protect is recorded: the guarded and clinical tables (and the triggers
 # on them) and our own functions. New tables of other kinds (alerts, reports) are not evidence.
-GUARDED_OBJECTS = "(^|[ .])(" + "|".join((*GUARDED_TABLES, *CLINICAL_TABLES)) + ")($|[ ])|(^|[ .])healthcrypt_"
+# A monthly or DEFAULT partition of an event table counts as its table (audit/partitions.py), so disabling a
+# trigger on one partition, or creating, detaching or dropping one, is recorded too.
+GUARDED_OBJECTS = (
+    "(^|[ .])("
+    + "|".join((*GUARDED_TABLES, *CLINICAL_TABLES))
+    + ")(_y[0-9]{4}m[0-9]{2}|_default)?($|[ ])|(^|[ .])healthcrypt_"
+)
 RECORD_DDL = Function(
     RECORD_DDL.name,
     RECORD_DDL.returns,
@@ -261,6 +275,10 @@ def install(schema_editor: Any) -> None:
             execute(_pg_trigger_sql(table, trigger, function_name))
             execute(f"ALTER TABLE public.{table} ENABLE ALWAYS TRIGGER {trigger}")
         with schema_editor.connection.cursor() as cursor:
+            for table in PARTITIONED_TABLES:
+                if table in existing:
+                    install_partition_guards(cursor, table)
+        with schema_editor.connection.cursor() as cursor:
             cursor.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
             superuser = bool(cursor.fetchone()[0])
         if superuser:
@@ -271,7 +289,8 @@ def install(schema_editor: Any) -> None:
                 (
                     "healthcrypt_ddl_end",
                     "ddl_command_end",
-                    "'ALTER TABLE', 'ALTER FUNCTION', 'CREATE FUNCTION', 'CREATE TRIGGER', 'ALTER TRIGGER'",
+                    "'ALTER TABLE', 'ALTER FUNCTION', 'CREATE FUNCTION', 'CREATE TRIGGER', 'ALTER TRIGGER', "
+                    "'CREATE TABLE'",
                 ),
                 ("healthcrypt_ddl_drop", "sql_drop", "'DROP TRIGGER', 'DROP FUNCTION', 'DROP TABLE'"),
             ):
@@ -299,6 +318,34 @@ def install(schema_editor: Any) -> None:
                     f"WHEN {when} BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
                 )
                 execute(trigger)
+
+
+def install_partition_guards(cursor: Any, table: str) -> None:
+    """Give every partition of ``table`` its guards (PostgreSQL; nothing for a table that is not partitioned).
+
+    The parent's row trigger is cloned onto each partition by PostgreSQL, but a statement-level trigger
+    is not: a TRUNCATE of one partition by name would pass the parent's. So each partition gets its own
+    ``<table>_no_truncate``, and the clones are made ``ENABLE ALWAYS`` like the parent's.
+    """
+    for partition in partition_names(cursor, table):
+        trigger = f"{table}_no_truncate"
+        cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON public.{partition}")
+        cursor.execute(
+            f"CREATE TRIGGER {trigger} BEFORE TRUNCATE ON public.{partition} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION public.{APPEND_ONLY.name}()"
+        )
+        for name in (f"{table}_append_only", trigger):
+            cursor.execute(f"ALTER TABLE public.{partition} ENABLE ALWAYS TRIGGER {name}")
+
+
+def partition_names(cursor: Any, table: str) -> list[str]:
+    """The partitions attached to ``table`` (none for a plain table)."""
+    cursor.execute(
+        "SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = pg_catalog.to_regclass(%s) ORDER BY c.relname",
+        [f"public.{table}"],
+    )
+    return [str(row[0]) for row in cursor.fetchall()]
 
 
 def _sqlite_seal_only(connection: Any, table: str) -> str:
@@ -390,7 +437,13 @@ def _pg_guard_problems(connection: Any) -> list[str]:
         found = {
             (table, trigger): (enabled, f"{schema}.{function}") for table, trigger, enabled, function, schema in cursor
         }
-        for table, trigger, function in expected_triggers():
+        expected = expected_triggers()
+        for table in PARTITIONED_TABLES:  # every partition is guarded as its table is
+            for partition in partition_names(cursor, table):
+                expected.append((partition, f"{table}_append_only", APPEND_ONLY.name))
+                expected.append((partition, f"{table}_no_truncate", APPEND_ONLY.name))
+        problems.extend(partition_problems(cursor))
+        for table, trigger, function in expected:
             if (table, trigger) not in found:
                 problems.append(f"guard trigger {trigger} on {table} is missing")
                 continue

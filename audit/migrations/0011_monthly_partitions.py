@@ -1,0 +1,44 @@
+"""PostgreSQL: the event tables become partitioned by month of ``at`` (audit/partitions.py).
+
+``audit_accessevent``, ``audit_changeevent`` and ``audit_autheventrecord`` are re-created as
+``PARTITION BY RANGE (at)`` parents with the same columns, index names and grants, one partition per
+month from the oldest event to three months ahead, and a DEFAULT partition; every row is copied in id
+order (ids, macs and chain links unchanged, so ``verify_audit`` is intact across the move) and the old
+table dropped. The guards are reinstalled: the sealer's UPDATE is allowed on a partition of a sealable
+table, and each partition gets its own TRUNCATE trigger (audit/guards.py). Marked as the application's,
+so its DDL seals as ``system:migrate:audit.0011_monthly_partitions``.
+
+Django's model state does not change (the primary key is ``(id, at)`` in the database only). SQLite
+keeps plain tables. Backwards is a no-op: partitioned tables serve the same model, and turning them
+back would copy every row again for nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations
+from django.utils import timezone
+
+from audit import guards, partitions
+from records.db import marked_migration
+
+
+def forwards(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    today = timezone.now().date()
+    with schema_editor.connection.cursor() as cursor:
+        for table in partitions.PARTITIONED_TABLES:
+            partitions.convert(cursor, table, today=today)
+    guards.reinstall(schema_editor)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("audit", "0009_sealer")]
+
+    operations = [
+        marked_migration("audit.0011_monthly_partitions"),
+        migrations.RunPython(forwards, migrations.RunPython.noop),
+        marked_migration("audit.0011_monthly_partitions"),
+    ]
