@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,14 +321,15 @@ def install(schema_editor: Any) -> None:
                 execute(trigger)
 
 
-def install_partition_guards(cursor: Any, table: str) -> None:
+def install_partition_guards(cursor: Any, table: str, only: Iterable[str] | None = None) -> None:
     """Give every partition of ``table`` its guards (PostgreSQL; nothing for a table that is not partitioned).
 
     The parent's row trigger is cloned onto each partition by PostgreSQL, but a statement-level trigger
     is not: a TRUNCATE of one partition by name would pass the parent's. So each partition gets its own
-    ``<table>_no_truncate``, and the clones are made ``ENABLE ALWAYS`` like the parent's.
+    ``<table>_no_truncate``, and the clones are made ``ENABLE ALWAYS`` like the parent's. ``only``:
+    just these (new) partitions.
     """
-    for partition in partition_names(cursor, table):
+    for partition in partition_names(cursor, table) if only is None else only:
         trigger = f"{table}_no_truncate"
         cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON public.{partition}")
         cursor.execute(

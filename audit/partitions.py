@@ -218,7 +218,7 @@ def maintain(cursor: Any, table: str, *, today: datetime.date, ahead: int = AHEA
         created.append(create_default(cursor, table))
         for month in sorted(wanted - have):
             created.append(create_month(cursor, table, month))
-        guards.install_partition_guards(cursor, table)
+        guards.install_partition_guards(cursor, table, created)
         cursor.execute(f"INSERT INTO public.{table} SELECT * FROM public.{holding} ORDER BY id")  # noqa: S608
         moved = cursor.rowcount
         cursor.execute(f"SELECT count(*) FROM public.{holding}")  # noqa: S608
@@ -228,8 +228,7 @@ def maintain(cursor: Any, table: str, *, today: datetime.date, ahead: int = AHEA
     else:
         for month in sorted(wanted - have):
             created.append(create_month(cursor, table, month))
-        if created:
-            guards.install_partition_guards(cursor, table)
+        guards.install_partition_guards(cursor, table, created)
     return Maintained(created, moved)
 
 
