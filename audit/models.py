@@ -58,10 +58,10 @@ class AccessEvent(Chained):
     STREAM = "access"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor_id = models.BigIntegerField(null=True, db_index=True)
+    actor_id = models.BigIntegerField(null=True)  # indexed with at (Meta.indexes)
     actor_username = models.CharField(max_length=150, blank=True)
     actor_role = models.CharField(max_length=20, blank=True)
-    patient_id = models.BigIntegerField(null=True, db_index=True)
+    patient_id = models.BigIntegerField(null=True)  # indexed with at (Meta.indexes)
     category = models.CharField(max_length=32)
     # Every section shown, distinct and sorted; empty on events written one per section (read them
     # through sections_of, which falls back on [category]).
@@ -77,9 +77,16 @@ class AccessEvent(Chained):
 
     class Meta:
         ordering = ["-id"]
+        # What the admin, the reports and the rules filter on (docs/decisions/0006-audit-chain.md, "Indexes"):
+        # a patient's or a user's events in a period, one action in a window (search results for the
+        # search-then-open rule, the admin's action filter and its count), the period alone (at), and
+        # the sealer's unsealed rows. The single-column actor and patient indexes were dropped: the
+        # (actor_id, at) and (patient_id, at) ones serve every query they served, for one index less
+        # to write per event.
         indexes = [
             models.Index(fields=["patient_id", "at"]),
             models.Index(fields=["actor_id", "at"]),
+            models.Index(fields=["action", "at"], name="audit_access_action_at"),
             models.Index(fields=["id"], condition=Q(hash=""), name="audit_access_unsealed"),
         ]
         constraints = [
@@ -133,7 +140,7 @@ class AuthEventRecord(Chained):
     STREAM = "auth"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
-    event = models.CharField(max_length=32, db_index=True)
+    event = models.CharField(max_length=32)  # indexed with at (Meta.indexes)
     actor_id = models.BigIntegerField(null=True)
     target_id = models.BigIntegerField(null=True, db_index=True)
     username = models.CharField(max_length=150, blank=True)
@@ -144,7 +151,11 @@ class AuthEventRecord(Chained):
     class Meta:
         ordering = ["-id"]
         verbose_name = "authentication event"
-        indexes = [models.Index(fields=["id"], condition=Q(hash=""), name="audit_auth_unsealed")]
+        # Failures and lockouts in a window (the storm rules) and the admin's event filter.
+        indexes = [
+            models.Index(fields=["event", "at"], name="audit_auth_event_at"),
+            models.Index(fields=["id"], condition=Q(hash=""), name="audit_auth_unsealed"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["partition", "seq"], name="audit_auth_chain_unique"),
             models.UniqueConstraint(fields=["mac"], condition=~Q(mac=""), name="audit_auth_mac_unique"),
