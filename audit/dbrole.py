@@ -6,16 +6,23 @@ audit_db_role`` and quoted in docs/operations/database-roles.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from psycopg import sql
 
-from audit.guards import CHAIN_COLUMNS, GUARDED_TABLES, SEALABLE_TABLES
+from audit.guards import CHAIN_COLUMNS, GUARDED_TABLES, SEALABLE_TABLES, partition_names
+from audit.partitions import PARTITIONED_TABLES
 
 DIRECT_CHANGES = "audit_directchange"
 CHAIN_HEADS = "audit_auditchainhead"
 
 
-def grant_statements(role: str) -> list[sql.Composed]:
-    """Statements run by the database owner (who also runs migrations) for the application role ``role``."""
+def grant_statements(role: str, partitions: Sequence[str] = ()) -> list[sql.Composed]:
+    """Statements run by the database owner (who also runs migrations) for the application role ``role``.
+
+    ``partitions``: the partitions of the event tables that exist now (:func:`event_partitions`).
+    """
     r = sql.Identifier(role)
     statements = [
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(r),
@@ -45,4 +52,15 @@ def grant_statements(role: str) -> list[sql.Composed]:
         sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(heads, r),
         sql.SQL("GRANT UPDATE (last_seq, last_hash) ON {} TO {}").format(heads, r),
     ]
+    # The monthly partitions of the event tables (audit/partitions.py) are tables of the schema, so
+    # the grant on ALL TABLES above reached them. The role reaches their rows through the partitioned
+    # table, where its rights are checked; on a partition named directly it needs nothing. (Partitions
+    # made later by audit_partitions grant nothing to begin with.)
+    for partition in partitions:
+        statements.append(sql.SQL("REVOKE ALL ON {} FROM {}").format(sql.Identifier(partition), r))
     return statements
+
+
+def event_partitions(cursor: Any) -> list[str]:
+    """Every partition of the partitioned event tables (none on a database not yet migrated)."""
+    return [name for table in PARTITIONED_TABLES for name in partition_names(cursor, table)]

@@ -31,3 +31,6 @@ def test_audit_db_role_prints_the_grants_without_applying_them() -> None:
     for table in GUARDED_TABLES:
         assert any(line.startswith(f'REVOKE UPDATE, DELETE, TRUNCATE ON "{table}" FROM ') for line in lines), table
     assert any(line.startswith('GRANT UPDATE (last_seq, last_hash) ON "audit_auditchainhead"') for line in lines)
+    # Each event table's partitions (audit/partitions.py): nothing on a partition named directly.
+    for table in ("audit_accessevent", "audit_changeevent", "audit_autheventrecord"):
+        assert any(line.startswith(f'REVOKE ALL ON "{table}_default" FROM ') for line in lines), table

@@ -22,7 +22,7 @@ from accounts.models import User
 from audit import guards
 from audit.chain import AuditChainHead
 from audit.checks import check_database_guards
-from audit.dbrole import grant_statements
+from audit.dbrole import event_partitions, grant_statements
 from audit.models import Alert, AuthEventRecord, DirectChange, DirectChangeSeal
 from audit.sealer import seal_events
 from audit.sealing import seal_direct_changes
@@ -64,7 +64,7 @@ def app_role() -> Iterator[str]:
     role = f"hc_attacker_{secrets.token_hex(4)}"
     as_owner(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)).as_string(None))
     with connection.cursor() as cursor:
-        for statement in grant_statements(role):
+        for statement in grant_statements(role, event_partitions(cursor)):
             cursor.execute(statement.as_string(cursor.connection))
     try:
         yield role

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from audit.dbrole import grant_statements
+from audit.dbrole import event_partitions, grant_statements
 
 
 class Command(BaseCommand):
@@ -21,7 +21,8 @@ class Command(BaseCommand):
         if connection.vendor != "postgresql":
             raise CommandError("Database roles and grants apply to PostgreSQL only.")
         with connection.cursor() as cursor:
-            statements = [s.as_string(cursor.connection) for s in grant_statements(options["role"])]
+            partitions = event_partitions(cursor)
+            statements = [s.as_string(cursor.connection) for s in grant_statements(options["role"], partitions)]
             if options["apply"]:
                 for statement in statements:
                     cursor.execute(statement)
