@@ -8,8 +8,9 @@ table dropped. The guards are reinstalled: the sealer's UPDATE is allowed on a p
 table, and each partition gets its own TRUNCATE trigger (audit/guards.py). Marked as the application's,
 so its DDL seals as ``system:migrate:audit.0011_monthly_partitions``.
 
-Then indexes for the admin's and the rules' filters: ``(action, at)`` on access events and ``(event, at)``
+First, indexes for the admin's and the rules' filters: ``(action, at)`` on access events and ``(event, at)``
 on auth events; the single-column actor, patient and event indexes they make redundant are dropped.
+On SQLite that re-creates the tables, so the guards are reinstalled there too.
 Django's model state does not change otherwise (the primary key is ``(id, at)`` in the database only). SQLite
 keeps plain tables. Backwards is a no-op: partitioned tables serve the same model, and turning them
 back would copy every row again for nothing.
@@ -27,12 +28,11 @@ from records.db import marked_migration
 
 
 def forwards(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    today = timezone.now().date()
-    with schema_editor.connection.cursor() as cursor:
-        for table in partitions.PARTITIONED_TABLES:
-            partitions.convert(cursor, table, today=today)
+    if schema_editor.connection.vendor == "postgresql":
+        today = timezone.now().date()
+        with schema_editor.connection.cursor() as cursor:
+            for table in partitions.PARTITIONED_TABLES:
+                partitions.convert(cursor, table, today=today)
     guards.reinstall(schema_editor)
 
 
@@ -41,10 +41,9 @@ class Migration(migrations.Migration):
 
     operations = [
         marked_migration("audit.0011_monthly_partitions"),
-        migrations.RunPython(forwards, migrations.RunPython.noop),
-        # Indexes for what the admin and the rules filter on (audit/models.py); on a partitioned table
-        # each is created on every partition. The single-column actor, patient and event indexes go:
-        # the composite ones with at serve the same queries.
+        # Indexes for what the admin and the rules filter on (audit/models.py), first: the conversion
+        # copies the tables' indexes as they are then. The single-column actor, patient and event
+        # indexes go: the composite ones with at serve the same queries.
         migrations.AlterField(
             model_name="accessevent",
             name="actor_id",
@@ -68,5 +67,8 @@ class Migration(migrations.Migration):
             model_name="autheventrecord",
             index=models.Index(fields=["event", "at"], name="audit_auth_event_at"),
         ),
+        # Then the conversion (PostgreSQL) and the guards (both: SQLite re-creates a table to alter a
+        # field, and its triggers with it).
+        migrations.RunPython(forwards, migrations.RunPython.noop),
         marked_migration("audit.0011_monthly_partitions"),
     ]
