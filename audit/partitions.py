@@ -76,7 +76,9 @@ def bounds(month: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
-def is_partitioned(cursor: Any, table: str) -> bool:
+def is_partitioned(
+    cursor: Any, table: str
+) -> bool:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     cursor.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p JOIN pg_catalog.pg_class c "
         "ON c.oid = p.partrelid WHERE c.relname = %s AND c.relnamespace = 'public'::regnamespace)",
@@ -92,7 +94,9 @@ class Partition:
     expected_bound: str  # what the name says it should be ('' for a name that is not ours)
 
 
-def attached(cursor: Any, table: str) -> list[Partition]:
+def attached(
+    cursor: Any, table: str
+) -> list[Partition]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """The partitions attached to ``table``, with their actual and their expected bounds."""
     cursor.execute(
         "SELECT c.relname, pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_inherits i "
@@ -107,7 +111,9 @@ def attached(cursor: Any, table: str) -> list[Partition]:
     return found
 
 
-def _expected_bound(cursor: Any, table: str, name: str) -> str:
+def _expected_bound(
+    cursor: Any, table: str, name: str
+) -> str:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     suffix = name[len(table) :] if name.startswith(table) else ""
     if suffix == DEFAULT_SUFFIX:
         return "DEFAULT"
@@ -122,7 +128,9 @@ def _expected_bound(cursor: Any, table: str, name: str) -> str:
     return str(cursor.fetchone()[0])
 
 
-def detached(cursor: Any, table: str) -> list[str]:
+def detached(
+    cursor: Any, table: str
+) -> list[str]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """Tables named like a partition of ``table`` that are not attached to it (detached, or never attached)."""
     cursor.execute(
         "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace = 'public'::regnamespace "
@@ -132,7 +140,7 @@ def detached(cursor: Any, table: str) -> list[str]:
     return [row[0] for row in cursor.fetchall()]
 
 
-def partition_problems(cursor: Any) -> list[str]:
+def partition_problems(cursor: Any) -> list[str]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """Partitions attached or detached by hand: one sentence each (guard_problems reports them)."""
     problems = []
     for table in PARTITIONED_TABLES:
@@ -151,7 +159,9 @@ def partition_problems(cursor: Any) -> list[str]:
     return problems
 
 
-def create_month(cursor: Any, table: str, month: datetime.date) -> str:
+def create_month(
+    cursor: Any, table: str, month: datetime.date
+) -> str:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """Create ``table``'s partition for ``month`` (its indexes come from the parent). Returns its name."""
     name = partition_name(table, month)
     low, high = bounds(month)
@@ -162,13 +172,17 @@ def create_month(cursor: Any, table: str, month: datetime.date) -> str:
     return name
 
 
-def create_default(cursor: Any, table: str) -> str:
+def create_default(
+    cursor: Any, table: str
+) -> str:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     name = f"{table}{DEFAULT_SUFFIX}"
     cursor.execute(f"CREATE TABLE public.{name} PARTITION OF public.{table} DEFAULT")
     return name
 
 
-def existing_months(cursor: Any, table: str) -> set[datetime.date]:
+def existing_months(
+    cursor: Any, table: str
+) -> set[datetime.date]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     found = set()
     for part in attached(cursor, table):
         match = MONTH_RE.match(part.name[len(table) :])
@@ -177,7 +191,9 @@ def existing_months(cursor: Any, table: str) -> set[datetime.date]:
     return found
 
 
-def months_in(cursor: Any, relation: str) -> list[datetime.date]:
+def months_in(
+    cursor: Any, relation: str
+) -> list[datetime.date]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """The months (UTC) that rows of ``relation`` fall in."""
     cursor.execute(
         f"SELECT DISTINCT pg_catalog.date_trunc('month', at AT TIME ZONE 'UTC')::date FROM public.{relation}"  # noqa: S608
@@ -191,7 +207,9 @@ class Maintained:
     moved: int
 
 
-def maintain(cursor: Any, table: str, *, today: datetime.date, ahead: int = AHEAD) -> Maintained:
+def maintain(
+    cursor: Any, table: str, *, today: datetime.date, ahead: int = AHEAD
+) -> Maintained:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """Create the partitions of this month and ``ahead`` more; move rows out of the DEFAULT partition.
 
     Rows in the DEFAULT partition are moved by detaching it, re-creating an empty one, creating their
@@ -242,7 +260,9 @@ def _add_months(day: datetime.date, count: int) -> datetime.date:
 # --- The conversion (audit migration 0011) --------------------------------------------------------
 
 
-def _index_definitions(cursor: Any, table: str) -> list[tuple[str, str, bool, bool]]:
+def _index_definitions(
+    cursor: Any, table: str
+) -> list[tuple[str, str, bool, bool]]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """(name, definition, is unique, backs a constraint) of every index of ``table``."""
     cursor.execute(
         "SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), i.indisunique, "
@@ -254,7 +274,7 @@ def _index_definitions(cursor: Any, table: str) -> list[tuple[str, str, bool, bo
     return [(str(n), str(d), bool(u), bool(c)) for n, d, u, c in cursor.fetchall()]
 
 
-def _with_at(definition: str) -> str:
+def _with_at(definition: str) -> str:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """An index definition with ``at`` appended to its key columns (before any WHERE)."""
     head, _, where = definition.partition(" WHERE ")
     if not head.endswith(")"):  # pragma: no cover - pg_get_indexdef always ends its column list so
@@ -263,7 +283,9 @@ def _with_at(definition: str) -> str:
     return f"{head} WHERE {where}" if where else head
 
 
-def _grants(cursor: Any, old: str) -> list[tuple[str, str]]:
+def _grants(
+    cursor: Any, old: str
+) -> list[tuple[str, str]]:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """GRANT statements that give ``old``'s grantees (other than its owner) the same rights on the new table."""
     cursor.execute(
         "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END, "
@@ -278,7 +300,9 @@ def _grants(cursor: Any, old: str) -> list[tuple[str, str]]:
     return [(f"{privilege} ({column})" if column else privilege, grantee) for grantee, privilege, column in cursor]
 
 
-def convert(cursor: Any, table: str, *, today: datetime.date, ahead: int = AHEAD) -> int:
+def convert(
+    cursor: Any, table: str, *, today: datetime.date, ahead: int = AHEAD
+) -> int:  # pragma: no cover - PostgreSQL only: tests/audit/test_partitions.py
     """Turn the plain ``table`` into a table partitioned by month of ``at``, keeping every row. Returns the rows copied.
 
     The new parent has the same columns (``LIKE``, with defaults and checks), the same index names
