@@ -38,15 +38,36 @@ def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = No
     raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off.")
 
 
-def env_int(name: str, default: int, *, environ: Mapping[str, str] | None = None) -> int:
-    """Return the variable as an integer, refusing anything that is not one."""
+def env_int(name: str, default: int, *, minimum: int | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Return the variable as an integer (at least ``minimum`` when given), refusing anything else."""
     raw = env_str(name, environ=environ)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}.")
+    return value
+
+
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, environ: Mapping[str, str] | None = None
+) -> float:
+    """Return the variable as a finite number (at least ``minimum`` when given), refusing anything else."""
+    raw = env_str(name, environ=environ)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name} must be a finite number.")
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}.")
+    return value
 
 
 def env_list(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -16,7 +16,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcrypt.env import env_bool, env_int, env_list, env_secret, env_str, load_dev_secrets
+from healthcrypt.env import env_bool, env_float, env_int, env_list, env_secret, env_str, load_dev_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Environment variables that would switch the bench baseline on: refused below.
@@ -321,8 +321,8 @@ LOGGING = {
 AUDIT_SEAL_ON_COMMIT = env_bool("AUDIT_SEAL_ON_COMMIT", DATABASES["default"]["ENGINE"].endswith("sqlite3"))
 # How often the sealer loop looks for new events, and how old an unsealed event may be before
 # `verify_audit` reports it (the sealer is down or stuck). Seconds.
-AUDIT_SEAL_INTERVAL = float(env_str("AUDIT_SEAL_INTERVAL") or "0.5")
-AUDIT_SEAL_MAX_DELAY = env_int("AUDIT_SEAL_MAX_DELAY", 10)
+AUDIT_SEAL_INTERVAL = env_float("AUDIT_SEAL_INTERVAL", 0.5, minimum=0.01)
+AUDIT_SEAL_MAX_DELAY = env_int("AUDIT_SEAL_MAX_DELAY", 10, minimum=1)
 # Events are kept at least this long (ASTM E2147); the application itself never deletes any.
 AUDIT_RETENTION_YEARS = max(10, env_int("AUDIT_RETENTION_YEARS", 10))
 # Where `manage.py audit_checkpoint` appends signed checkpoints: a directory on storage the database

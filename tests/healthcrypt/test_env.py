@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcrypt.env import env_bool, env_int, env_list, env_secret, load_dev_secrets, read_env_file
+from healthcrypt.env import env_bool, env_float, env_int, env_list, env_secret, load_dev_secrets, read_env_file
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("ON", True), ("0", False), ("no", False)])
@@ -28,6 +28,32 @@ def test_env_int_refuses_non_numbers() -> None:
     assert env_int("N", 5, environ={}) == 5
     with pytest.raises(ImproperlyConfigured, match="N must be a whole number"):
         env_int("N", 5, environ={"N": "twelve"})
+
+
+def test_env_int_refuses_a_value_below_its_minimum() -> None:
+    assert env_int("AUDIT_SEAL_MAX_DELAY", 10, minimum=1, environ={"AUDIT_SEAL_MAX_DELAY": "1"}) == 1
+    with pytest.raises(ImproperlyConfigured, match="AUDIT_SEAL_MAX_DELAY must be at least 1"):
+        env_int("AUDIT_SEAL_MAX_DELAY", 10, minimum=1, environ={"AUDIT_SEAL_MAX_DELAY": "-5"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("soon", "must be a number"),
+        ("nan", "must be a finite number"),
+        ("inf", "must be a finite number"),
+        ("-1", "must be at least 0.01"),
+        ("0", "must be at least 0.01"),
+    ],
+)
+def test_env_float_refuses_non_numbers_non_finite_and_values_below_the_minimum(raw: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=f"AUDIT_SEAL_INTERVAL {message}"):
+        env_float("AUDIT_SEAL_INTERVAL", 0.5, minimum=0.01, environ={"AUDIT_SEAL_INTERVAL": raw})
+
+
+def test_env_float_reads_a_number_or_defaults() -> None:
+    assert env_float("AUDIT_SEAL_INTERVAL", 0.5, minimum=0.01, environ={"AUDIT_SEAL_INTERVAL": " 0.25 "}) == 0.25
+    assert env_float("AUDIT_SEAL_INTERVAL", 0.5, environ={}) == 0.5
 
 
 def test_env_list_splits_on_commas_and_drops_blanks() -> None:

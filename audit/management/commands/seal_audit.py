@@ -20,6 +20,7 @@ from django.db import DatabaseError, connections
 
 from audit.sealer import SealerConflict, seal_events
 from audit.sealing import seal_direct_changes
+from healthcrypt.cli import positive_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--loop", action="store_true", help="Keep sealing until stopped (beside the web workers).")
         parser.add_argument(
             "--interval",
-            type=float,
+            type=positive_seconds,
             default=None,
             help="Seconds between rounds with --loop (default AUDIT_SEAL_INTERVAL, 0.5).",
         )

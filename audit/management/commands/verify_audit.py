@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from audit.checkpoints import CheckpointError, chain_starts, fingerprint, trusted_public_key, verify_checkpoints
 from audit.verify import verify_all
+from healthcrypt.cli import positive_int
 
 
 class Command(BaseCommand):
@@ -47,7 +48,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--jobs",
-            type=int,
+            type=positive_int,
             default=None,
             help="Parallel processes (default: one per core on PostgreSQL, 1 on SQLite).",
         )

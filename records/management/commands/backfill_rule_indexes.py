@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.db.models import Q
 
+from healthcrypt.cli import positive_int
 from records.crypto import address_index, family_name_index
 from records.db import mark_actor
 from records.models import Patient
@@ -28,10 +29,10 @@ class Command(BaseCommand):
     help = "Compute the surname and address blind indexes of patients that have none yet."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--batch-size", type=positive_int, default=500)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        size = max(1, options["batch_size"])
+        size = options["batch_size"]
         last = 0
         changed = seen = 0
         todo = Patient.objects.filter(Q(address_index="") | Q(family_name_index="")).order_by("pk")
