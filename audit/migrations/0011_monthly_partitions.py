@@ -37,7 +37,7 @@ def forwards(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0009_sealer")]
+    dependencies = [("audit", "0010_access_sections")]
 
     operations = [
         marked_migration("audit.0011_monthly_partitions"),
