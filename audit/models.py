@@ -302,6 +302,7 @@ class AlertSubject(models.Model):
     class Kind(models.TextChoices):
         ACCESS = "access", "Access event"
         DIRECT = "direct", "Direct database change"
+        CHANGE = "change", "Change event"
         AUTH = "auth", "Authentication event"
         GRANT = "grant", "Break-the-glass grant"
 

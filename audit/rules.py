@@ -324,6 +324,17 @@ def direct_change(verified: bool) -> Finding | None:
     )
 
 
+def forged_event(mac_matches: bool) -> Finding | None:
+    """An audit event whose mac does not match its content: not written by the application (the sealer checks)."""
+    if mac_matches:
+        return None
+    return Finding(
+        "forged_event",
+        S.CRITICAL,
+        "An audit event was written or changed in the database without the application's key.",
+    )
+
+
 def lockout_storm(event: str, count_in_bucket: int) -> Finding | None:
     """Many lockouts or failed sign-ins hospital-wide within 15 minutes (fires on the crossing event)."""
     if event in LOCKOUT_EVENTS and count_in_bucket == LOCKOUT_STORM_COUNT:
@@ -336,6 +347,9 @@ def lockout_storm(event: str, count_in_bucket: int) -> Finding | None:
 OTHER_RULES: tuple[Rule, ...] = (
     Rule("direct_change", S.CRITICAL, direct_change, kind="direct"),
     Rule("lockout_storm", S.HIGH, lockout_storm, kind="auth"),
+    # Raised by the sealer as it links events (audit/sealer.py); scan_access does not re-check macs,
+    # verify_audit does (it names such rows ALTERED).
+    Rule("forged_event", S.CRITICAL, forged_event, kind="event"),
 )
 
 # Findings about a user's behaviour rather than one patient: repeats within a day join one alert

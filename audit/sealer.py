@@ -18,13 +18,16 @@ than ``AUDIT_SEAL_MAX_DELAY`` seconds.
 
 from __future__ import annotations
 
+import datetime
+import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
 
-from audit.chain import SEAL_PARTITION, Chained, extend, lock_head
+from audit.chain import SEAL_PARTITION, Chained, content_fields, extend, lock_head, row_mac
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
 
 logger = logging.getLogger(__name__)
@@ -67,18 +70,42 @@ def _apply(model: type[Chained], links: list[tuple[int, int, str, str]]) -> None
             raise SealerConflict(f"{model.STREAM}: {changed} of {len(links)} rows sealed; batch rolled back")
 
 
+def _mac_matches(model: type[Chained], mac: str, values: Sequence[Any]) -> bool:
+    """Whether the row's mac is the application's HMAC of its content (a forged or edited row's is not)."""
+    return bool(mac) and hmac.compare_digest(row_mac(model, values), mac)
+
+
+def _alert_forged(model: type[Chained], forged: list[tuple[int, datetime.datetime]]) -> None:
+    # Ids only in the log: the rows name users and patients, and a forged row may name anyone.
+    logger.critical(
+        "%d %s audit event(s) whose HMAC does not match their content were sealed (first ids: %s)",
+        len(forged),
+        model.STREAM,
+        [pk for pk, _ in forged[:20]],
+    )
+    from audit.detection.inline import judge_forged_events
+
+    judge_forged_events(model.STREAM, forged)
+
+
 def seal_stream(model: type[Chained], *, batch: int = BATCH) -> int:
     """Seal every committed unsealed row of ``model``; returns how many. Idempotent; safe to run concurrently."""
     pending = model._default_manager.filter(hash="")
+    names = content_fields(model)
+    at = 2 + names.index("at")
     sealed = 0
     while pending.exists():  # checked first, so that nothing is locked when there is nothing to do
         with transaction.atomic():
             head = lock_head(model.STREAM, SEAL_PARTITION)
-            rows = list(pending.order_by("id").values_list("pk", "mac")[:batch])
+            rows = list(pending.order_by("id").values_list("pk", "mac", *names)[:batch])
             if not rows:
                 break
-            links = extend(head, model.STREAM, [mac for _, mac in rows])
-            _apply(model, [(pk, seq, prev, digest) for (pk, _), (seq, prev, digest) in zip(rows, links, strict=True)])
+            links = extend(head, model.STREAM, [row[1] for row in rows])
+            _apply(model, [(row[0], *link) for row, link in zip(rows, links, strict=True)])
+            # Sealed all the same (the chain pins them, verify_audit names them ALTERED), and alerted now.
+            forged = [(row[0], row[at]) for row in rows if not _mac_matches(model, row[1], row[2:])]
+            if forged:
+                _alert_forged(model, forged)
         sealed += len(rows)
         if len(rows) < batch:
             break

@@ -22,6 +22,7 @@ from audit.models import (
     Alert,
     AlertSubject,
     AuthEventRecord,
+    ChangeEvent,
     DirectChangeSeal,
     RuleFailure,
     sections_of,
@@ -198,6 +199,7 @@ class AlertContext:
 
     access_events: list[dict[str, Any]]
     auth_events: list[AuthEventRow]
+    change_events: list[dict[str, Any]]
     direct_changes: list[DirectChangeRow]
     grants: list[GrantSummary]
     user_recent: list[dict[str, Any]]
@@ -208,7 +210,7 @@ class AlertContext:
 def alert_context(alert: Alert) -> AlertContext:
     """The events an alert is about, the user's recent activity and the patient's recent access.
 
-    Seven small queries at most, each bounded (subjects are few; histories are cut at RECENT_ROWS).
+    Eight small queries at most (the change events' only for a forged-event alert), each bounded (subjects are few; histories are cut at RECENT_ROWS).
     """
     ids: dict[str, list[int]] = {kind: [] for kind in AlertSubject.Kind.values}
     for kind, object_id in AlertSubject.objects.filter(alert=alert).values_list("kind", "object_id"):
@@ -225,6 +227,16 @@ def alert_context(alert: Alert) -> AlertContext:
             .values("id", "at", "event", "username", "ip")
         )
         if ids["auth"]
+        else []
+    )
+    # Change events are linked only by the sealer's forged-event alert: what the row claims, field names only.
+    change = (
+        list(
+            ChangeEvent.objects.filter(pk__in=ids["change"])
+            .order_by("at")
+            .values("id", "at", "category", "action", "object_type", "actor_username")
+        )
+        if ids["change"]
         else []
     )
     direct = (
@@ -267,7 +279,7 @@ def alert_context(alert: Alert) -> AlertContext:
     department = ""
     if alert.department_id is not None:
         department = Department.objects.filter(pk=alert.department_id).values_list("name", flat=True).first() or ""
-    return AlertContext(access, auth, direct, grants, user_recent, patient_recent, department)
+    return AlertContext(access, auth, change, direct, grants, user_recent, patient_recent, department)
 
 
 @dataclass(frozen=True)

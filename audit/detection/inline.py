@@ -196,6 +196,30 @@ def judge_seals(seals: Iterable[DirectChangeSeal], outcome: Outcome | None = Non
     return outcome
 
 
+def judge_forged_events(kind: str, events: Iterable[tuple[int, datetime.datetime]]) -> Outcome:
+    """Alert on audit events (``kind``: access, change or auth) the sealer found with a mac that does not match.
+
+    The row's own who and whom are not trusted (a forged row can name anyone), so the alert names no
+    user or patient: it points at the rows, which the alert page lists.
+    """
+    outcome = Outcome()
+    for pk, at in events:
+        finding = rules.forged_event(mac_matches=False)
+        if finding is None:  # pragma: no cover - a mismatch is always a finding
+            continue
+        outcome.findings[finding.rule] += 1
+        try:
+            with transaction.atomic():
+                alert = alert_raise(finding=finding, kind=kind, object_ids=[pk], occurred_at=at)
+        except Exception as exc:
+            rule_failure_record(finding.rule, kind, pk, exc)
+            outcome.failures += 1
+            continue
+        if alert is not None:
+            outcome.raised.append(alert)
+    return outcome
+
+
 def judge_auth_event(record: AuthEventRecord) -> Outcome:
     """Inline: count this event's kind in its 15-minute bucket (one query) and judge the storm rule."""
     outcome = Outcome()

@@ -25,7 +25,7 @@ from accounts.models import User
 from audit import sealer
 from audit.chain import GENESIS, AuditChainHead, link_hash_v1, stamp
 from audit.checkpoints import write_checkpoint
-from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
+from audit.models import AccessEvent, Alert, AlertSubject, AuthEventRecord, ChangeEvent, RuleFailure
 from audit.sealer import seal_events
 from audit.services import access_event_record, auth_event_record, change_event_record
 from audit.verify import unsealed_problems, verify_all
@@ -98,6 +98,83 @@ def test_a_forged_unsealed_event_is_sealed_and_then_named_by_verify() -> None:
     forged = AuthEventRecord.objects.get(username="forger")
     assert [str(p) for p in problems] == [
         f"ALTERED: auth partition 0 seq {forged.seq} (event id {forged.pk}): its content does not match its HMAC"
+    ]
+
+
+def _forge(table_sql: str, params: list[object]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(table_sql, params)
+
+
+FORGED_CHANGE = (
+    "INSERT INTO audit_changeevent (at, actor_id, actor_username, actor_role, patient_id, category, action,"
+    " object_type, object_id, fields, ip, user_agent, request_id, nonce, mac, partition, seq, prev_hash, hash)"
+    " VALUES (%s, NULL, 'framed', 'nurse', NULL, 'observation', 'delete', 'Observation', 7, '[]', NULL, '',"
+    " '', 'n', %s, NULL, NULL, '', '')"
+)
+
+
+def test_the_sealer_raises_a_critical_alert_for_each_forged_event_and_names_no_user_or_patient(
+    security: User, client_for: Callable[[User], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A vendor with the application's login inserts events without the key: the security team hears at once,
+    not at the next verify run. The forged row's own who/whom is not trusted (it could frame anyone)."""
+    genuine = _login_event()
+    _forge(
+        "INSERT INTO audit_autheventrecord (at, event, actor_id, target_id, username, ip, user_agent, detail,"
+        " nonce, mac, partition, seq, prev_hash, hash)"
+        " VALUES (%s, 'login', NULL, NULL, 'forger', NULL, '', '{}', 'n', %s, NULL, NULL, '', '')",
+        [timezone.now(), "a" * 64],
+    )
+    _forge(FORGED_CHANGE, [timezone.now(), ""])  # no mac at all
+    with caplog.at_level("CRITICAL", logger="audit.sealer"):
+        run = seal_events()
+    assert run.sealed["auth"] == 2
+    assert run.sealed["change"] == 1
+    alerts = list(Alert.objects.filter(rule="forged_event").order_by("pk"))
+    assert [(a.severity, a.actor_id, a.patient_id) for a in alerts] == [(Alert.Severity.CRITICAL, None, None)] * 2
+    subjects = set(AlertSubject.objects.filter(rule="forged_event").values_list("kind", "object_id"))
+    forged_auth = AuthEventRecord.objects.get(username="forger")
+    forged_change = ChangeEvent.objects.get(actor_username="framed")
+    assert subjects == {("auth", forged_auth.pk), ("change", forged_change.pk)}
+    assert not AlertSubject.objects.filter(object_id=genuine.pk, kind="auth").exists()
+    # The log names ids and counts, not the forged row's content.
+    assert "framed" not in caplog.text
+    assert "forger" not in caplog.text
+    assert str(forged_change.pk) in caplog.text
+    # The alert's page lists the forged change event as what it claims to be.
+    change_alert = AlertSubject.objects.get(kind="change").alert
+    page = client_for(security).get(reverse("security:alert", args=[change_alert.pk])).content.decode()
+    assert f"#{forged_change.pk}" in page
+    assert "claims to be by framed" in page
+    # Sealing again raises nothing new; verify still names both rows.
+    seal_events()
+    assert Alert.objects.filter(rule="forged_event").count() == 2
+    assert sorted(p.event_id for p in verify_all()[0]) == sorted([forged_auth.pk, forged_change.pk])
+
+
+def test_genuine_events_raise_no_forged_event_alert(
+    ward: Ward, physician: User, client_for: Callable[[User], Client]
+) -> None:
+    client_for(physician).get(reverse("records:chart", args=[ward.treated.pk]))
+    _login_event()
+    assert seal_events().total >= 2
+    assert not Alert.objects.filter(rule="forged_event").exists()
+
+
+def test_a_failing_forged_event_alert_is_kept_as_a_rule_failure_and_the_batch_still_seals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forge(FORGED_CHANGE, [timezone.now(), "b" * 64])
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("alert store down")
+
+    monkeypatch.setattr("audit.detection.inline.alert_raise", broken)
+    assert seal_events().sealed["change"] == 1
+    assert not ChangeEvent.objects.filter(hash="").exists()
+    assert list(RuleFailure.objects.values_list("rule", "kind", "error")) == [
+        ("forged_event", "change", "RuntimeError")
     ]
 
 
