@@ -18,11 +18,21 @@ DIRECT_CHANGES = "audit_directchange"
 CHAIN_HEADS = "audit_auditchainhead"
 
 
-def grant_statements(role: str, partitions: Sequence[str] = ()) -> list[sql.Composed]:
+def grant_statements(role: str, partitions: Sequence[str] = (), *, sealer: str | None = None) -> list[sql.Composed]:
     """Statements run by the database owner (who also runs migrations) for the application role ``role``.
 
     ``partitions``: the partitions of the event tables that exist now (:func:`event_partitions`).
+    ``sealer``: a separate role for ``seal_audit`` (and ``verify_audit``, which seals first). It gets the
+    application's grants plus the two UPDATEs sealing needs (chain columns, chain heads); ``role`` then
+    gets neither, so the web workers' login cannot place a row in a chain or move a head at all.
     """
+    statements = _role_statements(role, partitions, seals=sealer is None)
+    if sealer is not None:
+        statements += _role_statements(sealer, partitions, seals=True)
+    return statements
+
+
+def _role_statements(role: str, partitions: Sequence[str], *, seals: bool) -> list[sql.Composed]:
     r = sql.Identifier(role)
     statements = [
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(r),
@@ -36,8 +46,9 @@ def grant_statements(role: str, partitions: Sequence[str] = ()) -> list[sql.Comp
         statements.append(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(sql.Identifier(table), r))
     # The sealer (audit/sealer.py) gives an unsealed event its place in the chain: UPDATE of the chain
     # columns only; the append-only trigger allows it only on an unsealed row and only for those columns.
+    # (The table-level REVOKE UPDATE above also took back any column grant of an earlier run.)
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in CHAIN_COLUMNS)
-    for table in SEALABLE_TABLES:
+    for table in SEALABLE_TABLES if seals else ():
         statements.append(sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(columns, sql.Identifier(table), r))
     # Written by the guards' SECURITY DEFINER trigger only: a forged row would be a false alarm.
     statements.append(
@@ -48,10 +59,9 @@ def grant_statements(role: str, partitions: Sequence[str] = ()) -> list[sql.Comp
     # last event (verify_audit); a head moved back together with a deleted tail needs the owner, and
     # the signed checkpoints catch that (audit/checkpoints.py).
     heads = sql.Identifier(CHAIN_HEADS)
-    statements += [
-        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(heads, r),
-        sql.SQL("GRANT UPDATE (last_seq, last_hash) ON {} TO {}").format(heads, r),
-    ]
+    statements.append(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(heads, r))
+    if seals:
+        statements.append(sql.SQL("GRANT UPDATE (last_seq, last_hash) ON {} TO {}").format(heads, r))
     # The monthly partitions of the event tables (audit/partitions.py) are tables of the schema, so
     # the grant on ALL TABLES above reached them. The role reaches their rows through the partitioned
     # table, where its rights are checked; on a partition named directly it needs nothing. (Partitions

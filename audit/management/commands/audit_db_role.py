@@ -15,6 +15,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("role", help="The role the application connects as (not the owner).")
+        parser.add_argument(
+            "--sealer",
+            metavar="ROLE",
+            help="A separate role for seal_audit/verify_audit: only it may seal events and move chain heads.",
+        )
         parser.add_argument("--apply", action="store_true", help="Run the statements now (as the owner).")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -22,7 +27,10 @@ class Command(BaseCommand):
             raise CommandError("Database roles and grants apply to PostgreSQL only.")
         with connection.cursor() as cursor:
             partitions = event_partitions(cursor)
-            statements = [s.as_string(cursor.connection) for s in grant_statements(options["role"], partitions)]
+            if options["sealer"] is not None and options["sealer"] == options["role"]:
+                raise CommandError("--sealer must name a role other than the application's.")
+            grants = grant_statements(options["role"], partitions, sealer=options["sealer"])
+            statements = [s.as_string(cursor.connection) for s in grants]
             if options["apply"]:
                 for statement in statements:
                     cursor.execute(statement)
