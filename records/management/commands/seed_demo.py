@@ -26,7 +26,6 @@ from faker import Faker
 
 from accounts.models import Department, TOTPDevice, User
 from accounts.roles import Role
-from healthcrypt.cli import positive_int
 from records.crypto import mrn_index
 from records.db import mark_actor
 from records.demo_clinical import seed_appointments, seed_clinical
@@ -111,10 +110,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the credentials as JSON.")
         parser.add_argument("--force", action="store_true", help="Run even with DEBUG off (never on real data).")
         parser.add_argument(
-            "--patients",
-            type=positive_int,
-            default=DEFAULT_PATIENTS,
-            help=f"Number of patients (default {DEFAULT_PATIENTS}).",
+            "--patients", type=int, default=DEFAULT_PATIENTS, help=f"Number of patients (default {DEFAULT_PATIENTS})."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
