@@ -147,6 +147,17 @@ def security_team() -> QuerySet[User]:
     return User.objects.filter(is_active=True, role__in=roles_with(Capability.REVIEW_ALERTS)).order_by("username")
 
 
+class ChangeEventRow(TypedDict):
+    """A change event on a forged-event alert's page: what the row claims, field names only."""
+
+    id: int
+    at: datetime.datetime
+    category: str
+    action: str
+    object_type: str
+    actor_username: str
+
+
 class AuthEventRow(TypedDict):
     """An authentication event on an alert's page."""
 
@@ -199,7 +210,7 @@ class AlertContext:
 
     access_events: list[dict[str, Any]]
     auth_events: list[AuthEventRow]
-    change_events: list[dict[str, Any]]
+    change_events: list[ChangeEventRow]
     direct_changes: list[DirectChangeRow]
     grants: list[GrantSummary]
     user_recent: list[dict[str, Any]]

@@ -18,7 +18,7 @@ def test_positive_int_refuses_zero_negatives_and_non_numbers(raw: str) -> None:
 
 @pytest.mark.parametrize("raw", ["0", "-1", "0.001", "nan", "inf", "soon"])
 def test_positive_seconds_refuses_a_spinning_loop_and_non_numbers(raw: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match="seconds of at least 0.01"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"seconds of at least 0\.01"):
         positive_seconds(raw)
 
 
