@@ -7,6 +7,7 @@ have to sit in a process listing or a unit file. Errors name the variable, never
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from base64 import urlsafe_b64encode
@@ -63,7 +64,7 @@ def env_float(
         value = float(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number.") from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ImproperlyConfigured(f"{name} must be a finite number.")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum:g}.")
