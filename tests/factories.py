@@ -57,7 +57,11 @@ class PatientFactory(factory.Factory):
     mrn = factory.Sequence(lambda n: f"T{500000 + n}")
     given_name = factory.Faker("first_name")
     family_name = factory.Faker("last_name")
-    birth_date = factory.Faker("date_of_birth", minimum_age=1, maximum_age=90)
+    # Distinct per patient (37 and 30,000 are coprime), between about 1 and 83 years old: a random
+    # date could repeat within a test that registers many namesakes and trip the duplicate check.
+    birth_date = factory.Sequence(
+        lambda n: datetime.date.today() - datetime.timedelta(days=400 + (n * 37) % 30000)
+    )
     sex = "female"
     phone = "555-010-0000"
 
