@@ -4,7 +4,8 @@ Full path: GET /patients/<id>/ as a signed-in physician on the care team: policy
 event per section, decryption of what the page shows, the real template. Baseline: the same
 template and context, built with the same ORM queries from identical *plaintext* copies of the rows
 (mirror tables without encrypted columns), with no policy check and no audit. Both go through the same middleware stack. A patient
-with 200 observations and 20 notes, as in the issue. Target: at most 1.5x.
+with 200 observations and 20 notes, as in the issue. Both pages draw the vital-sign trends (the chart
+has since gained them; a baseline without them measured the trends as overhead). Target: at most 1.25x.
 
     .venv/bin/python -m bench.chart_view [--requests 40]
 """
@@ -47,7 +48,9 @@ from records.models import (
     Order,
     Procedure,
 )
-from records.selectors.access import _name, _with_staff
+from records.selectors.access import _name, _paged, _with_staff
+from records.selectors.observations import TREND_SCAN, vital_trends
+from records.selectors.read_models import OBSERVATIONS_PER_PAGE
 from records.services import (
     care_assignment_create,
     medication_prescribe,
@@ -106,26 +109,24 @@ class PlainNote(models.Model):
         return f"bench row #{self.pk}"
 
 
+def _plain_row(o: PlainObservation) -> selectors.ObservationRow:
+    return selectors.ObservationRow(
+        o.pk, o.category, o.display, o.value, o.unit, o.loinc_code, o.effective_at, _name(o.recorded_by), None
+    )
+
+
 def plain_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The baseline page: the same ORM queries on plaintext rows; no policy check, no audit, no decryption
     of the big sections. The small sections (empty or one row here) use the real tables."""
     p = PlainPatient.objects.get(pk=patient_id)
-    observations = PlainObservation.objects.filter(patient_id=patient_id)
-    total_obs = observations.count()
-    obs_rows = tuple(
-        selectors.ObservationRow(
-            o.pk,
-            o.category,
-            o.display,
-            o.value,
-            o.unit,
-            o.loinc_code,
-            o.effective_at,
-            _name(o.recorded_by),
-            None,
-        )
-        for o in _with_staff(observations, "recorded_by").order_by("-effective_at", "-id")[:50]
-    )
+    # The same read as the real page: one page of observations, its total and the trend readings in
+    # one query (``_paged``), and the trend lines drawn from them; the page shows trends on both sides.
+    observations = _with_staff(PlainObservation.objects.filter(patient_id=patient_id), "recorded_by")
+    newest_first = ("-effective_at", "-id")
+    scan = observations.filter(category="Vital signs").order_by(*newest_first)[:TREND_SCAN]
+    page, rows, scanned = _paged(observations, newest_first, 1, OBSERVATIONS_PER_PAGE, also=scan)
+    obs_rows = tuple(_plain_row(o) for o in rows)
+    trends = vital_trends([_plain_row(o) for o in scanned])
     notes = PlainNote.objects.filter(patient_id=patient_id)
     total_notes = notes.count()
     note_rows = tuple(
@@ -157,7 +158,8 @@ def plain_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         explanation="care_team",
         categories=frozenset(DataCategory),
         observations=obs_rows,
-        observations_page=selectors.Page(1, 50, total_obs),
+        observations_page=page,
+        vital_trends=trends,
         notes=note_rows,
         notes_page=selectors.Page(1, 20, total_notes),
         medications=sections["medications"],
@@ -264,7 +266,7 @@ def run(args: argparse.Namespace) -> None:
     full_ms, plain_ms = statistics.median(full), statistics.median(plain)
     print(f"chart page, 200 observations + 20 notes ({connection.vendor}), median of {args.requests} requests each")
     print(f"plaintext rows, no policy, no audit: {plain_ms:7.2f} ms  (baseline)")
-    print(f"full read path:                      {full_ms:7.2f} ms  ratio {full_ms / plain_ms:4.2f}x  (target <= 1.5x)")
+    print(f"full read path:                      {full_ms:7.2f} ms  ratio {full_ms / plain_ms:4.2f}x  (target <= 1.25x)")
 
 
 if __name__ == "__main__":
