@@ -158,7 +158,10 @@ class Keyring:
         An ``hc1`` token is opened with its old, column-only associated data when
         ``accept_column_bound`` is true, and refused with ColumnBoundRefused otherwise.
         """
-        version, kid = token_header(token)
+        parts = token.split(":", 2)
+        if len(parts) != 3:
+            raise DecryptionError("Value is not a Healthcrypt ciphertext.")
+        version, kid, body = parts  # one split, not token_header's and then another (issue 11)
         if version == ROW_BOUND_VERSION:
             if row is None:
                 raise DecryptionError(f"Value of {context} is row-bound but its row identity is unknown.")
@@ -177,7 +180,6 @@ class Keyring:
         cipher = self._ciphers.get(kid)
         if cipher is None:
             raise DecryptionError(f"No key with id '{kid}' in the keyring (value of {context}).")
-        body = token.split(":", 2)[2]
         try:
             raw = urlsafe_b64decode(body + "=" * (-len(body) % 4))
             return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)

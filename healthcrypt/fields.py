@@ -210,6 +210,7 @@ class EncryptedField(models.TextField[Any, Any]):
     description = "Encrypted %(base_description)s"
     empty_strings_allowed = True
     descriptor_class = EncryptedAttribute
+    _context: str
 
     def __init__(self, base_field: models.Field[Any, Any], **kwargs: Any) -> None:
         if not isinstance(base_field, SUPPORTED_BASE_FIELDS):
@@ -222,10 +223,14 @@ class EncryptedField(models.TextField[Any, Any]):
     @property
     def context(self) -> str:
         """``app_label.Model.field``: binds each ciphertext to its column (the row is bound apart)."""
-        return f"{self.model._meta.label}.{self.name}"
+        # Set once the field is on its model (every value of a chart page asked for it again).
+        context = self.__dict__.get("_context")
+        return context if context is not None else f"{self.model._meta.label}.{self.name}"
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
         super().contribute_to_class(cls, name, private_only=private_only)
+        # A copy contributed to another model (inheritance) gets that model's context here again.
+        self._context = f"{cls._meta.label}.{name}"
         self.base_field.set_attributes_from_name(name)
         self.base_field.model = cls
 

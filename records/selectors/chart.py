@@ -31,6 +31,7 @@ from records.selectors.access import (
     _attachment_row,
     _decision_grant,
     _demographics,
+    _display,
     _grant_detail,
     _name,
     _note_row,
@@ -104,8 +105,8 @@ def chart_for(
         sections["encounters"] = tuple(
             EncounterRow(
                 e.pk,
-                e.get_kind_display(),
-                e.get_status_display(),
+                _display(e, "kind"),
+                _display(e, "status"),
                 e.department.name if e.department else "",
                 _name(e.attending),
                 e.starts_at,
@@ -134,7 +135,7 @@ def chart_for(
                 m.display,
                 m.code,
                 m.dosage,
-                m.get_status_display(),
+                _display(m, "status"),
                 _name(m.prescribed_by),
                 m.prescribed_at,
                 m.allergy_override_reason or "",
@@ -181,9 +182,11 @@ def chart_for(
             observations, newest_first, observations_page, OBSERVATIONS_PER_PAGE, also=scan if trends else None
         )
         sections["observations_page"] = page
-        sections["observations"] = tuple(_observation_row(o) for o in rows)
+        # A row on the page and in the trend scan is one model instance: build its read row once.
+        built = {o.pk: _observation_row(o) for o in (*rows, *scanned)}
+        sections["observations"] = tuple(built[o.pk] for o in rows)
         if trends:
-            sections["vital_trends"] = vital_trends([_observation_row(o) for o in scanned])
+            sections["vital_trends"] = vital_trends([built[o.pk] for o in scanned])
     if D.ORDERS in visible:
         sections["orders"] = tuple(
             _order_row(o)
