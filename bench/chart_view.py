@@ -266,7 +266,9 @@ def run(args: argparse.Namespace) -> None:
     full_ms, plain_ms = statistics.median(full), statistics.median(plain)
     print(f"chart page, 200 observations + 20 notes ({connection.vendor}), median of {args.requests} requests each")
     print(f"plaintext rows, no policy, no audit: {plain_ms:7.2f} ms  (baseline)")
-    print(f"full read path:                      {full_ms:7.2f} ms  ratio {full_ms / plain_ms:4.2f}x  (target <= 1.25x)")
+    print(
+        f"full read path:                      {full_ms:7.2f} ms  ratio {full_ms / plain_ms:4.2f}x  (target <= 1.25x)"
+    )
 
 
 if __name__ == "__main__":
