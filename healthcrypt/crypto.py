@@ -24,8 +24,9 @@ import re
 import secrets
 import unicodedata
 import uuid
-from base64 import b64decode, urlsafe_b64decode, urlsafe_b64encode
+from base64 import b64decode, urlsafe_b64encode
 from binascii import Error as BinasciiError
+from binascii import a2b_base64
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -181,10 +182,14 @@ class Keyring:
         if cipher is None:
             raise DecryptionError(f"No key with id '{kid}' in the keyring (value of {context}).")
         try:
-            raw = urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            # What urlsafe_b64decode does (non-strict), without its three layers of Python per value.
+            raw = a2b_base64(body.translate(_FROM_URLSAFE) + "=" * (-len(body) % 4))
             return cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
         except (InvalidTag, BinasciiError, ValueError):
             raise DecryptionError(f"Value of {context} failed authentication under key '{kid}'.") from None
+
+
+_FROM_URLSAFE = str.maketrans("-_", "+/")
 
 
 def token_header(token: str) -> tuple[str, str]:
