@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "accounts",
     "records",
     "audit",
+    "exchange",
 ]
 
 MIDDLEWARE = [
@@ -339,3 +340,16 @@ AUDITLOG_MASK_CALLABLE = "audit.masking.redact"
 # --- Healthcrypt ----------------------------------------------------------------------------------
 HOSPITAL_NAME = env_str("HOSPITAL_NAME", "Healthcrypt General Hospital") or "Healthcrypt General Hospital"
 CSRF_FAILURE_VIEW = "healthcrypt.views.csrf_failure"
+
+# --- HL7 v2 interface (exchange/hl7/, docs/operations/hl7.md) -------------------------------------
+# The service account that HL7 messages are written as: every change event of an ingested message
+# names it. It must exist, be active and have no usable password (it is a machine, not a person).
+HL7_INTERFACE_USERNAME = env_str("HL7_INTERFACE_USERNAME", "hl7-interface") or "hl7-interface"
+# The assigning authorities (PID-3.4) whose identifiers are this hospital's MRNs. Empty: the first
+# PID-3 identifier of type MR (else the first identifier) is the MRN.
+HL7_ASSIGNING_AUTHORITIES = env_list("HL7_ASSIGNING_AUTHORITIES", [])
+# The largest message (or MLLP frame) accepted, in bytes; a larger one is refused, never buffered.
+HL7_MAX_MESSAGE_BYTES = env_int("HL7_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
+# The departments (codes) that orders received in ORM^O01 go to; empty: the only one of that kind.
+HL7_LAB_DEPARTMENT = env_str("HL7_LAB_DEPARTMENT") or ""
+HL7_RADIOLOGY_DEPARTMENT = env_str("HL7_RADIOLOGY_DEPARTMENT") or ""

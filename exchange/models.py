@@ -1,0 +1,62 @@
+"""Messages received from other systems, kept encrypted for troubleshooting and for idempotency.
+
+An HL7 v2 message names a patient and states findings, so the raw text is an encrypted field bound
+to its row (healthcrypt/fields.py). What stays in plaintext, on purpose: the sending system and
+the message's control id (the duplicate check looks them up), the message type and version, the
+outcome and the ACK code, a keyed digest of the message (tells a retransmission from a different
+message reusing a control id without revealing the text), and the error text, which the code
+writes from fixed sentences that never quote a value of the message.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from healthcrypt.fields import RowIdentity, encrypt
+
+
+class HL7Message(RowIdentity):
+    """One HL7 v2 message as received (from a file or over MLLP) and how it was answered."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted (AA)"
+        DUPLICATE = "duplicate", "Duplicate of an accepted message (AA, not processed again)"
+        ERROR = "error", "Error (AE)"
+        REJECTED = "rejected", "Rejected (AR)"
+
+    class Channel(models.TextChoices):
+        FILE = "file", "File (ingest_hl7)"
+        MLLP = "mllp", "MLLP listener (hl7_listen)"
+
+    raw = encrypt(models.TextField())
+    # Keyed (blind-index) digest of the raw text: same control id + same digest is a retransmission.
+    digest = models.CharField(max_length=64, editable=False)
+    # MSH-3 and MSH-4 (first components), joined by "|": the sending application and facility.
+    sender = models.CharField(max_length=200, blank=True)
+    control_id = models.CharField("control id (MSH-10)", max_length=200, blank=True)
+    message_type = models.CharField("type (MSH-9)", max_length=40, blank=True)
+    version = models.CharField("version (MSH-12)", max_length=20, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    ack_code = models.CharField(max_length=2)
+    # Why a message was not accepted: fixed text naming segments and fields, never their values.
+    error = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "HL7 message"
+        indexes = [models.Index(fields=["sender", "control_id"]), models.Index(fields=["received_at"])]
+        constraints = [
+            # One accepted message per sender and control id: a retransmission racing the original
+            # fails on this and is answered as a duplicate.
+            models.UniqueConstraint(
+                fields=["sender", "control_id"],
+                condition=Q(status="accepted"),
+                name="exchange_hl7_one_accepted_per_control_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"HL7 message #{self.pk}"
