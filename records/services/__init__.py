@@ -7,6 +7,7 @@ receiver undoes the change. Signals name the fields that changed, never their va
 
 Where to look: ``patients`` (registration, demographics, encounters, care team), ``appointments``
 (book, cancel, check in), ``orders``,
+``interfaces`` (what an HL7 feed writes, as its service account),
 ``clinical`` (observations, notes, medications, diagnoses, allergies), ``safety`` (the allergy,
 duplicate and result-value checks those run), ``attachments``, and
 ``base`` (the checks and the change signal every write shares). Every public name is importable
@@ -31,6 +32,16 @@ from records.services.clinical import (
     note_amend,
     note_write,
     observation_record,
+)
+from records.services.interfaces import (
+    Upserted,
+    interface_account_check,
+    interface_encounter_open,
+    interface_encounters_close,
+    interface_order_place,
+    interface_patient_find,
+    interface_patient_upsert,
+    interface_result_record,
 )
 from records.services.orders import order_cancel, order_complete, order_place
 from records.services.patients import (
@@ -58,6 +69,7 @@ __all__ = [
     "DuplicatePatient",
     "EncounterAlreadyClosed",
     "RecordNotFound",
+    "Upserted",
     "allergy_record",
     "appointment_book",
     "appointment_cancel",
@@ -68,6 +80,13 @@ __all__ = [
     "condition_record",
     "encounter_admit",
     "encounter_discharge",
+    "interface_account_check",
+    "interface_encounter_open",
+    "interface_encounters_close",
+    "interface_order_place",
+    "interface_patient_find",
+    "interface_patient_upsert",
+    "interface_result_record",
     "medication_administer",
     "medication_prescribe",
     "note_amend",
