@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from hl7.mllp import InvalidBlockError, start_hl7_server
 from hl7.mllp.streams import END_BLOCK, START_BLOCK
 
@@ -34,8 +34,15 @@ IDLE_TIMEOUT_SECONDS = 600.0
 STOP_GRACE_SECONDS = 30.0
 
 
+def _fresh_connection() -> None:
+    # Drop a connection the database closed while the listener idled, as Django does per request.
+    # Never inside a transaction (a test's): closing it would end the transaction.
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def _ingest(data: bytes, actor: Any) -> list[Outcome]:
-    close_old_connections()  # a connection the database dropped while the listener idled
+    _fresh_connection()
     try:
         return ingest_bytes(data, actor=actor, channel=HL7Message.Channel.MLLP)
     except Exception as error:  # the database itself failing: answer AE, keep serving
@@ -43,7 +50,7 @@ def _ingest(data: bytes, actor: Any) -> list[Outcome]:
         failure = HL7Error("Internal error; the message was not applied. Send it again later.", code=INTERNAL_ERROR)
         return [Outcome("", "", "AE", failure.text, build_ack(None, code="AE", text=failure.text, error=failure))]
     finally:
-        close_old_connections()
+        _fresh_connection()
 
 
 def _frame_error(text: str) -> bytes:

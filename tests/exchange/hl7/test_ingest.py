@@ -363,3 +363,59 @@ def test_a_copied_raw_message_does_not_decrypt_in_another_row(interface: User) -
 
     with pytest.raises(DecryptionError):
         _ = HL7Message.objects.get(pk=second.pk).raw
+
+
+# --- Failures of ours ---------------------------------------------------------------------------------
+
+
+def test_an_account_that_gained_a_password_is_refused_and_nothing_is_written(interface: User) -> None:
+    interface.set_password("now someone could sign in 42")
+    interface.save()
+    outcome = ingest(ADT_A04.format(control="F1", mrn="M-30"), interface)[0]
+    assert outcome.ack_code == "AE"
+    assert "interface service account" in outcome.text
+    assert not Patient.objects.exists()
+
+
+def test_an_unexpected_error_is_an_ae_without_details_and_nothing_is_written(
+    interface: User, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from exchange.hl7 import handlers
+
+    def explode(message: object, actor: object) -> None:
+        raise RuntimeError("Quixote Alonso 19700302")  # an exception text quoting patient data
+
+    monkeypatch.setitem(handlers.HANDLERS, ("ADT", "A04"), explode)
+    outcome = ingest(ADT_A04.format(control="F2", mrn="M-31"), interface)[0]
+    assert outcome.ack_code == "AE"
+    assert "|207^" in outcome.ack
+    assert "Quixote" not in outcome.ack
+    assert "Quixote" not in caplog.text
+    assert "RuntimeError" in caplog.text
+    assert not Patient.objects.exists()
+
+
+def test_a_copy_accepted_meanwhile_makes_the_race_loser_a_duplicate(
+    interface: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two copies of one message at once: both pass the duplicate check, the second fails on the
+    # unique constraint, and is answered as the duplicate it is.
+    text = ADT_A04.format(control="F3", mrn="M-32")
+    assert codes(ingest(text, interface)) == ["AA"]
+    from exchange.models import HL7Message as Stored
+
+    real_filter = Stored.objects.filter
+    calls = {"n": 0}
+
+    def blind_first_check(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_filter(pk=-1)  # the first look finds nothing, as if the other copy were not committed
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(Stored.objects, "filter", blind_first_check)
+    outcome = ingest(text, interface)[0]
+    assert outcome.ack_code == "AA"
+    assert "Duplicate" in outcome.text
+    assert calls["n"] >= 2
+    assert Encounter.objects.count() == 1  # the loser's visit was rolled back
