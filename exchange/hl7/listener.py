@@ -119,6 +119,8 @@ class Listener:
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception as error:  # one connection's failure never stops the server
+            logger.error("MLLP connection ended by an error: %s", type(error).__name__)
         finally:
             if task is not None:
                 self.connections.discard(task)

@@ -99,12 +99,27 @@ def test_the_shared_batch_gives_one_ack_per_message(interface: User) -> None:
 
 
 def test_a_batch_with_good_messages_is_applied_message_by_message(interface: User) -> None:
-    batch = "BHS|^~\\&|REG\r" + ADT_A04.format(control="B1", mrn="M-1") + ADT_A04.format(control="B2", mrn="M-2")
-    batch += "MSH|^~\\&|REG|NORTH|HC|HOSP|20240105||ADT^A04|B3|P|2.5\rPID|1||M-3^^^HOSP^MR||Solo\rBTS|3\r"
+    batch = (
+        "FHS|^~\\&|REG\rBHS|^~\\&|REG\r"
+        + ADT_A04.format(control="B1", mrn="M-1")
+        + ADT_A04.format(control="B2", mrn="M-2")
+    )
+    batch += "MSH|^~\\&|REG|NORTH|HC|HOSP|20240105||ADT^A04|B3|P|2.5\rPID|1||M-3^^^HOSP^MR||Solo\rBTS|3\rFTS|1\r"
     outcomes = ingest(batch, interface)
     assert codes(outcomes) == ["AA", "AA", "AE"]
     # The third one's error undid only the third one.
     assert Patient.objects.count() == 2
+
+
+def test_the_ack_mirrors_sender_and_receiver_and_names_the_control_id(interface: User) -> None:
+    outcome = ingest(ADT_A04.format(control="ACK-1", mrn="M-40"), interface)[0]
+    msh, msa_segment = outcome.ack.split("\r")[:2]
+    fields = msh.split("|")
+    # The message came from REG/NORTH to HC/HOSP; the answer goes from HC/HOSP to REG/NORTH.
+    assert fields[2:6] == ["HC", "HOSP", "REG", "NORTH"]
+    assert (fields[8], fields[10], fields[11]) == ("ACK^A04^ACK", "P", "2.5.1")
+    assert fields[9] != "ACK-1"
+    assert msa_segment.startswith("MSA|AA|ACK-1|")
 
 
 def test_adt_a01_registers_admits_and_names_the_interface_in_change_events(interface: User) -> None:
