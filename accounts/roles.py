@@ -60,6 +60,9 @@ class Capability(StrEnum):
     EDIT_DEMOGRAPHICS = "edit_demographics"
     ADMIT_PATIENT = "admit_patient"
     ASSIGN_CARE_TEAM = "assign_care_team"
+    # Bring another provider's records in (manage.py import_fhir --actor): writes whole records, shows
+    # the importer nothing but counts.
+    IMPORT_RECORDS = "import_records"
     # Appointments: booking, cancelling and checking in (the front desk); reading a day's schedule
     # (the front desk for a department, a physician their own).
     BOOK_APPOINTMENT = "book_appointment"
@@ -209,6 +212,10 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.ASSIGN_CARE_TEAM,
                 C.BOOK_APPOINTMENT,
                 C.VIEW_SCHEDULE,
+                # Records arriving from another provider are intake, like registration: the import
+                # shows no clinical value to the one who runs it (counts and JSON paths only), and
+                # compliance, who reviews the change events it writes, stays apart from it.
+                C.IMPORT_RECORDS,
             }
         ),
         categories=REGISTRATION_CATEGORIES,

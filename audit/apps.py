@@ -43,6 +43,8 @@ def register_change_history() -> None:
         "family_name_index",
         "given_name_index",
         "address_index",
+        # Imported rows' source ids are blind indexes too (records.crypto.source_index).
+        "source_id",
     }
     for label in ("records", "accounts"):
         for model in apps.get_app_config(label).get_models():

@@ -57,6 +57,8 @@ CLINICAL_TABLES = (
     "records_attachment",
     "records_breakglassgrant",
     "records_appointment",
+    "records_diagnosticreport",
+    "records_imagingstudy",
 )
 MESSAGE = "audit rows are append-only"
 MAINTENANCE_ROLE = "healthcrypt_maintenance"

@@ -56,3 +56,12 @@ def address_index(address_line: str, postal_code: str) -> str:
     if not address_line.strip() or not postal_code.strip():
         return ""
     return blind_index(f"{address_line}|{postal_code}", purpose="patient.address")
+
+
+def source_index(resource_type: str, resource_id: str) -> str:
+    """Blind index of an imported resource's id in its source system ("Patient/<id>"), for idempotent imports.
+
+    An id from another system links this record to the patient's record there, so it is kept only as
+    an HMAC: a re-import finds the row, a reader of the table learns nothing.
+    """
+    return blind_index(f"{resource_type}/{resource_id}", purpose="import.source")

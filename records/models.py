@@ -366,6 +366,50 @@ class Immunization(RowIdentity):
         return f"Immunization #{self.pk}"
 
 
+class DiagnosticReport(RowIdentity):
+    """A report grouping results (FHIR DiagnosticReport), e.g. a lipid panel; imported, not entered here."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="diagnostic_reports")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=20, default="final")
+    code = encrypt(models.CharField(max_length=64, blank=True))
+    display = encrypt(models.CharField(max_length=255))
+    conclusion = encrypt(models.TextField(blank=True))
+    # The result observations the report groups, as a count (the rows themselves are Observations).
+    result_count = models.PositiveIntegerField(default=0)
+    effective_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Diagnostic report #{self.pk}"
+
+
+class ImagingStudy(RowIdentity):
+    """An imaging study's metadata (FHIR ImagingStudy): modality, body site, series and instance counts.
+
+    The images themselves are attachments; an imported study carries only its description.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="imaging_studies")
+    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=20, default="available")
+    # DICOM UID of the study: identifies the patient's images in other systems, so encrypted.
+    study_uid = encrypt(models.CharField(max_length=128, blank=True))
+    modality = encrypt(models.CharField(max_length=16, blank=True))
+    body_site = encrypt(models.CharField(max_length=255, blank=True))
+    description = encrypt(models.CharField(max_length=255, blank=True))
+    series_count = models.PositiveIntegerField(default=0)
+    instance_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "imaging studies"
+
+    def __str__(self) -> str:
+        return f"Imaging study #{self.pk}"
+
+
 class ClinicalNote(RowIdentity):
     """A signed note. A correction is a new note that ``amends`` the old one; nothing is overwritten."""
 

@@ -43,6 +43,7 @@ from records.services.interfaces import (
     interface_patient_upsert,
     interface_result_record,
 )
+from records.services.imports import imported_entry_create, imported_patient_create
 from records.services.orders import order_cancel, order_complete, order_place
 from records.services.patients import (
     DEMOGRAPHIC_FIELDS,
@@ -87,6 +88,8 @@ __all__ = [
     "interface_patient_find",
     "interface_patient_upsert",
     "interface_result_record",
+    "imported_entry_create",
+    "imported_patient_create",
     "medication_administer",
     "medication_prescribe",
     "note_amend",
