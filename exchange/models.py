@@ -1,4 +1,5 @@
-"""Messages received from other systems, kept encrypted for troubleshooting and for idempotency.
+"""What the exchange app keeps of its own: messages received from other systems, and the directory of
+outside practitioners and organisations.
 
 An HL7 v2 message names a patient and states findings, so the raw text is an encrypted field bound
 to its row (healthcrypt/fields.py). What stays in plaintext, on purpose: the sending system and
@@ -6,6 +7,11 @@ the message's control id (the duplicate check looks them up), the message type a
 outcome and the ACK code, a keyed digest of the message (tells a retransmission from a different
 message reusing a control id without revealing the text), and the error text, which the code
 writes from fixed sentences that never quote a value of the message.
+
+Imported FHIR bundles name the clinicians and providers who saw a patient elsewhere (Practitioner and
+Organization). They are not patients, and a directory entry holds no patient data, so it stays in
+plaintext; patient bundles point to entries by ``urn:uuid:`` or by conditional reference
+(``Organization?identifier=system|value``), which ``identifier_system``/``identifier_value`` answer.
 """
 
 from __future__ import annotations
@@ -60,3 +66,25 @@ class HL7Message(RowIdentity):
 
     def __str__(self) -> str:
         return f"HL7 message #{self.pk}"
+
+
+class DirectoryEntry(models.Model):
+    class Kind(models.TextChoices):
+        PRACTITIONER = "Practitioner", "Practitioner"
+        ORGANIZATION = "Organization", "Organization"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The FHIR resource id in the source system.
+    source_id = models.CharField(max_length=64)
+    identifier_system = models.CharField(max_length=255, blank=True)
+    identifier_value = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "directory entries"
+        constraints = [models.UniqueConstraint(fields=["kind", "source_id"], name="exchange_directory_unique_source")]
+        indexes = [models.Index(fields=["kind", "identifier_system", "identifier_value"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

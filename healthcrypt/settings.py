@@ -111,6 +111,15 @@ SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 15 * 60)
 BREAK_GLASS_MAX_MINUTES = 12 * 60
 BREAK_GLASS_MINUTES = max(1, min(env_int("BREAK_GLASS_MINUTES", 60), BREAK_GLASS_MAX_MINUTES))
 
+# FHIR R4 import (exchange/fhir/, docs/operations/fhir-import.md): the official JSON schema, the
+# largest bundle file read (bytes) and the deepest JSON nesting accepted, both checked before parsing
+# goes further or anything is written.
+FHIR_SCHEMA_PATH = Path(
+    env_str("FHIR_SCHEMA_PATH") or BASE_DIR.parent / "shared" / "data" / "fhir-r4-schema" / "fhir.schema.json"
+)
+FHIR_MAX_BUNDLE_BYTES = env_int("FHIR_MAX_BUNDLE_BYTES", 50 * 1024 * 1024, minimum=1)
+FHIR_MAX_JSON_DEPTH = env_int("FHIR_MAX_JSON_DEPTH", 64, minimum=8)
+
 # --- Applications ---------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "accounts.apps.AccountsAdminConfig",

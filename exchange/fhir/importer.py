@@ -1,0 +1,302 @@
+"""Import FHIR R4 transaction/batch bundles (Synthea's, both layouts) into the clinical record.
+
+Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens;
+then every resource is written through records/services (``imported_patient_create``,
+``imported_entry_create``), so each row is encrypted like any record and each is a change event naming
+the importer. A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
+Rows carry the blind index of their source id (records.crypto.source_index); a resource already
+imported is counted as present and not written again.
+
+Practitioner and Organization go to the exchange directory (exchange.models.DirectoryEntry): shared
+``hospitalInformation*``/``practitionerInformation*`` bundles are imported first from a folder, so
+the conditional references of the patient bundles after them resolve.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from tqdm import tqdm
+
+from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
+from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_bundle, validate_bundle
+from exchange.models import DirectoryEntry
+from records.crypto import source_index
+from records.models import (
+    Allergy,
+    Condition,
+    DiagnosticReport,
+    Encounter,
+    ImagingStudy,
+    Immunization,
+    Medication,
+    Observation,
+    Patient,
+    Procedure,
+)
+from records.services import DuplicatePatient, RecordNotFound, imported_entry_create, imported_patient_create
+
+logger = logging.getLogger(__name__)
+
+SHARED_PREFIXES = ("hospitalInformation", "practitionerInformation")
+MODELS: dict[str, Any] = {
+    "Encounter": Encounter,
+    "Condition": Condition,
+    "Observation": Observation,
+    "DiagnosticReport": DiagnosticReport,
+    "MedicationRequest": Medication,
+    "Procedure": Procedure,
+    "Immunization": Immunization,
+    "AllergyIntolerance": Allergy,
+    "ImagingStudy": ImagingStudy,
+}
+# Written in this order within a bundle: what others point to first.
+_ORDER = {name: rank for rank, name in enumerate((*DIRECTORY_TYPES, "Patient", "Encounter"))}
+
+
+@dataclass
+class TypeCounts:
+    imported: int = 0
+    present: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class FileResult:
+    path: Path
+    problems: list[Problem] = field(default_factory=list)
+    resources: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Summary:
+    counts: dict[str, TypeCounts] = field(default_factory=dict)
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [result for result in self.files if not result.ok]
+
+    def add(self, counts: dict[str, TypeCounts]) -> None:
+        for name, count in counts.items():
+            total = self.counts.setdefault(name, TypeCounts())
+            total.imported += count.imported
+            total.present += count.present
+            total.skipped += count.skipped
+
+
+class ImportFailed(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """The JSON files named or found (not recursively) in the folders named, shared bundles first."""
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
+    unique = list(dict.fromkeys(found))
+    return sorted(unique, key=lambda p: (not p.name.startswith(SHARED_PREFIXES), unique.index(p)))
+
+
+def known_target(resource_type: str, system: str, value: str) -> bool:
+    """Is the target of a conditional reference already in the directory?"""
+    if resource_type not in DIRECTORY_TYPES:
+        return False
+    return DirectoryEntry.objects.filter(kind=resource_type, identifier_system=system, identifier_value=value).exists()
+
+
+def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = None) -> Summary:
+    """Import every bundle file under ``paths``; one transaction per file. Returns counts and problems."""
+    summary = Summary()
+    files = collect_files(paths)
+    with (
+        tqdm(total=len(files), unit="bundle", desc="bundles", disable=progress is False or None, position=0) as bars,
+        tqdm(unit="resource", desc="resources", disable=progress is False or None, position=1) as resource_bar,
+    ):
+        for path in files:
+            result = FileResult(path)
+            summary.files.append(result)
+            try:
+                valid = validate_bundle(read_bundle(path), known=known_target)
+                result.resources = len(valid.entries)
+                with transaction.atomic():
+                    counts = import_bundle(valid, actor=actor, progress=resource_bar)
+                summary.add(counts)
+            except BundleInvalid as error:
+                result.problems.extend(error.problems)
+            except ImportFailed as error:
+                result.problems.append(error.problem)
+            if result.problems:
+                # The file's name, not its contents: the JSON paths and messages name no values.
+                logger.warning("FHIR import of %s refused: %d problem(s)", path.name, len(result.problems))
+            bars.update(1)
+    return summary
+
+
+def _refusal(error: Exception) -> str:
+    """Words for a refusal, naming fields but no value (Django's own messages may quote one)."""
+    if isinstance(error, DuplicatePatient):
+        return "a different patient with this medical record number is already registered"
+    if isinstance(error, PermissionDenied):
+        return "the importing account may not import records"
+    if isinstance(error, RecordNotFound):
+        return "the patient it belongs to was not found"
+    if isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+        return f"refused by the record's checks on: {', '.join(sorted(error.error_dict))}"
+    return f"refused ({type(error).__name__})"
+
+
+class _BundleImport:
+    def __init__(self, valid: ValidBundle, *, actor: Any, progress: Any) -> None:
+        self.valid = valid
+        self.actor = actor
+        self.progress = progress
+        self.counts: dict[str, TypeCounts] = {}
+        # entry index -> primary key of its row (Patient, Encounter) or directory entry
+        self.rows: dict[int, int] = {}
+        # patient pk -> model -> {source index: pk} of rows already there
+        self.existing: dict[int, dict[Any, dict[str, int]]] = {}
+
+    def count(self, resource_type: str) -> TypeCounts:
+        return self.counts.setdefault(resource_type, TypeCounts())
+
+    def run(self) -> dict[str, TypeCounts]:
+        entries = sorted(self.valid.entries, key=lambda e: (_ORDER.get(e.resource_type, len(_ORDER)), e.index))
+        for entry in entries:
+            try:
+                self.one(entry)
+            except (ValidationError, PermissionDenied, RecordNotFound) as error:
+                raise ImportFailed(Problem(f"entry[{entry.index}].resource", _refusal(error))) from error
+            if self.progress is not None:
+                self.progress.update(1)
+        return self.counts
+
+    def one(self, entry: Entry) -> None:
+        kind = entry.resource_type
+        if kind not in IMPORTED_TYPES:
+            self.count(kind).skipped += 1
+            return
+        if kind in DIRECTORY_TYPES:
+            self.directory(entry)
+        elif kind == "Patient":
+            self.patient(entry)
+        else:
+            self.record(entry)
+
+    def directory(self, entry: Entry) -> None:
+        system, value = "", ""
+        for identifier in entry.resource.get("identifier", [])[:1]:
+            system, value = str(identifier.get("system", "")), str(identifier.get("value", ""))
+        row, created = DirectoryEntry.objects.get_or_create(
+            kind=entry.resource_type,
+            source_id=entry.resource_id,
+            defaults={"identifier_system": system, "identifier_value": value, "name": _extracted(entry).fields["name"]},
+        )
+        self.rows[entry.index] = row.pk
+        counts = self.count(entry.resource_type)
+        if created:
+            counts.imported += 1
+        else:
+            counts.present += 1
+
+    def patient(self, entry: Entry) -> None:
+        source = source_index("Patient", entry.resource_id)
+        existing = Patient.objects.filter(source_id=source).values_list("pk", flat=True).first()
+        if existing is not None:
+            self.rows[entry.index] = existing
+            self.count("Patient").present += 1
+            return
+        fields = dict(_extracted(entry).fields)
+        patient = imported_patient_create(actor=self.actor, source_id=source, **fields)
+        self.rows[entry.index] = patient.pk
+        self.existing[patient.pk] = {model: {} for model in MODELS.values()}
+        self.count("Patient").imported += 1
+
+    def _pk_of(self, entry: Entry, role: str, wanted: str) -> int | None:
+        reference = _extracted(entry).refs.get(role, "")
+        if not reference:
+            return None
+        target = self.valid.resolve(reference)
+        if target is None or target.resource_type != wanted or target.index not in self.rows:
+            path = "patient" if entry.resource_type in ("Immunization", "AllergyIntolerance") else "subject"
+            raise ImportFailed(
+                Problem(
+                    f"entry[{entry.index}].resource.{path if role == 'patient' else role}.reference",
+                    f"does not point to a {wanted} of this bundle",
+                )
+            )
+        return self.rows[target.index]
+
+    def _existing(self, patient_pk: int, model: Any) -> dict[str, int]:
+        per_patient = self.existing.setdefault(patient_pk, {})
+        if model not in per_patient:
+            per_patient[model] = dict(model.objects.filter(patient_id=patient_pk).values_list("source_id", "pk"))
+        return per_patient[model]
+
+    def record(self, entry: Entry) -> None:
+        model = MODELS[entry.resource_type]
+        patient_pk = self._pk_of(entry, "patient", "Patient")
+        if patient_pk is None:  # the extractors require a subject or patient reference
+            raise ImportFailed(Problem(f"entry[{entry.index}].resource", "names no patient"))
+        source = source_index(entry.resource_type, entry.resource_id)
+        known = self._existing(patient_pk, model)
+        if source in known:
+            if entry.resource_type == "Encounter":
+                self.rows[entry.index] = known[source]
+            self.count(entry.resource_type).present += 1
+            return
+        fields = dict(_extracted(entry).fields)
+        if "encounter" in _extracted(entry).refs:
+            fields["encounter_id"] = self._pk_of(entry, "encounter", "Encounter")
+        row = model(patient_id=patient_pk, source_id=source)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row = imported_entry_create(actor=self.actor, entry=row)
+        known[source] = row.pk
+        if entry.resource_type == "Encounter":
+            self.rows[entry.index] = row.pk
+        for number, component in enumerate(_extracted(entry).components):
+            part = Observation(
+                patient_id=patient_pk,
+                encounter_id=fields.get("encounter_id"),
+                source_id=source_index("Observation", f"{entry.resource_id}#component/{number}"),
+                category=fields["category"],
+                status=fields["status"],
+                effective_at=fields["effective_at"],
+                **component,
+            )
+            imported_entry_create(actor=self.actor, entry=part)
+        self.count(entry.resource_type).imported += 1
+
+
+def _extracted(entry: Entry) -> Extracted:
+    # validate_bundle extracted every entry of an imported type; an entry without is a caller's bug.
+    if entry.extracted is None:
+        raise ImportFailed(Problem(f"entry[{entry.index}].resource", "was not validated"))
+    return entry.extracted
+
+
+def import_bundle(valid: ValidBundle, *, actor: Any, progress: Any = None) -> dict[str, TypeCounts]:
+    """Write one validated bundle (call it inside ``transaction.atomic``); per-type counts."""
+    return _BundleImport(valid, actor=actor, progress=progress).run()
+
+
+def source_counts(bundle: dict[str, Any]) -> Counter[str]:
+    """How many resources of each type a parsed bundle holds (for summaries and tests)."""
+    return Counter(entry["resource"]["resourceType"] for entry in bundle.get("entry", []))
+
+
+__all__ = ["RECORD_TYPES", "Summary", "collect_files", "import_bundle", "import_paths", "source_counts"]
