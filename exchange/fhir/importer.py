@@ -140,8 +140,13 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
             except ImportFailed as error:
                 result.problems.append(error.problem)
             if result.problems:
-                # The file's name, not its contents: the JSON paths and messages name no values.
-                logger.warning("FHIR import of %s refused: %d problem(s)", path.name, len(result.problems))
+                # Neither the file's name (Synthea names a file after its patient) nor its contents.
+                logger.warning(
+                    "FHIR import: bundle %d of %d refused, %d problem(s)",
+                    len(summary.files),
+                    len(files),
+                    len(result.problems),
+                )
             bars.update(1)
     return summary
 
