@@ -83,6 +83,7 @@ bench: install-dev ## Run the benchmarks (each prints ratios against a baseline 
 	$(PY) -m bench.row_binding
 	$(PY) -m bench.detection
 	$(PY) -m bench.verify_audit --events 200000
+	$(PY) -m bench.import_fhir
 
 .PHONY: lint
 lint: install-dev ## Run ruff (lint and format check).

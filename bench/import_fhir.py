@@ -1,0 +1,89 @@
+"""How close ``import_fhir`` runs to merely reading its input, in the same run (issue 12: at most 3x).
+
+The baseline is what no importer can avoid: read each shared Synthea bundle, parse its JSON and
+validate it against the official R4 JSON schema (jsonschema-rs, compiled once). The subject is
+``exchange.fhir.importer.import_paths``: the same reading and validation plus the required-element
+and reference checks, encryption of every value, the write of every row and of its change event,
+one transaction per bundle. Each subject round runs inside an outer transaction rolled back at its
+end, so every round imports the same records afresh (the sealer's work after commit is therefore not
+in the figure). Baseline and subject alternate round by round (bench/interleave.py).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/healthcrypt_bench .venv/bin/python -m bench.import_fhir [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcrypt.settings_test")
+
+import django
+
+django.setup()
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.test.utils import setup_test_environment
+
+from accounts.models import User
+from accounts.roles import Role
+from bench.interleave import interleave, line, paired_ratio
+from exchange.fhir.importer import collect_files, import_paths
+from exchange.fhir.validate import _schema
+
+SAMPLES = Path(settings.BASE_DIR).parent / "shared" / "data" / "fhir" / "synthea-r4"
+
+
+class _Rollback(Exception):
+    pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not SAMPLES.is_dir():
+        raise SystemExit(f"The shared samples are absent ({SAMPLES}); nothing to measure.")
+    files = collect_files([SAMPLES])
+    resources = sum(len(json.loads(path.read_bytes()).get("entry", [])) for path in files)
+    setup_test_environment()
+    original = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, serialize=False)
+    try:
+        actor = User.objects.create_user(username="bench-importer", password=None, role=Role.FRONT_DESK)
+        _, whole = _schema()
+
+        def baseline() -> None:
+            for path in files:
+                assert whole.is_valid(json.loads(path.read_bytes()))
+
+        def subject() -> None:
+            try:
+                with transaction.atomic():
+                    summary = import_paths(files, actor=actor, progress=False)
+                    assert not summary.failed
+                    raise _Rollback
+            except _Rollback:
+                pass
+
+        print(f"{connection.vendor}, {os.cpu_count()} cores: {len(files)} bundles, {resources:,} resources")
+        timings = interleave({"parse + schema-validate": baseline, "import_fhir": subject}, rounds=args.rounds)
+        base = timings["parse + schema-validate"]
+        per = 1e6 / resources
+        for name, timing in timings.items():
+            print(line(name, timing, per=per, unit="us/resource", baseline=None if timing is base else base))
+        subject_timing = timings["import_fhir"]
+        print(
+            f"import_fhir: {resources / subject_timing.median:,.0f} resources/s, parse + validate "
+            f"{resources / base.median:,.0f} resources/s: {paired_ratio(subject_timing, base):.2f}x (target <= 3x)"
+        )
+    finally:
+        connections.close_all()
+        connection.creation.destroy_test_db(original, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
