@@ -118,6 +118,10 @@ def imported_entry_create(*, actor: Any, entry: _Imported) -> _Imported:
         raise TypeError(f"{type(entry).__name__} rows are not imported")
     if not entry.source_id:
         raise ValidationError({"source_id": "An imported row needs its source identifier."})
+    encounter_id = getattr(entry, "encounter_id", None)
+    if encounter_id is not None and not Encounter.objects.filter(pk=encounter_id, patient_id=entry.patient_id).exists():
+        # A bundle may hold several patients: a result must not land in another patient's encounter.
+        raise ValidationError({"encounter": "The encounter belongs to another patient."})
     _save(entry, actor)
     fields = tuple(
         field.name

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.models import ChangeEvent
 from records.crypto import source_index
-from records.models import ClinicalNote, Condition, Patient
+from records.models import ClinicalNote, Condition, Encounter, Patient
 from records.services import DuplicatePatient, imported_entry_create, imported_patient_create
 
 pytestmark = pytest.mark.django_db
@@ -64,3 +64,18 @@ def test_imported_rows_need_a_source_and_an_imported_kind(front_desk: User) -> N
     event = ChangeEvent.objects.get(object_id=condition.pk, category="conditions")
     assert (event.action, event.actor_id) == ("import", front_desk.pk)
     assert "Diabetes" not in repr(event.__dict__)
+
+
+def test_a_row_cannot_be_filed_under_another_patients_encounter(front_desk: User) -> None:
+    mine = _patient(front_desk)
+    other = _patient(front_desk, source_id=source_index("Patient", "b"), mrn="IMP-2", family_name="Other")
+    theirs = imported_entry_create(
+        actor=front_desk,
+        entry=Encounter(patient=other, kind="ambulatory", starts_at=timezone.now(), source_id="e"),
+    )
+    with pytest.raises(ValidationError):
+        imported_entry_create(
+            actor=front_desk,
+            entry=Condition(patient=mine, encounter=theirs, display="x", recorded_at=timezone.now(), source_id="c"),
+        )
+    assert not Condition.objects.exists()
