@@ -72,6 +72,8 @@ class Capability(StrEnum):
     VIEW_AUDIT = "view_audit"
     EXPORT_AUDIT = "export_audit"
     VIEW_DISCLOSURES = "view_disclosures"
+    # The partner registry of the FHIR API (exchange/): partners, their keys, sharings, tokens.
+    MANAGE_PARTNERS = "manage_partners"
     REVIEW_ALERTS = "review_alerts"
     MANAGE_LOCKOUTS = "manage_lockouts"
     # Research
@@ -232,7 +234,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
         Role.COMPLIANCE,
         "Audit trail, disclosures and reports in the admin.",
         ChartAccess.NONE,
-        frozenset({C.ADMIN_SITE, C.VIEW_AUDIT, C.EXPORT_AUDIT, C.VIEW_DISCLOSURES}),
+        frozenset({C.ADMIN_SITE, C.VIEW_AUDIT, C.EXPORT_AUDIT, C.VIEW_DISCLOSURES, C.MANAGE_PARTNERS}),
     ),
     RolePolicy(
         Role.SECURITY,

@@ -30,6 +30,13 @@ class AuthEvent(StrEnum):
     ACCOUNT_CREATED = "account_created"
     ACCOUNT_DEACTIVATED = "account_deactivated"
     ACCOUNT_REACTIVATED = "account_reactivated"
+    # The partner API (exchange/api): tokens issued and refused, bearer tokens refused, revocations.
+    PARTNER_TOKEN_ISSUED = "partner_token_issued"  # noqa: S105 (an event name)
+    PARTNER_TOKEN_REFUSED = "partner_token_refused"  # noqa: S105 (an event name)
+    PARTNER_TOKEN_REVOKED = "partner_token_revoked"  # noqa: S105 (an event name)
+    PARTNER_API_REFUSED = "partner_api_refused"
+    PARTNER_SUSPENDED = "partner_suspended"
+    PARTNER_REACTIVATED = "partner_reactivated"
 
 
 auth_event = Signal()

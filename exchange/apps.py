@@ -7,3 +7,8 @@ class ExchangeConfig(AppConfig):
     name = "exchange"
     label = "exchange"
     verbose_name = "Exchange"
+
+    def ready(self) -> None:
+        from exchange.partners.history import register_change_history
+
+        register_change_history()

@@ -19,7 +19,11 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from exchange.partners.models import AccessToken, DataSharing, Partner
 from healthcrypt.fields import RowIdentity, encrypt
+
+# The partner registry lives in exchange/partners/models.py; Django finds its models through here.
+__all__ = ["AccessToken", "DataSharing", "DirectoryEntry", "HL7Message", "Partner"]
 
 
 class HL7Message(RowIdentity):

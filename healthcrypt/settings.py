@@ -306,6 +306,13 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "healthcrypt@localhost") or "healthcrypt@localhost"
 SITE_URL = env_str("SITE_URL", "") or ""
 
+# --- Partner API (exchange/api) -------------------------------------------------------------------
+# The API's public base URL, e.g. https://ehr.example.org/fhir/r4: a client assertion's aud must be
+# its token URL (FHIR_BASE_URL + /auth/token). Unset, the URL the request reached is used.
+FHIR_BASE_URL = env_str("FHIR_BASE_URL", "") or ""
+# Access tokens' lifetime in seconds; SMART Backend Services allows at most 300.
+PARTNER_TOKEN_SECONDS = env_int("PARTNER_TOKEN_SECONDS", 300)
+
 # --- Logging --------------------------------------------------------------------------------------
 # Never log request bodies or PHI; Django's request logger is kept at WARNING and our own modules
 # log identifiers only (STYLE.md).

@@ -1,0 +1,48 @@
+"""The API's answers: FHIR JSON, OperationOutcome errors, OAuth 2.0 errors (RFC 6749 §5.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import JsonResponse
+
+FHIR_JSON = "application/fhir+json"
+
+# OperationOutcome.issue.code for each HTTP status the API answers with an error.
+ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 429: "throttled"}
+
+
+def fhir_response(body: dict[str, Any], status: int = 200) -> JsonResponse:
+    response = JsonResponse(body, status=status, content_type=FHIR_JSON)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def operation_outcome(status: int, diagnostics: str, **headers: str) -> JsonResponse:
+    """An OperationOutcome with one error issue. ``diagnostics`` is fixed text, never request data."""
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": ISSUE_CODES.get(status, "processing"), "diagnostics": diagnostics}],
+    }
+    response = fhir_response(body, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+# The status of each OAuth error of the token endpoint. invalid_client is 401 (RFC 6749 §5.2).
+OAUTH_STATUS = {
+    "invalid_request": 400,
+    "invalid_client": 401,
+    "invalid_grant": 400,
+    "invalid_scope": 400,
+    "unsupported_grant_type": 400,
+}
+
+
+def oauth_error(error: str) -> JsonResponse:
+    """An OAuth 2.0 error: the code alone, so a caller learns nothing about which check failed."""
+    response = JsonResponse({"error": error}, status=OAUTH_STATUS[error])
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response

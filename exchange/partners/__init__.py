@@ -1,0 +1,1 @@
+"""Partner organisations of the read-only FHIR API: who they are, their keys, what they may see."""
