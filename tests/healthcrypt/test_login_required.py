@@ -12,8 +12,16 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 pytestmark = pytest.mark.django_db
 
 # Public on purpose: signing in, the load balancer's health check, and the admin's own sign-in
-# (which only sends people to the same sign-in rules).
-PUBLIC_URL_NAMES = {"accounts:login", "healthz", "admin:login"}
+# (which only sends people to the same sign-in rules); the partner API's discovery documents and
+# token endpoint (a partner signs in with its key there; tests/exchange/api/).
+PUBLIC_URL_NAMES = {
+    "accounts:login",
+    "healthz",
+    "admin:login",
+    "fhir:metadata",
+    "fhir:smart-configuration",
+    "fhir:token",
+}
 
 
 def walk(patterns: list[object], prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str]]:
