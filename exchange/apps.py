@@ -9,6 +9,7 @@ class ExchangeConfig(AppConfig):
     verbose_name = "Exchange"
 
     def ready(self) -> None:
+        from exchange import checks  # noqa: F401  (registers the security checks)
         from exchange.partners.history import register_change_history
 
         register_change_history()

@@ -1,0 +1,45 @@
+"""Security checks of the partner API's configuration (tagged ``security``, like healthcrypt/checks.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+
+@register(Tags.security)
+def check_fhir_base_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """FHIR_BASE_URL names the audience of every client assertion: https in production, and set, so
+    the token URL does not follow whatever Host a request arrived with."""
+    url = str(getattr(settings, "FHIR_BASE_URL", "") or "")
+    seconds = int(getattr(settings, "PARTNER_TOKEN_SECONDS", 300))
+    messages: list[CheckMessage] = []
+    if not 1 <= seconds <= 300:
+        messages.append(
+            Error(
+                "PARTNER_TOKEN_SECONDS must be between 1 and 300.",
+                hint="SMART Backend Services access tokens live five minutes at most.",
+                id="exchange.E002",
+            )
+        )
+    if settings.DEBUG:
+        return messages
+    if not url:
+        messages.append(
+            Warning(
+                "FHIR_BASE_URL is not set: the partner API's token URL is taken from each request's host.",
+                hint="Set FHIR_BASE_URL to the API's public URL, e.g. https://ehr.example.org/fhir/r4.",
+                id="exchange.W001",
+            )
+        )
+    elif urlsplit(url).scheme != "https":
+        messages.append(
+            Error(
+                "FHIR_BASE_URL must be an https URL in production.",
+                hint="Partners send their client assertions and bearer tokens to it.",
+                id="exchange.E001",
+            )
+        )
+    return messages
