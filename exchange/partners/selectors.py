@@ -17,18 +17,16 @@ def active_sharings(partner: Partner) -> QuerySet[DataSharing]:
     )
 
 
-def shared_patient_ids(partner: Partner) -> QuerySet[Patient]:
+def shared_patient_ids(partner: Partner) -> QuerySet[Patient, int]:
     """Patients shared with the partner, directly or through a department they had an encounter in;
     a queryset of ids only (``values_list``), for the API's searches to filter on."""
     if not partner.is_active:
-        return Patient.objects.none().values_list("pk", flat=True)  # type: ignore[return-value]
+        return Patient.objects.none().values_list("pk", flat=True)
     sharings = active_sharings(partner)
     departments = sharings.filter(department__isnull=False).values("department_id")
     direct = sharings.filter(patient__isnull=False).values("patient_id")
     via_department = Encounter.objects.filter(department_id__in=departments).values("patient_id")
-    return Patient.objects.filter(  # type: ignore[return-value]
-        Q(pk__in=direct) | Q(pk__in=via_department)
-    ).values_list("pk", flat=True)
+    return Patient.objects.filter(Q(pk__in=direct) | Q(pk__in=via_department)).values_list("pk", flat=True)
 
 
 def partner_may_see_patient(partner: Partner, patient_id: int) -> bool:
