@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client
 from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 
@@ -252,3 +253,17 @@ def test_tokens_are_stored_hashed(partner: Partner, rsa_key: RSAKey, request_tok
     assert token not in repr(rows)
     assert token not in repr(events)
     assert token_hash(token) in repr(rows)
+
+
+def test_token_endpoint_needs_no_csrf_token_or_session(partner: Partner, rsa_key: RSAKey) -> None:
+    # Partners are machines: no cookie, no CSRF token; the signed assertion is the proof.
+    strict = TokenCall(Client(enforce_csrf_checks=True))
+    response = strict(assertion(rsa_key))
+    assert response.status_code == 200, response.content
+    assert "sessionid" not in response.cookies
+
+
+def test_refusals_never_answer_500_on_odd_forms(partner: Partner, request_token: TokenCall) -> None:
+    for assertion_text, scope in (("a" * 100_000, "system/Patient.rs"), ("x.y.z", "system/Patient.rs " * 5000)):
+        response = request_token(assertion_text, scope=scope)
+        assert response.status_code in (400, 401), response.status_code
