@@ -10,6 +10,6 @@ class ExchangeConfig(AppConfig):
 
     def ready(self) -> None:
         from exchange import checks  # noqa: F401  (registers the security checks)
-        from exchange.partners.history import register_change_history
+        from exchange.history import register_change_history
 
         register_change_history()

@@ -59,9 +59,7 @@ class PatientFactory(factory.Factory):
     family_name = factory.Faker("last_name")
     # Distinct per patient (37 and 30,000 are coprime), between about 1 and 83 years old: a random
     # date could repeat within a test that registers many namesakes and trip the duplicate check.
-    birth_date = factory.Sequence(
-        lambda n: datetime.date.today() - datetime.timedelta(days=400 + (n * 37) % 30000)
-    )
+    birth_date = factory.Sequence(lambda n: timezone.localdate() - datetime.timedelta(days=400 + (n * 37) % 30000))
     sex = "female"
     phone = "555-010-0000"
 

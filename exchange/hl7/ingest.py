@@ -41,6 +41,7 @@ from exchange.hl7.parse import (
 )
 from exchange.models import HL7Message
 from healthcrypt.crypto import blind_index
+from records.db import mark_actor
 from records.services import RecordNotFound
 
 logger = logging.getLogger(__name__)
@@ -204,7 +205,43 @@ def _answer(
         }[code]
     )
     sentence = error.text if error is not None else (note or "Message accepted.")
-    stored = HL7Message.objects.create(
+    with transaction.atomic():
+        # The message table is guarded like a clinical table (audit/guards.py): its row is written
+        # as the application's (a system job; the interface account's marker, where the message
+        # changed the record, already covers those rows of this transaction).
+        mark_actor(None, job="hl7")
+        stored = _store(
+            head,
+            text,
+            digest=digest,
+            channel=channel,
+            status=status,
+            code=code,
+            error=error,
+            received_at=received_at,
+        )
+    return Outcome(
+        control_id=head.control_id if head else "",
+        message_type=head.message_type if head else "",
+        ack_code=code,
+        text=sentence,
+        ack=build_ack(head, code=code, text=sentence, error=error),
+        message_id=stored.pk,
+    )
+
+
+def _store(
+    head: Header | None,
+    text: str,
+    *,
+    digest: str,
+    channel: str,
+    status: str,
+    code: str,
+    error: HL7Error | None,
+    received_at: Any,
+) -> HL7Message:
+    return HL7Message.objects.create(
         raw=text,
         digest=digest or (digest_of(text) if text else ""),
         sender=(head.sender if head else "")[:200],
@@ -217,12 +254,4 @@ def _answer(
         error=error.text[:500] if error is not None else "",
         received_at=received_at,
         processed_at=timezone.now(),
-    )
-    return Outcome(
-        control_id=head.control_id if head else "",
-        message_type=head.message_type if head else "",
-        ack_code=code,
-        text=sentence,
-        ack=build_ack(head, code=code, text=sentence, error=error),
-        message_id=stored.pk,
     )

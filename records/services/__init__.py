@@ -33,6 +33,7 @@ from records.services.clinical import (
     note_write,
     observation_record,
 )
+from records.services.imports import imported_entry_create, imported_patient_create
 from records.services.interfaces import (
     Upserted,
     interface_account_check,
@@ -43,7 +44,6 @@ from records.services.interfaces import (
     interface_patient_upsert,
     interface_result_record,
 )
-from records.services.imports import imported_entry_create, imported_patient_create
 from records.services.orders import order_cancel, order_complete, order_place
 from records.services.patients import (
     DEMOGRAPHIC_FIELDS,
@@ -81,6 +81,8 @@ __all__ = [
     "condition_record",
     "encounter_admit",
     "encounter_discharge",
+    "imported_entry_create",
+    "imported_patient_create",
     "interface_account_check",
     "interface_encounter_open",
     "interface_encounters_close",
@@ -88,8 +90,6 @@ __all__ = [
     "interface_patient_find",
     "interface_patient_upsert",
     "interface_result_record",
-    "imported_entry_create",
-    "imported_patient_create",
     "medication_administer",
     "medication_prescribe",
     "note_amend",
