@@ -4,15 +4,21 @@ import healthcrypt.fields
 import uuid
 from django.db import migrations, models
 
+from records.db import marked_migration
+
 
 class Migration(migrations.Migration):
 
     initial = True
 
     dependencies = [
+        ('records', '0009_imported_reports_and_studies'),
     ]
+    # The CREATE TABLE seals as the application's (marked_migration) where the DDL guards already
+    # exist; the table's row guards come from exchange 0004_hl7_guards.
 
     operations = [
+        marked_migration("exchange.0001_hl7"),
         migrations.CreateModel(
             name='HL7Message',
             fields=[
@@ -37,4 +43,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'accepted')), fields=('sender', 'control_id'), name='exchange_hl7_one_accepted_per_control_id')],
             },
         ),
+        marked_migration("exchange.0001_hl7"),  # backwards runs the operations in reverse
     ]

@@ -18,7 +18,7 @@ from audit.verify import verify_all
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="SQLite has no roles to grant to")
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="the refusal on SQLite, which has no roles")
 def test_audit_db_role_is_refused_where_there_are_no_roles() -> None:
     with pytest.raises(CommandError, match="PostgreSQL only"):
         call_command("audit_db_role", "healthcrypt_app", stdout=StringIO())

@@ -228,6 +228,8 @@ def test_a_fresh_install_records_no_direct_change_of_its_own() -> None:
     assert {actor for _, _, actor in INSTALL_DIRECT_CHANGES} <= {
         "system:migrate:records.0007_name_search_indexes",
         "system:migrate:records.0008_appointments",
+        "system:migrate:records.0009_imported_reports_and_studies",
+        "system:migrate:exchange.0001_hl7",
         "system:migrate:audit.0009_sealer",
         "system:migrate:audit.0010_access_sections",
         "system:migrate:audit.0011_monthly_partitions",
