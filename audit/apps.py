@@ -12,10 +12,17 @@ class AuditConfig(AppConfig):
         from audit import checks, receivers  # noqa: F401  (checks registers the receiver check)
         from audit.alerts import on_access_flagged
         from audit.signals import access_flagged
-        from records.signals import break_glass_granted, disclosure_made, patient_data_accessed, patient_data_changed
+        from records.signals import (
+            break_glass_granted,
+            disclosure_made,
+            patient_data_accessed,
+            patient_data_changed,
+            patient_rows_changed,
+        )
 
         patient_data_accessed.connect(receivers.on_patient_data_accessed, dispatch_uid="audit.accessed")
         patient_data_changed.connect(receivers.on_patient_data_changed, dispatch_uid="audit.changed")
+        patient_rows_changed.connect(receivers.on_patient_rows_changed, dispatch_uid="audit.rows_changed")
         disclosure_made.connect(receivers.on_disclosure_made, dispatch_uid="audit.disclosure")
         auth_event.connect(receivers.on_auth_event, dispatch_uid="audit.auth")
         break_glass_granted.connect(receivers.on_break_glass_granted, dispatch_uid="audit.break_glass_granted")

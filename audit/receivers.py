@@ -41,6 +41,17 @@ def on_patient_data_changed(sender: Any, **kwargs: Any) -> None:
     )
 
 
+def on_patient_rows_changed(sender: Any, **kwargs: Any) -> None:
+    services.change_events_record(
+        actor=kwargs.get("actor"),
+        rows=kwargs.get("rows", ()),
+        category=str(kwargs["category"]),
+        action=str(kwargs["action"]),
+        fields=kwargs.get("fields", ()),
+        object_type=getattr(sender, "__name__", str(sender)),
+    )
+
+
 def on_disclosure_made(sender: Any, **kwargs: Any) -> None:
     events = services.access_event_record(
         actor=kwargs.get("actor"),

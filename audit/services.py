@@ -73,24 +73,47 @@ def change_event_record(
     object_id: int | None = None,
 ) -> ChangeEvent:
     """Store one change of patient data (field names, never values)."""
+    (event,) = change_events_record(
+        actor=actor,
+        rows=[(patient_id, object_id)],
+        category=category,
+        action=action,
+        fields=fields,
+        object_type=object_type,
+    )
+    return event
+
+
+def change_events_record(
+    *,
+    actor: Any,
+    rows: Iterable[tuple[int | None, int | None]],
+    category: str,
+    action: str,
+    fields: Iterable[str],
+    object_type: str = "",
+) -> list[ChangeEvent]:
+    """Store one change event per (patient id, object id) of rows of one kind written together, in one
+    INSERT (an import's batch); the same fields as :func:`change_event_record`."""
     ctx = context.current()
-    (event,) = insert_unsealed(
+    names = sorted(fields)
+    return insert_unsealed(
         [
             ChangeEvent(
                 **_actor_fields(actor),
                 patient_id=patient_id,
                 category=category,
                 action=action,
-                fields=sorted(fields),
+                fields=list(names),
                 object_type=object_type,
                 object_id=object_id,
                 ip=ctx.ip,
                 user_agent=ctx.user_agent,
                 request_id=ctx.request_id,
             )
+            for patient_id, object_id in rows
         ]
     )
-    return event
 
 
 def auth_event_record(

@@ -2,8 +2,9 @@
 
 Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens;
 then every resource is written through records/services (``imported_patient_create``,
-``imported_entry_create``), so each row is encrypted like any record and each is a change event naming
-the importer. A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
+``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
+the importer. Rows of one kind are written together (one INSERT of the rows, one of their change
+events), in the order that lets later kinds point to earlier ones (encounters before their results). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already
 imported is counted as present and not written again.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from tqdm import tqdm
 
 from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
@@ -41,7 +42,7 @@ from records.models import (
     Patient,
     Procedure,
 )
-from records.services import DuplicatePatient, RecordNotFound, imported_entry_create, imported_patient_create
+from records.services import DuplicatePatient, RecordNotFound, imported_entries_create, imported_patient_create
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,8 @@ def _refusal(error: Exception) -> str:
         return "the importing account may not import records"
     if isinstance(error, RecordNotFound):
         return "the patient it belongs to was not found"
+    if isinstance(error, IntegrityError):
+        return "refused by the database's checks"
     if isinstance(error, ValidationError) and hasattr(error, "error_dict"):
         return f"refused by the record's checks on: {', '.join(sorted(error.error_dict))}"
     return f"refused ({type(error).__name__})"
@@ -174,20 +177,52 @@ class _BundleImport:
         self.rows: dict[int, int] = {}
         # patient pk -> model -> {source index: pk} of rows already there
         self.existing: dict[int, dict[Any, dict[str, int]]] = {}
+        # (entry, unsaved row) of one resource type, written together by flush()
+        self.pending: list[tuple[Entry, Any]] = []
+        # source indexes waiting in pending (a resource twice in one bundle is written once)
+        self.waiting: set[str] = set()
 
     def count(self, resource_type: str) -> TypeCounts:
         return self.counts.setdefault(resource_type, TypeCounts())
 
     def run(self) -> dict[str, TypeCounts]:
-        entries = sorted(self.valid.entries, key=lambda e: (_ORDER.get(e.resource_type, len(_ORDER)), e.index))
+        # What others point to first; then each other type's entries together, so they are written in
+        # one batch (no imported row points to a row of another type but a patient or an encounter).
+        entries = sorted(
+            self.valid.entries,
+            key=lambda e: (_ORDER.get(e.resource_type, len(_ORDER)), e.resource_type, e.index),
+        )
         for entry in entries:
+            if self.pending and entry.resource_type != self.pending[0][0].resource_type:
+                self.flush()
             try:
                 self.one(entry)
-            except (ValidationError, PermissionDenied, RecordNotFound) as error:
+            except (ValidationError, PermissionDenied, RecordNotFound, IntegrityError) as error:
                 raise ImportFailed(Problem(f"entry[{entry.index}].resource", _refusal(error))) from error
             if self.progress is not None:
                 self.progress.update(1)
+        self.flush()
         return self.counts
+
+    def flush(self) -> None:
+        """Write the rows waiting (all of one resource type) through the records write path."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        first = pending[0][0]
+        try:
+            by_model: dict[Any, list[Any]] = {}
+            for _, row in pending:
+                by_model.setdefault(type(row), []).append(row)
+            for rows in by_model.values():
+                imported_entries_create(actor=self.actor, entries=rows)
+        except (ValidationError, PermissionDenied, RecordNotFound, IntegrityError) as error:
+            # The batch is refused whole (and with it the bundle): name the first of its entries.
+            raise ImportFailed(Problem(f"entry[{first.index}].resource", _refusal(error))) from error
+        for entry, row in pending:
+            if entry.resource_type == "Encounter" and type(row) is Encounter:
+                self.rows[entry.index] = row.pk
+                self._existing(row.patient_id, Encounter)[row.source_id] = row.pk
 
     def one(self, entry: Entry) -> None:
         kind = entry.resource_type
@@ -258,8 +293,8 @@ class _BundleImport:
             raise ImportFailed(Problem(f"entry[{entry.index}].resource", "names no patient"))
         source = source_index(entry.resource_type, entry.resource_id)
         known = self._existing(patient_pk, model)
-        if source in known:
-            if entry.resource_type == "Encounter":
+        if source in known or source in self.waiting:
+            if entry.resource_type == "Encounter" and source in known:
                 self.rows[entry.index] = known[source]
             self.count(entry.resource_type).present += 1
             return
@@ -269,10 +304,8 @@ class _BundleImport:
         row = model(patient_id=patient_pk, source_id=source)
         for name, value in fields.items():
             setattr(row, name, value)
-        row = imported_entry_create(actor=self.actor, entry=row)
-        known[source] = row.pk
-        if entry.resource_type == "Encounter":
-            self.rows[entry.index] = row.pk
+        self.pending.append((entry, row))
+        self.waiting.add(source)
         for number, component in enumerate(_extracted(entry).components):
             part = Observation(
                 patient_id=patient_pk,
@@ -283,7 +316,7 @@ class _BundleImport:
                 effective_at=fields["effective_at"],
                 **component,
             )
-            imported_entry_create(actor=self.actor, entry=part)
+            self.pending.append((entry, part))
         self.count(entry.resource_type).imported += 1
 
 

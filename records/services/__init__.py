@@ -33,7 +33,7 @@ from records.services.clinical import (
     note_write,
     observation_record,
 )
-from records.services.imports import imported_entry_create, imported_patient_create
+from records.services.imports import imported_entries_create, imported_entry_create, imported_patient_create
 from records.services.interfaces import (
     Upserted,
     interface_account_check,
@@ -81,6 +81,7 @@ __all__ = [
     "condition_record",
     "encounter_admit",
     "encounter_discharge",
+    "imported_entries_create",
     "imported_entry_create",
     "imported_patient_create",
     "interface_account_check",

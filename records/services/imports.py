@@ -11,6 +11,7 @@ imported it. ``source_id`` is the blind index of the resource's id in the source
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -30,8 +31,9 @@ from records.models import (
     Patient,
     Procedure,
 )
-from records.services.base import DuplicatePatient, _changed, _require, _save
+from records.services.base import DuplicatePatient, RecordNotFound, _changed, _require, _save
 from records.services.patients import DEMOGRAPHIC_FIELDS, _set_indexes
+from records.signals import patient_rows_changed
 
 D = DataCategory
 
@@ -109,32 +111,65 @@ def imported_patient_create(
 def imported_entry_create(*, actor: Any, entry: _Imported) -> _Imported:
     """Save one imported row of a patient's record (an encounter, a result, a diagnosis...).
 
-    ``entry`` is an unsaved model instance with its patient and ``source_id`` set; its fields are
-    validated (``full_clean``) before it is saved, and the change event lists field names only.
+    ``entry`` is an unsaved model instance with its patient and ``source_id`` set; see
+    :func:`imported_entries_create`, which writes many at once.
+    """
+    (saved,) = imported_entries_create(actor=actor, entries=[entry])
+    return saved
+
+
+@transaction.atomic
+def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list[_Imported]:
+    """Save imported rows of one kind (a bundle's encounters, or its results...) in one INSERT.
+
+    Each entry is an unsaved model instance with its patient and ``source_id`` set. Every field is
+    validated (``full_clean``) before anything is written; the checks that would cost a query per
+    row are asked once for the batch (the patients exist, each encounter belongs to its row's
+    patient), and the database enforces the rest (unique row identities, check constraints), so a
+    refusal anywhere undoes the caller's whole transaction. One change event per row, naming field
+    names only, written together. No django-auditlog entry: that history is the safety net for
+    writes that bypass these services (audit/apps.py), and these rows come with their change events.
     """
     _require(actor, Capability.IMPORT_RECORDS)
-    category = IMPORT_CATEGORIES.get(type(entry))
-    if category is None:
-        raise TypeError(f"{type(entry).__name__} rows are not imported")
-    if not entry.source_id:
-        raise ValidationError({"source_id": "An imported row needs its source identifier."})
-    encounter_id = getattr(entry, "encounter_id", None)
-    if encounter_id is not None and not Encounter.objects.filter(pk=encounter_id, patient_id=entry.patient_id).exists():
-        # A bundle may hold several patients: a result must not land in another patient's encounter.
-        raise ValidationError({"encounter": "The encounter belongs to another patient."})
-    _save(entry, actor)
+    if not entries:
+        return []
+    model = type(entries[0])
+    category = IMPORT_CATEGORIES.get(model)
+    if category is None or any(type(entry) is not model for entry in entries):
+        raise TypeError("Imported rows are saved one kind at a time, of a kind that is imported")
+    for entry in entries:
+        if not entry.source_id:
+            raise ValidationError({"source_id": "An imported row needs its source identifier."})
+        # Foreign keys are checked below for the whole batch; uniqueness and check constraints by
+        # the database when the rows are inserted.
+        entry.full_clean(exclude=["patient", "encounter"], validate_unique=False, validate_constraints=False)
+    patient_ids = {entry.patient_id for entry in entries}
+    if None in patient_ids or Patient.objects.filter(pk__in=patient_ids).count() != len(patient_ids):
+        raise RecordNotFound
+    wanted = {
+        (encounter_id, entry.patient_id)
+        for entry in entries
+        if (encounter_id := getattr(entry, "encounter_id", None)) is not None
+    }
+    if wanted:
+        found = set(
+            Encounter.objects.filter(pk__in={encounter for encounter, _ in wanted}).values_list("pk", "patient_id")
+        )
+        if not wanted <= found:
+            # A bundle may hold several patients: a result must not land in another patient's encounter.
+            raise ValidationError({"encounter": "The encounter belongs to another patient."})
+    saved = model._default_manager.bulk_create(entries)
     fields = tuple(
         field.name
-        for field in type(entry)._meta.concrete_fields
+        for field in model._meta.concrete_fields
         if not field.primary_key and field.name not in ("patient", "row_uid", "source_id", "created_at")
     )
-    _changed(
-        type(entry),
+    patient_rows_changed.send(
+        sender=model,
         actor=actor,
-        patient_id=entry.patient_id,
         category=category,
         action="import",
         fields=fields,
-        object_id=entry.pk,
+        rows=[(entry.patient_id, entry.pk) for entry in saved],
     )
-    return entry
+    return saved

@@ -6,13 +6,21 @@ import datetime
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
 from audit.models import ChangeEvent
 from records.crypto import source_index
 from records.models import ClinicalNote, Condition, Encounter, Patient
-from records.services import DuplicatePatient, imported_entry_create, imported_patient_create
+from records.services import (
+    DuplicatePatient,
+    RecordNotFound,
+    imported_entries_create,
+    imported_entry_create,
+    imported_patient_create,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +87,73 @@ def test_a_row_cannot_be_filed_under_another_patients_encounter(front_desk: User
             entry=Condition(patient=mine, encounter=theirs, display="x", recorded_at=timezone.now(), source_id="c"),
         )
     assert not Condition.objects.exists()
+
+
+def _conditions(patient: Patient, n: int, *, first: int = 0) -> list[Condition]:
+    now = timezone.now()
+    return [
+        Condition(patient=patient, code="44054006", display="Diabetes", recorded_at=now, source_id=f"c{first + i}")
+        for i in range(first, first + n)
+    ]
+
+
+def test_a_batch_is_written_in_the_same_number_of_queries_for_2_and_40_rows_with_an_event_each(
+    front_desk: User,
+) -> None:
+    patient = _patient(front_desk)
+    encounter = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+    with CaptureQueriesContext(connection) as few:
+        imported_entries_create(actor=front_desk, entries=_conditions(patient, 2))
+    many_rows = _conditions(patient, 40, first=2)
+    for row in many_rows:
+        row.encounter = encounter
+    with CaptureQueriesContext(connection) as many:
+        saved = imported_entries_create(actor=front_desk, entries=many_rows)
+    # One more for the encounters' owner check; not one per row.
+    assert len(many) <= len(few) + 1, "\n".join(q["sql"] for q in many.captured_queries)
+    assert all(row.pk for row in saved)
+    events = ChangeEvent.objects.filter(category="conditions", action="import", actor_id=front_desk.pk)
+    assert sorted(events.values_list("object_id", flat=True)) == sorted(Condition.objects.values_list("pk", flat=True))
+    assert Condition.objects.filter(encounter=encounter).count() == 40
+
+
+def test_a_batch_with_one_bad_row_writes_none_of_it(front_desk: User) -> None:
+    mine = _patient(front_desk)
+    other = _patient(front_desk, source_id=source_index("Patient", "b"), mrn="IMP-2", family_name="Other")
+    theirs = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=other, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+    rows = _conditions(mine, 5)
+    rows[3].encounter = theirs  # the attack: a result filed under another patient's stay
+    with pytest.raises(ValidationError):
+        imported_entries_create(actor=front_desk, entries=rows)
+    rows = _conditions(mine, 5)
+    rows[2].display = ""  # required
+    with pytest.raises(ValidationError):
+        imported_entries_create(actor=front_desk, entries=rows)
+    rows = _conditions(mine, 3)
+    rows[1].patient_id = 987654  # no such patient
+    with pytest.raises(RecordNotFound):
+        imported_entries_create(actor=front_desk, entries=rows)
+    with pytest.raises(TypeError):
+        imported_entries_create(
+            actor=front_desk,
+            entries=[*_conditions(mine, 1), Encounter(patient=mine, kind="ambulatory", starts_at=timezone.now())],
+        )
+    assert not Condition.objects.exists()
+    assert not ChangeEvent.objects.filter(category="conditions").exists()
+
+
+def test_a_row_the_database_refuses_undoes_the_whole_batch(front_desk: User) -> None:
+    patient = _patient(front_desk)
+    start = timezone.now()
+    good = Encounter(patient=patient, kind="ambulatory", starts_at=start, source_id="e1")
+    backwards = Encounter(
+        patient=patient, kind="ambulatory", starts_at=start, ends_at=start - datetime.timedelta(hours=1), source_id="e2"
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        imported_entries_create(actor=front_desk, entries=[good, backwards])
+    assert not Encounter.objects.exists()
+    assert not ChangeEvent.objects.filter(category="encounters").exists()
