@@ -93,7 +93,8 @@ STORM_BUCKET = datetime.timedelta(minutes=15)
 LOCKOUT_STORM_COUNT = 5
 FAILED_STORM_COUNT = 50
 LOCKOUT_EVENTS = frozenset({"lockout"})
-FAILURE_EVENTS = frozenset({"login_failed", "otp_failed"})
+# A partner's refused token request is a failed sign-in of a system (exchange/api/token.py).
+FAILURE_EVENTS = frozenset({"login_failed", "otp_failed", "partner_token_refused"})
 
 
 def _weak(access: Access) -> bool:
@@ -340,7 +341,9 @@ def lockout_storm(event: str, count_in_bucket: int) -> Finding | None:
     if event in LOCKOUT_EVENTS and count_in_bucket == LOCKOUT_STORM_COUNT:
         return Finding("lockout_storm", S.HIGH, f"{LOCKOUT_STORM_COUNT} account lockouts within 15 minutes.")
     if event in FAILURE_EVENTS and count_in_bucket == FAILED_STORM_COUNT:
-        return Finding("lockout_storm", S.HIGH, f"{FAILED_STORM_COUNT} failed sign-ins within 15 minutes.")
+        return Finding(
+            "lockout_storm", S.HIGH, f"{FAILED_STORM_COUNT} failed sign-ins (staff or partners) within 15 minutes."
+        )
     return None
 
 

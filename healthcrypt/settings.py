@@ -312,6 +312,9 @@ SITE_URL = env_str("SITE_URL", "") or ""
 FHIR_BASE_URL = env_str("FHIR_BASE_URL", "") or ""
 # Access tokens' lifetime in seconds; SMART Backend Services allows at most 300.
 PARTNER_TOKEN_SECONDS = env_int("PARTNER_TOKEN_SECONDS", 300)
+# Token requests accepted per minute from one client address, before any assertion is checked
+# (verifying a signature costs CPU; a partner needs a token every few minutes).
+PARTNER_TOKEN_REQUESTS_PER_MINUTE = env_int("PARTNER_TOKEN_REQUESTS_PER_MINUTE", 30, minimum=1)
 
 # --- Logging --------------------------------------------------------------------------------------
 # Never log request bodies or PHI; Django's request logger is kept at WARNING and our own modules

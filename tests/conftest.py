@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 
@@ -29,6 +30,13 @@ ROLE_DEPARTMENT_KIND = {
     Role.COMPLIANCE: Department.Kind.ADMINISTRATION,
     Role.SECURITY: Department.Kind.ADMINISTRATION,
 }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Each test starts with an empty cache: rate-limit windows (per partner, per client address)
+    must not carry over from one test to the next (on SQLite a rolled-back test's ids come back)."""
+    cache.clear()
 
 
 @pytest.fixture

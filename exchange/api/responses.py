@@ -37,6 +37,8 @@ OAUTH_STATUS = {
     "invalid_grant": 400,
     "invalid_scope": 400,
     "unsupported_grant_type": 400,
+    # Too many token requests from one address (RFC 8628's code for "poll more slowly").
+    "slow_down": 429,
 }
 
 

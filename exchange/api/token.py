@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
+from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -23,6 +27,7 @@ from exchange.partners.services import ReplayedAssertion, token_issue, token_ref
 logger = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
+TOKEN_WINDOW_SECONDS = 60
 
 
 def api_base_url(request: HttpRequest) -> str:
@@ -37,6 +42,23 @@ def api_base_url(request: HttpRequest) -> str:
 def token_url(request: HttpRequest) -> str:
     """The token endpoint's URL: what ``aud`` of a client assertion must be."""
     return f"{api_base_url(request)}/auth/token"
+
+
+def seconds_until_allowed(request: HttpRequest, now: float | None = None) -> int:
+    """0 if this client address is within PARTNER_TOKEN_REQUESTS_PER_MINUTE (a fixed window in the
+    cache, counted before anything else is looked at), else the seconds until its next window."""
+    now = time.time() if now is None else now
+    window = int(now // TOKEN_WINDOW_SECONDS)
+    key = f"exchange:token-ip:{get_client_ip_address(request) or 'unknown'}:{window}"
+    cache.add(key, 0, timeout=TOKEN_WINDOW_SECONDS * 2)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr: this request is the window's first
+        cache.set(key, 1, timeout=TOKEN_WINDOW_SECONDS * 2)
+        count = 1
+    if count <= settings.PARTNER_TOKEN_REQUESTS_PER_MINUTE:
+        return 0
+    return max(1, math.ceil((window + 1) * TOKEN_WINDOW_SECONDS - now))
 
 
 class TokenRefused(Exception):
@@ -94,6 +116,15 @@ def _issue(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("client_assertion")
 def token(request: HttpRequest) -> HttpResponse:
     """Issue an access token, or answer with an OAuth error code (never which check failed)."""
+    wait = seconds_until_allowed(request)
+    if wait:
+        token_refusal_record(
+            request=request, event=AuthEvent.PARTNER_TOKEN_REFUSED, error="slow_down", reason="rate_limited"
+        )
+        logger.info("partner token refused: slow_down (rate_limited)")
+        response = oauth_error("slow_down")
+        response["Retry-After"] = str(wait)
+        return response
     try:
         return _issue(request)
     except TokenRefused as refused:

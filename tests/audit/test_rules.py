@@ -311,6 +311,20 @@ def test_lockout_storm(lockouts: int, alerts: int) -> None:
     assert Alert.objects.filter(rule="lockout_storm").count() == alerts
 
 
+def test_refused_partner_token_requests_count_towards_the_failed_sign_in_storm() -> None:
+    # A flood of forged client assertions is a failed sign-in storm like a flood of wrong passwords.
+    with time_machine.travel(datetime.datetime(2026, 12, 3, 10, 1, tzinfo=datetime.UTC), tick=True):
+        for n in range(rules.FAILED_STORM_COUNT - 1):
+            event = AuthEvent.LOGIN_FAILED if n % 2 else AuthEvent.PARTNER_TOKEN_REFUSED
+            auth_event.send(sender=None, event=event, username="partner:unknown", ip="10.0.0.9", detail={})
+        assert not Alert.objects.filter(rule="lockout_storm").exists()
+        auth_event.send(
+            sender=None, event=AuthEvent.PARTNER_TOKEN_REFUSED, username="partner:unknown", ip="10.0.0.9", detail={}
+        )
+    (alert,) = Alert.objects.filter(rule="lockout_storm")
+    assert "partners" in alert.reason
+
+
 def test_alert_raise_is_idempotent_per_event_and_rule() -> None:
     finding = rules.Finding("unexplained_view", 2, "x")
     now = timezone.now()

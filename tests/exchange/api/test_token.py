@@ -267,3 +267,19 @@ def test_refusals_never_answer_500_on_odd_forms(partner: Partner, request_token:
     for assertion_text, scope in (("a" * 100_000, "system/Patient.rs"), ("x.y.z", "system/Patient.rs " * 5000)):
         response = request_token(assertion_text, scope=scope)
         assert response.status_code in (400, 401), response.status_code
+
+
+def test_token_requests_from_one_address_are_limited_before_any_assertion_is_checked(
+    partner: Partner, rsa_key: RSAKey, request_token: TokenCall, settings: Any
+) -> None:
+    settings.PARTNER_TOKEN_REQUESTS_PER_MINUTE = 3
+    for _ in range(3):
+        assert request_token("garbage").status_code == 401
+    flooded = request_token("garbage")
+    assert flooded.status_code == 429
+    assert flooded.json() == {"error": "slow_down"}
+    assert 1 <= int(flooded["Retry-After"]) <= 60
+    # Even a valid assertion waits for the next window: the limit comes first.
+    assert request_token(assertion(rsa_key)).status_code == 429
+    refused = AuthEventRecord.objects.filter(event="partner_token_refused", detail__reason="rate_limited")
+    assert refused.count() == 2
