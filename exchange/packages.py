@@ -58,6 +58,9 @@ SIGNING_ALGORITHMS = tuple(ALGORITHM_FOR_KTY.values())
 KEY_ALGORITHMS = (KEY_ALGORITHM, "RSA-OAEP-256")
 # Clocks drift: an "iat" this far ahead of ours is still accepted.
 CLOCK_SKEW_SECONDS = 300
+# What joserfc and cryptography raise on bytes an attacker shaped (a point off the curve, an unknown
+# curve name, bad base64...): each is a refusal, never a crash.
+CRYPTO_ERRORS = (JoseError, ValueError, TypeError, KeyError, IndexError)
 
 
 class PackageRefused(Exception):
@@ -227,7 +230,7 @@ def _decrypt(data: bytes) -> bytes:
         raise PackageRefused("wrong key", "the package is not encrypted to any of our keys (unknown kid).")
     try:
         opened = jwe.decrypt_compact(data, key, registry=_jwe_registry([str(header["alg"]), CONTENT_ALGORITHM]))
-    except JoseError:
+    except CRYPTO_ERRORS:
         raise PackageRefused(
             "tampered", "decryption failed: the package was altered or encrypted with another key."
         ) from None
@@ -254,7 +257,7 @@ def _verify(signed: bytes) -> tuple[Partner, str, bytes]:
             continue
         try:
             verified = jws.deserialize_compact(signed, key, registry=_jws_registry([str(alg)]))
-        except JoseError:
+        except CRYPTO_ERRORS:
             continue
         return partner, kid, verified.payload
     if candidates:

@@ -22,7 +22,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from accounts.models import User
 from exchange import packages
-from exchange.keys import hospital_keys
+from exchange.keys import HospitalKeys, hospital_keys
 from exchange.models import Package
 from exchange.packages import PackageRefused, PartnerKeyMissing, bundle_digest, open_package, seal_package
 from exchange.partners.models import Partner
@@ -70,6 +70,23 @@ def test_well_known_jwks_is_public_short_cached_and_never_holds_a_private_member
     for key in keys:
         assert not {"d", "p", "q", "dp", "dq", "qi", "oth", "k"} & set(key), key["kid"]
     assert {k["use"] for k in keys} == {"sig", "enc"}
+
+
+def test_well_known_jwks_fails_closed_without_keys_or_with_a_private_member(
+    client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaky = {"keys": [{**dict(hospital_keys().signer.as_dict(private=True))}]}
+    monkeypatch.setattr(HospitalKeys, "public_jwks", lambda self: leaky)
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == 503
+    assert b'"d"' not in response.content
+    assert "no-store" in response["Cache-Control"]  # only the real key set may be cached
+    monkeypatch.undo()
+
+    settings.HOSPITAL_JWKS_FILE = "/nonexistent/hospital-jwks.json"
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == 503
+    assert "no-store" in response["Cache-Control"]
 
 
 def test_a_package_we_seal_opens_on_the_partner_side_with_its_private_key_and_our_public_jwks(
@@ -184,6 +201,41 @@ def test_one_changed_byte_anywhere_is_refused(partner: Partner, partner_sig: ECK
 
     assert reason(b".".join(parts)) in {"tampered", "malformed", "wrong key"}
     assert not Package.objects.exists()
+
+
+def test_a_changed_byte_at_any_position_is_a_refusal_never_a_crash(partner: Partner, partner_sig: ECKey) -> None:
+    data = from_partner(TINY_BUNDLE, partner_sig)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    reasons = set()
+    for position in range(0, len(data), 3):
+        changed = bytearray(data)
+        changed[position] = next(c for c in alphabet[position % 64 :] + alphabet if c != data[position])
+        reasons.add(reason(bytes(changed)))
+
+    assert reasons <= {"tampered", "malformed", "wrong key"}
+    assert "tampered" in reasons
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        b"not a jws",
+        b"a.b.c",
+        b"eyJ0eXAiOiJoZWFsdGhjcnlwdC1wYWNrYWdlK2p3cyJ9.e30.AAAA",  # typ right, no alg or kid
+        b"eyJhbGciOiJFUzM4NCIsImtpZCI6Im5vcnRoLXNpZy0xIiwidHlwIjoiaGVhbHRoY3J5cHQtcGFja2FnZStqd3MifQ.e30.%%%",
+        b"eyJhbGciOiJub25lIiwia2lkIjoibm9ydGgtc2lnLTEiLCJ0eXAiOiJoZWFsdGhjcnlwdC1wYWNrYWdlK2p3cyJ9.e30.",
+    ],
+)
+def test_anyone_can_encrypt_to_us_so_any_inner_content_is_refused_cleanly(partner: Partner, inner: bytes) -> None:
+    ours = hospital_keys().decryption[0]
+    data = jwe.encrypt_compact(
+        {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "kid": ours.kid},
+        inner,
+        ours,
+        algorithms=["ECDH-ES+A256KW", "A256GCM"],
+    ).encode()
+
+    assert reason(data) in {"malformed", "tampered"}
 
 
 def test_a_package_for_another_key_is_refused(partner: Partner, partner_sig: ECKey) -> None:
