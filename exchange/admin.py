@@ -16,6 +16,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from accounts.roles import Capability, has_capability
+from exchange.models import Package
 from exchange.partners.models import AccessToken, DataSharing, Partner
 from exchange.partners.services import partner_status_change, token_revoke
 
@@ -117,3 +118,21 @@ class AccessTokenAdmin(PartnerRegistryAdmin):
             return
         count = token_revoke(actor=request.user, tokens=list(queryset), request=request)
         self.message_user(request, f"{count} token(s) revoked.")
+
+
+@admin.register(Package)
+class PackageAdmin(PartnerRegistryAdmin):
+    """Packages sent and received (exchange/packages.py): the record ONC 170.315(d)(8) asks for, read-only.
+    The patient link is left out: compliance sees no clinical data (DESIGN.md §3)."""
+
+    list_display = ("package_id", "direction", "partner", "digest", "issued_at", "expires_at", "created_at")
+    list_filter = ("direction", "partner")
+    search_fields = ("package_id", "digest")
+    fields = ("package_id", "direction", "partner", "digest", "signing_kid", "issued_at", "expires_at", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # packages come from seal_package and import_package only
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,7 +1,10 @@
-"""Security checks of the partner API's configuration (tagged ``security``, like healthcrypt/checks.py)."""
+"""Security checks of the partner API's configuration and of the hospital's package keys (tagged
+``security``, like healthcrypt/checks.py)."""
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,4 +45,39 @@ def check_fhir_base_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 id="exchange.E001",
             )
         )
+    return messages
+
+
+@register(Tags.security)
+def check_hospital_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The hospital's JOSE keys (exchange/keys.py): present and loadable in production, and a key file
+    that only its owner can read."""
+    from exchange.keys import HospitalKeysUnavailable, hospital_keys
+
+    messages: list[CheckMessage] = []
+    file_name = str(getattr(settings, "HOSPITAL_JWKS_FILE", "") or "")
+    if file_name:
+        try:
+            mode = Path(file_name).stat().st_mode
+        except OSError:
+            mode = None
+        if mode is not None and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            messages.append(
+                Warning(
+                    "HOSPITAL_JWKS_FILE holds private keys and is readable by group or others.",
+                    hint="chmod 600 the file (generate_hospital_keys writes it so).",
+                    id="exchange.W002",
+                )
+            )
+    try:
+        hospital_keys()
+    except HospitalKeysUnavailable as error:
+        if not settings.DEBUG:
+            messages.append(
+                Error(
+                    f"The hospital's signing and encryption keys are unusable: {error}",
+                    hint="Make them with `manage.py generate_hospital_keys --out FILE` and set HOSPITAL_JWKS_FILE.",
+                    id="exchange.E003",
+                )
+            )
     return messages

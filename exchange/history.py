@@ -5,6 +5,7 @@ clinical and account tables (audit/apps.py).
   blind index, as the records tables' indexes are).
 - Directory entries: outside practitioners and organisations, no patient data.
 - The partner registry: exchange/partners/history.py (the token hash is left out).
+- Packages: ids, digests, dates and key ids, no patient data (the patient is a link).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 def register_change_history() -> None:
     from auditlog.registry import auditlog
 
-    from exchange.models import DirectoryEntry, HL7Message
+    from exchange.models import DirectoryEntry, HL7Message, Package
     from exchange.partners.history import register_change_history as register_partners
 
     if not auditlog.contains(HL7Message):
@@ -22,4 +23,6 @@ def register_change_history() -> None:
         )
     if not auditlog.contains(DirectoryEntry):
         auditlog.register(DirectoryEntry)
+    if not auditlog.contains(Package):
+        auditlog.register(Package)
     register_partners()

@@ -21,9 +21,10 @@ from django.db.models import Q
 
 from exchange.partners.models import AccessToken, DataSharing, Partner
 from healthcrypt.fields import RowIdentity, encrypt
+from records.models import Patient
 
 # The partner registry lives in exchange/partners/models.py; Django finds its models through here.
-__all__ = ["AccessToken", "DataSharing", "DirectoryEntry", "HL7Message", "Partner"]
+__all__ = ["AccessToken", "DataSharing", "DirectoryEntry", "HL7Message", "Package", "Partner"]
 
 
 class HL7Message(RowIdentity):
@@ -92,3 +93,41 @@ class DirectoryEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
+
+
+class Package(models.Model):
+    """A signed and encrypted package sent to or received from a partner (exchange/packages.py).
+
+    What ONC 170.315(d)(8) asks to keep: the SHA-256 digest of the bundle it carried, beside the
+    package's id (``jti``-like, unique per direction: a received id seen again is a replay), who it
+    went to or came from, when it was issued and until when it is valid, and the key that signed it.
+    No patient data in plaintext: the bundle is not kept here, only a link to the patient.
+    """
+
+    class Direction(models.TextChoices):
+        OUT = "out", "Sent to the partner"
+        IN = "in", "Received from the partner"
+
+    package_id = models.UUIDField("package id")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="packages")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Hex SHA-256 of the bundle's canonical JSON (sorted keys, no spaces, UTF-8).
+    digest = models.CharField("SHA-256 of the bundle", max_length=64)
+    signing_kid = models.CharField("signing key id", max_length=200)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A package is opened once: the second import of the same id fails here even in a race.
+            models.UniqueConstraint(fields=["direction", "package_id"], name="exchange_package_once"),
+            models.CheckConstraint(condition=Q(direction__in=["out", "in"]), name="exchange_package_direction"),
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("issued_at")), name="exchange_package_period"),
+        ]
+        indexes = [models.Index(fields=["partner", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Package {self.package_id} ({self.direction})"

@@ -7,6 +7,7 @@ have to sit in a process listing or a unit file. Errors name the variable, never
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
@@ -98,6 +99,22 @@ def env_secret(name: str, *, environ: Mapping[str, str] | None = None) -> str | 
     return direct or None
 
 
+def _hospital_jwks() -> str:
+    """Hospital JOSE keys (exchange/keys.py): one ES384 signing key and one
+    ECDH-ES+A256KW encryption key, private, as one line of JSON."""
+    from joserfc.jwk import ECKey
+
+    keys = [
+        dict(
+            ECKey.generate_key(
+                "P-384", {"kid": f"{use}-{secrets.token_hex(4)}", "use": use, "alg": alg}, private=True
+            ).as_dict(private=True)
+        )
+        for use, alg in (("sig", "ES384"), ("enc", "ECDH-ES+A256KW"))
+    ]
+    return json.dumps({"keys": keys}, separators=(",", ":"))
+
+
 def _random_key() -> str:
     return urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
 
@@ -113,6 +130,8 @@ SECRET_GENERATORS: dict[str, Callable[[], str]] = {
     # Not a required secret (only the checkpoint job needs it), but demo mode makes one: an Ed25519
     # private key is any 32 random bytes.
     "AUDIT_CHECKPOINT_SIGNING_KEY": _random_key,
+    # Not a required secret either (only packages need it): the hospital's JOSE keys, a private JWKS.
+    "HOSPITAL_JWKS": _hospital_jwks,
 }
 
 

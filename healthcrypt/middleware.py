@@ -30,7 +30,9 @@ class SecurityHeadersMiddleware:
 
     Pages may carry patient data, and a shared ward computer's browser cache or a proxy must not
     keep a copy. Static files are served by WhiteNoise before this middleware runs, so they keep
-    their long-lived cache headers.
+    their long-lived cache headers. A response that holds only public data may opt out by setting
+    ``response.public_cacheable = True`` (the hospital's public JWKS, exchange/api/jwks.py); nothing
+    else does, so a page forgets nothing by default.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -40,5 +42,6 @@ class SecurityHeadersMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
-        add_never_cache_headers(response)
+        if getattr(response, "public_cacheable", False) is not True:
+            add_never_cache_headers(response)
         return response

@@ -360,6 +360,22 @@ AUDITLOG_MASK_CALLABLE = "audit.masking.redact"
 HOSPITAL_NAME = env_str("HOSPITAL_NAME", "Healthcrypt General Hospital") or "Healthcrypt General Hospital"
 CSRF_FAILURE_VIEW = "healthcrypt.views.csrf_failure"
 
+# --- Hospital keys and packages (exchange/keys.py, exchange/packages.py, docs/operations/packages.md)
+# The hospital's own JOSE key pairs (ES384 signing, ECDH-ES+A256KW encryption), a JWKS with the
+# private keys: the file named by HOSPITAL_JWKS_FILE (re-read when it changes, so a rotation needs no
+# restart) or the JSON in HOSPITAL_JWKS, not both. Demo mode makes throwaway ones.
+HOSPITAL_JWKS_FILE = env_str("HOSPITAL_JWKS_FILE") or ""
+HOSPITAL_JWKS = env_str("HOSPITAL_JWKS") or ""
+if DEBUG and not HOSPITAL_JWKS and not HOSPITAL_JWKS_FILE:
+    HOSPITAL_JWKS = load_dev_secrets(DEV_SECRETS_FILE, ["HOSPITAL_JWKS"])["HOSPITAL_JWKS"]
+# Who we are in a package: its "iss" when we send, the "aud" it must name when a partner sends.
+PACKAGE_ISSUER = env_str("PACKAGE_ISSUER") or HOSPITAL_NAME
+# The largest package file read (bytes), checked before anything else is done with it.
+PACKAGE_MAX_BYTES = env_int("PACKAGE_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# How long a package we send stays valid, and the longest validity we accept on one we receive.
+PACKAGE_LIFETIME_SECONDS = env_int("PACKAGE_LIFETIME_SECONDS", 3 * 24 * 3600, minimum=60)
+PACKAGE_MAX_LIFETIME_SECONDS = env_int("PACKAGE_MAX_LIFETIME_SECONDS", 30 * 24 * 3600, minimum=60)
+
 # --- HL7 v2 interface (exchange/hl7/, docs/operations/hl7.md) -------------------------------------
 # The service account that HL7 messages are written as: every change event of an ingested message
 # names it. It must exist, be active and have no usable password (it is a machine, not a person).

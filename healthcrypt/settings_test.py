@@ -20,8 +20,25 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ["DEBUG"] = os.environ.get("TEST_DEBUG", "0")
 
-from healthcrypt.settings import *  # noqa: F403
-from healthcrypt.settings import MIDDLEWARE
+
+def _test_hospital_jwks() -> str:
+    """The hospital's JOSE keys for this test run: generated now into a throwaway 0600 file, never
+    committed (exchange/keys.py)."""
+    from healthcrypt.env import SECRET_GENERATORS
+
+    folder = Path(tempfile.mkdtemp(prefix="healthcrypt-test-keys-"))
+    path = folder / "hospital-jwks.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(SECRET_GENERATORS["HOSPITAL_JWKS"]())
+    return str(path)
+
+
+if not os.environ.get("HOSPITAL_JWKS"):
+    os.environ.setdefault("HOSPITAL_JWKS_FILE", _test_hospital_jwks())
+
+from healthcrypt.settings import *  # noqa: F403, E402
+from healthcrypt.settings import MIDDLEWARE  # noqa: E402
 
 TESTING = True
 # Encrypted attachments written by tests go to a throwaway folder, never to the demo's var/media.

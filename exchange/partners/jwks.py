@@ -5,6 +5,10 @@ pasted into the admin is refused unless every key is public (no ``d``, ``p``, ``
 symmetric ``oct`` key: a shared secret is not a partner's identity), of a kind our two algorithms
 use (RSA of at least 2048 bits for RS384, EC on P-384 for ES384), and named by a unique ``kid``
 (SMART Backend Services puts the ``kid`` in every assertion's header; we look the key up by it).
+
+A key's ``use`` is ``sig`` (the default: assertions and the packages the partner signs) or ``enc``:
+a key we encrypt the packages we send them to (exchange/packages.py), RSA-OAEP-256 for an RSA key,
+ECDH-ES+A256KW for an EC P-384 key. A signing key never encrypts and an encryption key never verifies.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ MIN_RSA_BITS = 2048
 EC_CURVE = "P-384"
 # The algorithm each accepted key type verifies (SMART Backend Services requires RS384 and ES384).
 ALGORITHM_FOR_KTY = {"RSA": "RS384", "EC": "ES384"}
+# The key-management algorithm each key type is used with when ``use`` is ``enc`` (content: A256GCM).
+ENCRYPTION_ALGORITHM_FOR_KTY = {"RSA": "RSA-OAEP-256", "EC": "ECDH-ES+A256KW"}
 # A partner has a handful of keys (current and next, for rotation); more is a mistake.
 MAX_KEYS = 10
 
@@ -50,11 +56,13 @@ def _check_key(index: int, key: Any) -> str:
     kid = key.get("kid")
     if not isinstance(kid, str) or not kid.strip() or len(kid) > 200:
         raise ValidationError(f"{where} needs a kid (key id, up to 200 characters).")
+    use = key.get("use", "sig")
+    if use not in ("sig", "enc"):
+        raise ValidationError(f"{where}: use must be sig or enc.")
+    expected = (ALGORITHM_FOR_KTY if use == "sig" else ENCRYPTION_ALGORITHM_FOR_KTY)[kty]
     alg = key.get("alg")
-    if alg is not None and alg != ALGORITHM_FOR_KTY[kty]:
-        raise ValidationError(f"{where}: alg must be {ALGORITHM_FOR_KTY[kty]} for a {kty} key.")
-    if key.get("use", "sig") != "sig":
-        raise ValidationError(f"{where}: use must be sig.")
+    if alg is not None and alg != expected:
+        raise ValidationError(f"{where}: alg must be {expected} for a {kty} key of use {use}.")
     try:
         if kty == "RSA":
             if not isinstance(key.get("n"), str) or _int_bits(key["n"]) < MIN_RSA_BITS:
@@ -70,7 +78,8 @@ def _check_key(index: int, key: Any) -> str:
 
 
 def validate_jwks(value: Any) -> None:
-    """Validator of ``Partner.jwks``: a JWKS of public RS384/ES384 keys with unique kids."""
+    """Validator of ``Partner.jwks``: a JWKS of public RSA/EC P-384 keys (signing or encryption) with
+    unique kids."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -97,8 +106,38 @@ def key_for(jwks: Any, kid: str, alg: str) -> RSAKey | ECKey | None:
     except ValidationError:
         return None
     for key in jwks["keys"]:
+        if key.get("use", "sig") != "sig":
+            continue
         if key.get("kid") == kid and ALGORITHM_FOR_KTY.get(key.get("kty")) == alg:
             imported = KeySet.import_key_set({"keys": [key]}).keys[0]
             if isinstance(imported, RSAKey | ECKey):
                 return imported
     return None
+
+
+def encryption_key(jwks: Any) -> tuple[RSAKey | ECKey, str] | None:
+    """The partner's first key of use ``enc`` and the algorithm it is used with, or None.
+
+    Checks the stored JWKS again, like ``key_for``."""
+    try:
+        validate_jwks(jwks)
+    except ValidationError:
+        return None
+    for key in jwks["keys"]:
+        if key.get("use") == "enc":
+            imported = KeySet.import_key_set({"keys": [key]}).keys[0]
+            if isinstance(imported, RSAKey | ECKey):
+                return imported, ENCRYPTION_ALGORITHM_FOR_KTY[key["kty"]]
+    return None
+
+
+def signing_kids(jwks: Any) -> set[str]:
+    """The kids of the partner's signing keys (without checking the JWKS: ``key_for`` does that)."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list):
+        return set()
+    return {
+        key["kid"]
+        for key in keys
+        if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("use", "sig") == "sig"
+    }

@@ -21,6 +21,7 @@ PUBLIC_URL_NAMES = {
     "fhir:metadata",
     "fhir:smart-configuration",
     "fhir:token",
+    "hospital-jwks",
 }
 
 
