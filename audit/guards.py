@@ -62,6 +62,9 @@ CLINICAL_TABLES = (
     # HL7 v2 messages as received (exchange/models.py): encrypted, but a row deleted or rewritten
     # straight in the database must be seen like any clinical row.
     "exchange_hl7message",
+    # Packages sent and received (exchange/packages.py): a row deleted straight in the database would
+    # let a received package be replayed, so such a change must be seen.
+    "exchange_package",
 )
 MESSAGE = "audit rows are append-only"
 MAINTENANCE_ROLE = "healthcrypt_maintenance"

@@ -48,6 +48,7 @@ from exchange.models import Package
 from exchange.partners.jwks import ALGORITHM_FOR_KTY, encryption_key, key_for, signing_kids
 from exchange.partners.models import Partner
 from records.crypto import source_index
+from records.db import mark_actor
 from records.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -181,17 +182,24 @@ def seal_package(bundle: dict[str, Any], partner: Partner, *, patient: Patient |
         recipient_key=recipient_key,
         key_algorithm=key_algorithm,
     )
+    with transaction.atomic():
+        # The package table is guarded (audit/guards.py): its rows are written as the application's.
+        mark_actor(None, job="package")
+        _record_out(claims, partner=partner, patient=patient, signing_kid=str(signer.kid))
+    return data
+
+
+def _record_out(claims: dict[str, Any], *, partner: Partner, patient: Patient | None, signing_kid: str) -> None:
     Package.objects.create(
         package_id=uuid.UUID(claims["id"]),
         direction=Package.Direction.OUT,
         partner=partner,
         patient=patient,
         digest=claims["sha256"],
-        signing_kid=str(signer.kid),
+        signing_kid=signing_kid,
         issued_at=datetime.fromtimestamp(claims["iat"], tz=UTC),
         expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
     )
-    return data
 
 
 def _header(segment: bytes, what: str) -> dict[str, Any]:
@@ -337,6 +345,7 @@ def package_import(data: bytes, *, actor: Any) -> ImportedPackage:
     patient_ids = [entry.resource_id for entry in valid.entries if entry.resource_type == "Patient"]
     try:
         with transaction.atomic():
+            mark_actor(None, job="package")  # the guarded package row; the import marks its own rows
             package = Package.objects.create(
                 package_id=opened.package_id,
                 direction=Package.Direction.IN,

@@ -3,6 +3,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from records.db import marked_migration
+
 
 class Migration(migrations.Migration):
 
@@ -11,7 +13,10 @@ class Migration(migrations.Migration):
         ('records', '0009_imported_reports_and_studies'),
     ]
 
+    # The CREATE TABLE seals as the application's (marked_migration); the table's row guards come from
+    # exchange 0006_package_guards.
     operations = [
+        marked_migration("exchange.0005_packages"),
         migrations.CreateModel(
             name='Package',
             fields=[
@@ -32,4 +37,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('direction', 'package_id'), name='exchange_package_once'), models.CheckConstraint(condition=models.Q(('direction__in', ['out', 'in'])), name='exchange_package_direction'), models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('issued_at'))), name='exchange_package_period')],
             },
         ),
+        marked_migration("exchange.0005_packages"),  # backwards runs the operations in reverse
     ]

@@ -230,6 +230,7 @@ def test_a_fresh_install_records_no_direct_change_of_its_own() -> None:
         "system:migrate:records.0008_appointments",
         "system:migrate:records.0009_imported_reports_and_studies",
         "system:migrate:exchange.0001_hl7",
+        "system:migrate:exchange.0005_packages",
         "system:migrate:audit.0009_sealer",
         "system:migrate:audit.0010_access_sections",
         "system:migrate:audit.0011_monthly_partitions",
