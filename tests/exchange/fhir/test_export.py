@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.roles import Capability, Role, roles_with
 from audit.models import AccessEvent
 from exchange.fhir.export import export_patient
 from records.models import (
@@ -255,6 +256,13 @@ def test_an_export_that_does_not_validate_is_raised_and_its_disclosure_undone(
 # --- Bounded reads ----------------------------------------------------------------------------------------
 
 
+SAVEPOINTS = 4  # the test's transaction.atomic and the export's, each a savepoint and its release
+POLICY = 1  # chart_access: the relationships and the patient's row (sealed) in one query
+EVENTS = 2  # the access event and the disclosure event
+SECTIONS = 9  # one per kind of row: encounters ... imaging studies (the patient's row came with the policy)
+RULES = 5  # the inline anomaly rules, when they look further (none for a care-team access today)
+
+
 def _queries(physician: User, patient: Patient) -> int:
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         record_for_export(actor=physician, patient_id=patient.pk, purpose="legal", recipient="Court")
@@ -271,8 +279,7 @@ def test_one_query_per_section_whatever_the_size_of_the_record(physician: User, 
     assert few == many
     record = record_for_export(actor=physician, patient_id=large.pk, purpose="legal", recipient="Court")
     assert (len(record.encounters), len(record.observations), len(record.allergies)) == (40, 40, 40)
-    # Nine sections (the patient's row came with the policy); the policy, the events and the rules.
-    assert many <= 9 + 1 + 2 + 8
+    assert many <= SAVEPOINTS + POLICY + EVENTS + SECTIONS + RULES
 
 
 # --- The download ------------------------------------------------------------------------------------------
@@ -351,23 +358,30 @@ def test_the_download_asks_for_a_fresh_code(
     assert not _disclosures(patient)
 
 
-@pytest.mark.parametrize(
-    ("persona_name", "status"),
-    [("physician", 404), ("nurse", 403), ("front_desk", 403), ("researcher", 403), ("ems", 403), ("compliance", 403)],
-)
-def test_the_download_answers_others_as_the_chart_does(
-    request: pytest.FixtureRequest,
-    client_for: Callable[[User], Client],
-    persona_name: str,
-    status: int,
-    patient: Patient,
+# Roles that can be put on a care team (records.services.care_assignment_create).
+CARE_TEAM_ROLES = {Role.PHYSICIAN: "attending", Role.NURSE: "nurse"}
+
+
+@pytest.mark.parametrize("persona", list(Role), indirect=True)
+@pytest.mark.parametrize("related", [True, False], ids=["on_the_care_team", "no_relationship"])
+def test_the_download_answers_every_role_as_the_role_table_says(
+    client_for: Callable[[User], Client], persona: User, related: bool, patient: Patient
 ) -> None:
-    """Another patient's id in the URL: 404 for a physician without a relationship, 403 for a weaker role."""
-    user = request.getfixturevalue(persona_name)
-    client = client_for(user)
-    for method in ("get", "post"):
-        assert getattr(client, method)(_url(patient), FORM if method == "post" else None).status_code == status
-    assert not AccessEvent.objects.filter(patient_id=patient.pk).exists()
+    """From accounts/roles.py alone: no export_record -> 403 (GET and POST); the capability without a
+    relationship -> the chart's 404 (another patient's id in the URL); both -> the form and the file."""
+    role = Role(persona.role)
+    if related and role in CARE_TEAM_ROLES:
+        assign(persona, patient, CARE_TEAM_ROLES[role])
+    allowed = role in roles_with(Capability.EXPORT_RECORD)
+    expected = (200 if related else 404) if allowed else 403
+    client = client_for(persona)
+    assert client.get(_url(patient)).status_code == expected
+    assert client.post(_url(patient), FORM).status_code == expected
+    assert AccessEvent.objects.filter(patient_id=patient.pk, action="disclose").exists() == (expected == 200)
+
+
+def test_only_physicians_hold_export_record() -> None:
+    assert roles_with(Capability.EXPORT_RECORD) == [Role.PHYSICIAN]
 
 
 def test_the_download_of_a_patient_that_does_not_exist_is_404(
@@ -438,8 +452,6 @@ def test_the_command_refuses_with_a_message_naming_no_one(
     args: tuple[str, ...],
     message: str,
 ) -> None:
-    from accounts.roles import Role
-
     assign(physician, patient)
     names = {
         "physician": physician.username,
