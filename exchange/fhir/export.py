@@ -27,6 +27,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.fhir.mapping import RESULT_COUNT_EXTENSION
 from exchange.fhir.validate import BundleInvalid, validate_bundle
 from records.selectors.export import (
     ExportAllergy,
@@ -236,6 +237,9 @@ def report_resource(r: ExportReport, patient: uuid.UUID) -> dict[str, Any]:
         "subject": _ref(patient),
         "effectiveDateTime": _instant(r.effective_at),
     }
+    if r.result_count:
+        # Which observations were the results is not kept (only their number): no reference is invented.
+        resource["extension"] = [{"url": RESULT_COUNT_EXTENSION, "valueUnsignedInt": r.result_count}]
     if r.conclusion:
         resource["conclusion"] = r.conclusion
     return _with_encounter(resource, r.encounter)

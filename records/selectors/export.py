@@ -143,6 +143,7 @@ class ExportReport:
     display: str
     conclusion: str
     effective_at: datetime.datetime
+    result_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def _read(p: Patient) -> ExportRecord:
         ),
         observations=_components(observations, enc),
         reports=tuple(
-            ExportReport(r.row_uid, enc(r), r.status, r.code, r.display, r.conclusion, r.effective_at)
+            ExportReport(r.row_uid, enc(r), r.status, r.code, r.display, r.conclusion, r.effective_at, r.result_count)
             for r in DiagnosticReport.objects.filter(patient_id=p.pk).order_by("effective_at", "pk")
         ),
         medications=tuple(

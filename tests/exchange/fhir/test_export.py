@@ -26,6 +26,7 @@ from accounts.models import User
 from accounts.roles import Capability, Role, roles_with
 from audit.models import AccessEvent
 from exchange.fhir.export import export_patient
+from exchange.fhir.mapping import RESULT_COUNT_EXTENSION, FieldProblem, extract
 from records.models import (
     Allergy,
     BreakGlassGrant,
@@ -463,3 +464,35 @@ def test_the_command_refuses_with_a_message_naming_no_one(
     for secret in (NAME, SURNAME, MRN):
         assert secret not in str(refused.value)
     assert not _disclosures(patient)
+
+
+# --- A report's number of results ------------------------------------------------------------------------
+
+
+def _report(**changes: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": "r",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "57698-3"}], "text": "Lipid panel"},
+        "subject": {"reference": "urn:uuid:p"},
+        "effectiveDateTime": "2020-05-01T10:00:00+00:00",
+    }
+    resource.update(changes)
+    return resource
+
+
+def test_a_reports_number_of_results_travels_as_an_extension_when_its_references_do_not() -> None:
+    extension = [{"url": RESULT_COUNT_EXTENSION, "valueUnsignedInt": 4}]
+    assert extract(_report(extension=extension)).fields["result_count"] == 4
+    # Real references win: they are what a source system sends.
+    referenced = _report(extension=extension, result=[{"reference": "urn:uuid:o"}])
+    assert extract(referenced).fields["result_count"] == 1
+    assert extract(_report()).fields["result_count"] == 0
+
+
+@pytest.mark.parametrize("bad", [-1, "4", True, 10**9])
+def test_a_result_count_extension_that_is_not_a_count_is_refused_by_path(bad: object) -> None:
+    with pytest.raises(FieldProblem) as problem:
+        extract(_report(extension=[{"url": "x:other"}, {"url": RESULT_COUNT_EXTENSION, "valueUnsignedInt": bad}]))
+    assert problem.value.path == "extension.1.valueUnsignedInt"

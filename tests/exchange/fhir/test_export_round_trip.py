@@ -61,9 +61,7 @@ def _values(resource: dict[str, Any]) -> tuple[object, ...]:
     """What the importer keeps of a resource (mapping.extract), made comparable; ids and references left out."""
     extracted = extract(resource)
     fields = {
-        name: _number_or_text(value) if name == "value" else _moment(value)
-        for name, value in extracted.fields.items()
-        if name != "result_count"
+        name: _number_or_text(value) if name == "value" else _moment(value) for name, value in extracted.fields.items()
     }
     components = tuple(
         tuple(sorted({**c, "value": _number_or_text(c["value"])}.items(), key=lambda kv: kv[0]))
