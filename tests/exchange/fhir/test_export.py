@@ -148,15 +148,7 @@ def test_everyone_else_is_refused_and_nothing_is_recorded(
 
 
 def test_a_break_the_glass_grant_does_not_allow_an_export(physician: User, patient: Patient) -> None:
-    now = timezone.now()
-    BreakGlassGrant.objects.create(
-        user=physician,
-        patient=patient,
-        reason=BreakGlassGrant.Reason.EMERGENCY_TREATMENT,
-        explanation="Unconscious in the emergency department",
-        granted_at=now - datetime.timedelta(minutes=5),
-        expires_at=now + datetime.timedelta(minutes=55),
-    )
+    _grant(physician, patient)
     with pytest.raises(AccessRefused) as refused:
         _export(physician, patient)
     assert (refused.value.status, refused.value.explanation) == (403, "break_glass_does_not_allow_export")
@@ -337,14 +329,33 @@ def test_the_form_is_shown_on_get_and_a_missing_recipient_is_a_400_with_nothing_
     assert not AccessEvent.objects.filter(patient_id=patient.pk, action__in=("export", "disclose")).exists()
 
 
+def _grant(user: User, patient: Patient) -> BreakGlassGrant:
+    now = timezone.now()
+    return BreakGlassGrant.objects.create(
+        user=user,
+        patient=patient,
+        reason=BreakGlassGrant.Reason.EMERGENCY_TREATMENT,
+        explanation="Unconscious in the emergency department",
+        granted_at=now - datetime.timedelta(minutes=5),
+        expires_at=now + datetime.timedelta(minutes=55),
+    )
+
+
 def test_the_chart_offers_the_download_to_those_who_may_use_it(
-    client_for: Callable[[User], Client], physician: User, nurse: User, patient: Patient
+    client_for: Callable[[User], Client], physician: User, nurse: User, patient: Patient, make_persona: Any
 ) -> None:
     assign(physician, patient)
     assign(nurse, patient, "nurse")
+    on_call = make_persona(Role.PHYSICIAN, username="on.call")
+    _grant(on_call, patient)
     chart = reverse("records:chart", args=[patient.pk])
     assert b'data-testid="export-fhir"' in client_for(physician).get(chart).content
     assert b'data-testid="export-fhir"' not in client_for(nurse).get(chart).content
+    # A physician in the chart through a break-the-glass grant may read it, not send it away.
+    emergency_chart = client_for(on_call).get(chart)
+    assert emergency_chart.status_code == 200
+    assert b'data-testid="export-fhir"' not in emergency_chart.content
+    assert client_for(on_call).post(_url(patient), FORM).status_code == 403
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
