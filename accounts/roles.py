@@ -63,6 +63,9 @@ class Capability(StrEnum):
     # Bring another provider's records in (manage.py import_fhir --actor): writes whole records, shows
     # the importer nothing but counts.
     IMPORT_RECORDS = "import_records"
+    # Send a patient's whole record out as FHIR R4 (a disclosure): only where the full chart may be
+    # opened through a care relationship, never through a break-the-glass grant.
+    EXPORT_RECORD = "export_record"
     # Appointments: booking, cancelling and checking in (the front desk); reading a day's schedule
     # (the front desk for a department, a physician their own).
     BOOK_APPOINTMENT = "book_appointment"
@@ -159,6 +162,8 @@ _POLICIES: tuple[RolePolicy, ...] = (
                 C.VIEW_SCHEDULE,
                 # Emergency access when no care relationship exists yet (DESIGN.md §8).
                 C.BREAK_GLASS,
+                # A patient's record as FHIR R4 for another provider or the patient (a disclosure).
+                C.EXPORT_RECORD,
             }
         ),
         clinical=True,

@@ -32,6 +32,9 @@ RECORD_TYPES = (
 IMPORTED_TYPES = frozenset((*DIRECTORY_TYPES, *RECORD_TYPES))
 
 SNOMED = "http://snomed.info/sct"
+# A DiagnosticReport's number of results when its ``result`` references are not sent: our own export
+# (exchange/fhir/export.py) keeps the number, not which observations they were.
+RESULT_COUNT_EXTENSION = "urn:healthcrypt:fhir:StructureDefinition:diagnostic-report-result-count"
 ENCOUNTER_KINDS = {"AMB": "ambulatory", "EMER": "emergency", "IMP": "inpatient", "ACUTE": "inpatient", "VR": "virtual"}
 ENCOUNTER_STATUSES = {
     "planned": "planned",
@@ -290,6 +293,16 @@ def _observation(r: dict[str, Any]) -> Extracted:
     )
 
 
+def _result_count_extension(r: dict[str, Any]) -> int:
+    for index, extension in enumerate(r.get("extension", [])):
+        if extension.get("url") == RESULT_COUNT_EXTENSION:
+            count = extension.get("valueUnsignedInt")
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100_000:
+                raise FieldProblem(f"extension.{index}.valueUnsignedInt", "is not a number of results")
+            return count
+    return 0
+
+
 def _diagnostic_report(r: dict[str, Any]) -> Extracted:
     code, display = _coded(r, "code")
     return Extracted(
@@ -298,7 +311,7 @@ def _diagnostic_report(r: dict[str, Any]) -> Extracted:
             "code": code,
             "display": display,
             "conclusion": _text(r, "conclusion", limit=10_000),
-            "result_count": len(r.get("result", [])),
+            "result_count": len(r.get("result", [])) or _result_count_extension(r),
             "effective_at": _when(r, "effectiveDateTime", "effectivePeriod.start", "issued"),
         },
         refs={"patient": _ref(r, "subject"), "encounter": _ref(r, "encounter", required=False)},

@@ -10,7 +10,8 @@ Query counts are bounded per page: one query per section shown, staff names join
 Where to look: ``chart`` (the chart, write and download checks), ``observations`` (the chart's
 vitals table and trend lines, from rows the chart read returned), ``lists`` (patient lists, the
 worklist), ``worklist_history`` (orders a department completed, read-only), ``search`` (finding a
-patient by MRN or surname), ``emergency`` (break the glass), ``results`` (critical results for the
+patient by MRN or surname), ``emergency`` (break the glass), ``export`` (a whole record for a
+disclosure), ``results`` (critical results for the
 physician who ordered them), ``today`` (the dashboards' work of the day), ``appointments`` (the
 schedule), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
@@ -39,6 +40,14 @@ from records.selectors.emergency import (
     emergency_summary,
     my_active_grants,
     recent_arrivals,
+)
+from records.selectors.export import (
+    EXPORT_CATEGORIES,
+    EXPORT_PURPOSES,
+    ExportRecord,
+    ExportRequestInvalid,
+    export_access,
+    record_for_export,
 )
 from records.selectors.lists import (
     my_patients,
@@ -114,6 +123,8 @@ __all__ = [
     "CRITICAL_SCAN",
     "DUE_WITHIN",
     "EMERGENCY_CATEGORIES",
+    "EXPORT_CATEGORIES",
+    "EXPORT_PURPOSES",
     "GRANT_FIELDS",
     "LIST_PER_PAGE",
     "NEW_RESULTS_HOURS",
@@ -150,6 +161,8 @@ __all__ = [
     "EmergencySummary",
     "EncounterRow",
     "EventRow",
+    "ExportRecord",
+    "ExportRequestInvalid",
     "GrantInfo",
     "MedicationRow",
     "MissingVitalsRow",
@@ -180,6 +193,7 @@ __all__ = [
     "due_medications",
     "emergency_candidate",
     "emergency_summary",
+    "export_access",
     "missing_vitals",
     "my_active_grants",
     "my_patients",
@@ -191,6 +205,7 @@ __all__ = [
     "patient_search",
     "pending_orders_for_orderer",
     "recent_arrivals",
+    "record_for_export",
     "registration_list",
     "schedule_departments",
     "today_bounds",

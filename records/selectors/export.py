@@ -1,0 +1,401 @@
+"""A patient's whole record for export to another provider or the patient (a disclosure, DESIGN.md §9).
+
+``record_for_export`` takes the steps of every read (records/selectors/access.py): the policy, then,
+in one transaction, the access event listing every section returned and the disclosure event naming
+the recipient and purpose (``disclosure_made``), the anomaly rules (run by the audit receivers), and
+only then the decryption of the rows. If either event cannot be written nothing is read.
+
+Unpaged, since a record is exported whole, but each section is one query (no query per row).
+Observation components imported from FHIR (a blood pressure's systolic and diastolic values) are
+rows of their own, saved straight after their panel (exchange/fhir/importer.py); they are given
+back to their panel here (``_components``) so the export carries them as components again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from accounts.roles import Capability, DataCategory, has_capability
+from records.models import (
+    Allergy,
+    Condition,
+    DiagnosticReport,
+    Encounter,
+    ImagingStudy,
+    Immunization,
+    Medication,
+    Observation,
+    Patient,
+    Procedure,
+)
+from records.permissions import AccessDecision, chart_access
+from records.selectors.access import AccessNotRecorded, AccessRefused, _record
+from records.signals import disclosure_made
+
+D = DataCategory
+
+# The sections an export holds: the record as FHIR R4 knows it (exchange/fhir/export.py).
+EXPORT_CATEGORIES = frozenset(
+    {
+        D.DEMOGRAPHICS,
+        D.ENCOUNTERS,
+        D.CONDITIONS,
+        D.OBSERVATIONS,
+        D.MEDICATIONS,
+        D.PROCEDURES,
+        D.IMMUNIZATIONS,
+        D.ALLERGIES,
+        D.IMAGING,
+    }
+)
+# Why a record leaves the hospital; the accounting of disclosures lists it with the recipient.
+EXPORT_PURPOSES: tuple[tuple[str, str], ...] = (
+    ("continuity_of_care", "Continuity of care (another provider)"),
+    ("patient_request", "At the patient's request"),
+    ("payment", "Payment or insurance"),
+    ("legal", "Required by law"),
+)
+RECIPIENT_MAX_LENGTH = 200
+# The disclosure event's category: the whole record (its sections are in the access event).
+DISCLOSURE_CATEGORY = "record"
+
+
+class ExportRequestInvalid(ValueError):
+    """The purpose is not one of EXPORT_PURPOSES, or the recipient is missing or too long."""
+
+
+@dataclass(frozen=True)
+class ExportPatient:
+    uid: uuid.UUID
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: datetime.date
+    sex: str
+    address_line: str
+    city: str
+    state: str
+    postal_code: str
+    phone: str
+    national_id: str
+    deceased_date: datetime.date | None
+
+
+@dataclass(frozen=True)
+class ExportEncounter:
+    uid: uuid.UUID
+    kind: str
+    status: str
+    starts_at: datetime.datetime
+    ends_at: datetime.datetime | None
+    reason: str
+    type_code: str
+    type_display: str
+    location: str
+
+
+@dataclass(frozen=True)
+class ExportCondition:
+    uid: uuid.UUID
+    encounter: uuid.UUID | None
+    code: str
+    display: str
+    clinical_status: str
+    onset_date: datetime.date | None
+    abatement_date: datetime.date | None
+    recorded_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ExportComponent:
+    loinc_code: str
+    display: str
+    value: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class ExportObservation:
+    uid: uuid.UUID
+    encounter: uuid.UUID | None
+    category: str
+    status: str
+    loinc_code: str
+    display: str
+    value: str
+    unit: str
+    effective_at: datetime.datetime
+    components: tuple[ExportComponent, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    uid: uuid.UUID
+    encounter: uuid.UUID | None
+    status: str
+    code: str
+    display: str
+    conclusion: str
+    effective_at: datetime.datetime
+    result_count: int = 0
+
+
+@dataclass(frozen=True)
+class ExportMedication:
+    uid: uuid.UUID
+    encounter: uuid.UUID | None
+    status: str
+    code: str
+    display: str
+    dosage: str
+    prescribed_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ExportEvent:
+    """A procedure (``at``: performed) or an immunization (``at``: given)."""
+
+    uid: uuid.UUID
+    encounter: uuid.UUID | None
+    code: str
+    display: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ExportAllergy:
+    uid: uuid.UUID
+    substance: str
+    code: str
+    reaction: str
+    severity: str
+    recorded_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ExportImagingStudy:
+    uid: uuid.UUID
+    encounter: uuid.UUID | None
+    status: str
+    study_uid: str
+    modality: str
+    body_site: str
+    description: str
+    series_count: int
+    instance_count: int
+    started_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """Everything an export holds, decrypted, with each row's stable identity (``uid``: its row_uid)."""
+
+    patient: ExportPatient
+    encounters: tuple[ExportEncounter, ...]
+    conditions: tuple[ExportCondition, ...]
+    observations: tuple[ExportObservation, ...]
+    reports: tuple[ExportReport, ...]
+    medications: tuple[ExportMedication, ...]
+    procedures: tuple[ExportEvent, ...]
+    immunizations: tuple[ExportEvent, ...]
+    allergies: tuple[ExportAllergy, ...]
+    imaging_studies: tuple[ExportImagingStudy, ...]
+    categories: frozenset[DataCategory]
+
+
+def export_access(actor: Any, patient_id: int) -> AccessDecision:
+    """May ``actor`` export this patient's record? The chart's answer, narrowed.
+
+    403 for a role without ``export_record``; the chart's own 403/404 otherwise (no relationship:
+    404, no existence leak); 403 when only a break-the-glass grant opens the chart (a grant is for
+    emergency care, not for sending the record elsewhere) or when the role sees less than the record.
+    """
+    if not has_capability(actor, Capability.EXPORT_RECORD):
+        return AccessDecision.forbidden("role_may_not_export")
+    decision = chart_access(actor, patient_id, with_patient=True)
+    if not decision.allowed:
+        return decision
+    if decision.grant_id is not None:
+        return AccessDecision.forbidden("break_glass_does_not_allow_export")
+    if not decision.categories >= EXPORT_CATEGORIES:
+        return AccessDecision.forbidden("role_sees_part_of_the_record")
+    return decision
+
+
+def _check_request(purpose: str, recipient: str) -> str:
+    if purpose not in dict(EXPORT_PURPOSES):
+        raise ExportRequestInvalid("purpose is not one of the export purposes")
+    recipient = recipient.strip()
+    if not recipient or len(recipient) > RECIPIENT_MAX_LENGTH:
+        raise ExportRequestInvalid(f"recipient is required (at most {RECIPIENT_MAX_LENGTH} characters)")
+    return recipient
+
+
+def record_for_export(*, actor: Any, patient_id: int, purpose: str, recipient: str) -> ExportRecord:
+    """The whole record of a patient for export. Raises AccessRefused, AccessNotRecorded or ExportRequestInvalid.
+
+    The access event (every section returned) and the disclosure event (recipient, purpose) are written
+    in one transaction before anything is decrypted; if either fails, nothing is read.
+    """
+    recipient = _check_request(purpose, recipient)
+    decision = export_access(actor, patient_id)
+    if not decision.allowed:
+        raise AccessRefused(decision)
+    with transaction.atomic():
+        _record(
+            actor=actor,
+            patient_ids=[patient_id],
+            category=sorted(EXPORT_CATEGORIES),
+            action="export",
+            purpose=purpose,
+            explanation=decision.explanation,
+        )
+        try:
+            with transaction.atomic(savepoint=False):
+                disclosure_made.send(
+                    sender=Patient,
+                    actor=actor,
+                    patient_id=patient_id,
+                    recipient=recipient,
+                    category=DISCLOSURE_CATEGORY,
+                    purpose=purpose,
+                )
+        except Exception as exc:
+            raise AccessNotRecorded from exc
+        # Only now is anything decrypted. The policy read the patient's row already (still sealed).
+        patient = decision.patient or Patient.objects.get(pk=patient_id)
+        return _read(patient)
+
+
+def _read(p: Patient) -> ExportRecord:
+    encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
+    by_encounter = {e.pk: e.row_uid for e in encounters}
+
+    def enc(row: Any) -> uuid.UUID | None:
+        return by_encounter.get(row.encounter_id) if row.encounter_id is not None else None
+
+    observations = list(Observation.objects.filter(patient_id=p.pk).order_by("pk"))
+    return ExportRecord(
+        patient=ExportPatient(
+            p.row_uid,
+            p.mrn,
+            p.given_name,
+            p.family_name,
+            p.birth_date,
+            p.sex,
+            p.address_line,
+            p.city,
+            p.state,
+            p.postal_code,
+            p.phone,
+            p.national_id,
+            p.deceased_date,
+        ),
+        encounters=tuple(
+            ExportEncounter(
+                e.row_uid, e.kind, e.status, e.starts_at, e.ends_at, e.reason, e.type_code, e.type_display, e.location
+            )
+            for e in encounters
+        ),
+        conditions=tuple(
+            ExportCondition(
+                c.row_uid,
+                enc(c),
+                c.code,
+                c.display,
+                c.clinical_status,
+                c.onset_date,
+                c.abatement_date,
+                c.recorded_at,
+            )
+            for c in Condition.objects.filter(patient_id=p.pk).order_by("recorded_at", "pk")
+        ),
+        observations=_components(observations, enc),
+        reports=tuple(
+            ExportReport(r.row_uid, enc(r), r.status, r.code, r.display, r.conclusion, r.effective_at, r.result_count)
+            for r in DiagnosticReport.objects.filter(patient_id=p.pk).order_by("effective_at", "pk")
+        ),
+        medications=tuple(
+            ExportMedication(m.row_uid, enc(m), m.status, m.code, m.display, m.dosage, m.prescribed_at)
+            for m in Medication.objects.filter(patient_id=p.pk).order_by("prescribed_at", "pk")
+        ),
+        procedures=tuple(
+            ExportEvent(r.row_uid, enc(r), r.code, r.display, r.performed_at)
+            for r in Procedure.objects.filter(patient_id=p.pk).order_by("performed_at", "pk")
+        ),
+        immunizations=tuple(
+            ExportEvent(i.row_uid, enc(i), i.code, i.display, i.occurred_at)
+            for i in Immunization.objects.filter(patient_id=p.pk).order_by("occurred_at", "pk")
+        ),
+        allergies=tuple(
+            ExportAllergy(a.row_uid, a.substance, a.code or "", a.reaction, a.severity, a.recorded_at)
+            for a in Allergy.objects.filter(patient_id=p.pk).order_by("recorded_at", "pk")
+        ),
+        imaging_studies=tuple(
+            ExportImagingStudy(
+                s.row_uid,
+                enc(s),
+                s.status,
+                s.study_uid,
+                s.modality,
+                s.body_site,
+                s.description,
+                s.series_count,
+                s.instance_count,
+                s.started_at,
+            )
+            for s in ImagingStudy.objects.filter(patient_id=p.pk).order_by("started_at", "pk")
+        ),
+        categories=EXPORT_CATEGORIES,
+    )
+
+
+COMPONENT_SEPARATOR = " / "
+
+
+def _components(rows: list[Observation], enc: Any) -> tuple[ExportObservation, ...]:
+    """Observations in pk order, each panel with its components given back.
+
+    The importer saves a panel without a value of its own with the components' values joined by
+    " / " (exchange/fhir/mapping.py), then each component as a row of the same patient, encounter,
+    time, category and status, in order. A panel is recognised by that: the rows after it in the same
+    group whose values are the parts of its value, in order. Anything else stays a row of its own.
+    """
+    groups: dict[tuple[Any, ...], list[Observation]] = defaultdict(list)
+    for row in rows:
+        groups[(row.encounter_id, row.effective_at, row.category, row.status)].append(row)
+    taken: set[int] = set()
+    components: dict[int, tuple[ExportComponent, ...]] = {}
+    for group in groups.values():
+        for index, row in enumerate(group):
+            if row.pk in taken or COMPONENT_SEPARATOR not in row.value:
+                continue
+            parts = row.value.split(COMPONENT_SEPARATOR)
+            following = group[index + 1 : index + 1 + len(parts)]
+            if len(following) == len(parts) and all(
+                o.pk not in taken and o.value == part for o, part in zip(following, parts, strict=True)
+            ):
+                components[row.pk] = tuple(ExportComponent(o.loinc_code, o.display, o.value, o.unit) for o in following)
+                taken.update(o.pk for o in following)
+    return tuple(
+        ExportObservation(
+            o.row_uid,
+            enc(o),
+            o.category,
+            o.status,
+            o.loinc_code,
+            o.display,
+            o.value,
+            o.unit,
+            o.effective_at,
+            components.get(o.pk, ()),
+        )
+        for o in rows
+        if o.pk not in taken
+    )
