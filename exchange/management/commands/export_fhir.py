@@ -9,7 +9,6 @@ record; a refusal is a CommandError, never a traceback.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from django.db import transaction
 
 from accounts.roles import Capability, has_capability
 from exchange.fhir.export import ExportInvalid, dumps, export_patient
+from exchange.output import write_private
 from records.crypto import mrn_index
 from records.models import Patient
 from records.selectors import AccessNotRecorded, AccessRefused
@@ -67,7 +67,7 @@ class Command(BaseCommand):
                 )
                 text = dumps(bundle)
                 if out is not None:
-                    _write(out, text, force=options["force"])
+                    write_private(out, text, force=options["force"])
         except AccessRefused as refused:
             # Names the rule, never the patient: "no relationship" as the chart's 404, a weak role as its 403.
             raise CommandError(
@@ -87,10 +87,3 @@ class Command(BaseCommand):
             self.stdout.write(text)
         else:
             self.stderr.write(f"Wrote {len(bundle['entry'])} resources to {out}.")
-
-
-def _write(out: Path, text: str, *, force: bool) -> None:
-    """Write ``text`` to ``out``, readable by its owner only; refuse an existing file unless ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    with os.fdopen(os.open(out, flags, 0o600), "w", encoding="utf-8") as handle:
-        handle.write(text)
