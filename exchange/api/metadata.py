@@ -18,7 +18,7 @@ from exchange.partners.scopes import RESOURCE_TYPES, all_scopes
 FHIR_VERSION = "4.0.1"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 # The date of this statement's content; change it with the statement.
-STATEMENT_DATE = "2026-12-05"
+STATEMENT_DATE = "2026-12-06"
 
 
 def _search_param(name: str, kind: str, doc: str) -> dict[str, str]:
@@ -29,7 +29,7 @@ def _resources() -> list[dict[str, Any]]:
     patient = {
         "type": "Patient",
         "interaction": [{"code": "read"}, {"code": "search-type"}],
-        "searchParam": [_search_param("identifier", "token", "system|value, e.g. the MRN")],
+        "searchParam": [_search_param("identifier", "token", "urn:healthcrypt:mrn|MRN: the medical record number")],
         "operation": [
             {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
         ],
@@ -38,7 +38,11 @@ def _resources() -> list[dict[str, Any]]:
         {
             "type": resource,
             "interaction": [{"code": "search-type"}],
-            "searchParam": [_search_param("patient", "reference", "The patient, Patient/{id}")],
+            "searchParam": [
+                _search_param("patient", "reference", "The patient, Patient/{id} (required)"),
+                _search_param("_count", "number", "Page size, 1 to 200 (default 50); follow the next link"),
+                _search_param("_offset", "number", "Where the page starts (from the links)"),
+            ],
         }
         for resource in RESOURCE_TYPES
         if resource != "Patient"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,14 +274,80 @@ def record_for_export(*, actor: Any, patient_id: int, purpose: str, recipient: s
         return _read(patient)
 
 
-def _read(p: Patient) -> ExportRecord:
-    encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
-    by_encounter = {e.pk: e.row_uid for e in encounters}
+# The access event's action and explanation of a system recipient's read (the partner API).
+RECIPIENT_READ_ACTION = "partner_read"
+RECIPIENT_EXPLANATION = "data_sharing"
+
+
+def record_for_recipient(
+    *,
+    patient_id: int,
+    sections: frozenset[DataCategory],
+    recipient: str,
+    purpose: str,
+    may_see: Callable[[int], bool],
+    detail: dict[str, Any] | None = None,
+) -> ExportRecord:
+    """Sections of a patient's record read for a recipient outside the hospital by a system (the
+    partner API, exchange/api/), not by a person. Raises AccessRefused (404), AccessNotRecorded.
+
+    ``may_see`` is the recipient's policy (a data sharing that covers the patient), asked here first,
+    inside the read path; then, in one transaction, an access event naming the sections read
+    (action ``partner_read``, no acting user, ``detail`` naming the recipient's registration) and a
+    disclosure to ``recipient`` for ``purpose``; only then is anything decrypted. If either event
+    cannot be written, nothing is read.
+    """
+    if not sections or not sections <= EXPORT_CATEGORIES:
+        raise ValueError("A recipient's read names sections of the exported record.")
+    recipient = recipient.strip()
+    if not recipient or len(recipient) > RECIPIENT_MAX_LENGTH:
+        raise ValueError("A disclosure names its recipient.")
+    if not may_see(patient_id):
+        raise AccessRefused(AccessDecision.not_found())
+    with transaction.atomic():
+        _record(
+            actor=None,
+            patient_ids=[patient_id],
+            category=sorted(sections),
+            action=RECIPIENT_READ_ACTION,
+            purpose=purpose,
+            explanation=RECIPIENT_EXPLANATION,
+            detail=detail,
+        )
+        try:
+            with transaction.atomic(savepoint=False):
+                disclosure_made.send(
+                    sender=Patient,
+                    actor=None,
+                    patient_id=patient_id,
+                    recipient=recipient,
+                    category=DISCLOSURE_CATEGORY,
+                    purpose=purpose,
+                )
+        except Exception as exc:
+            raise AccessNotRecorded from exc
+        return _read(Patient.objects.get(pk=patient_id), sections)
+
+
+def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES) -> ExportRecord:
+    """Decrypt the sections named (all by default; a section left out is read by no query and comes
+    back empty). Encounters' identities are read for the references even when their section is not."""
+    if D.ENCOUNTERS in sections:
+        encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
+        by_encounter = {e.pk: e.row_uid for e in encounters}
+    else:
+        encounters = []
+        by_encounter = dict(Encounter.objects.filter(patient_id=p.pk).values_list("pk", "row_uid"))
 
     def enc(row: Any) -> uuid.UUID | None:
         return by_encounter.get(row.encounter_id) if row.encounter_id is not None else None
 
-    observations = list(Observation.objects.filter(patient_id=p.pk).order_by("pk"))
+    def rows(model: Any, category: DataCategory, *order: str) -> list[Any]:
+        if category not in sections:
+            return []
+        return list(model.objects.filter(patient_id=p.pk).order_by(*order))
+
+    observations = rows(Observation, D.OBSERVATIONS, "pk")
     return ExportRecord(
         patient=ExportPatient(
             p.row_uid,
@@ -314,28 +381,28 @@ def _read(p: Patient) -> ExportRecord:
                 c.abatement_date,
                 c.recorded_at,
             )
-            for c in Condition.objects.filter(patient_id=p.pk).order_by("recorded_at", "pk")
+            for c in rows(Condition, D.CONDITIONS, "recorded_at", "pk")
         ),
         observations=_components(observations, enc),
         reports=tuple(
             ExportReport(r.row_uid, enc(r), r.status, r.code, r.display, r.conclusion, r.effective_at, r.result_count)
-            for r in DiagnosticReport.objects.filter(patient_id=p.pk).order_by("effective_at", "pk")
+            for r in rows(DiagnosticReport, D.OBSERVATIONS, "effective_at", "pk")
         ),
         medications=tuple(
             ExportMedication(m.row_uid, enc(m), m.status, m.code, m.display, m.dosage, m.prescribed_at)
-            for m in Medication.objects.filter(patient_id=p.pk).order_by("prescribed_at", "pk")
+            for m in rows(Medication, D.MEDICATIONS, "prescribed_at", "pk")
         ),
         procedures=tuple(
             ExportEvent(r.row_uid, enc(r), r.code, r.display, r.performed_at)
-            for r in Procedure.objects.filter(patient_id=p.pk).order_by("performed_at", "pk")
+            for r in rows(Procedure, D.PROCEDURES, "performed_at", "pk")
         ),
         immunizations=tuple(
             ExportEvent(i.row_uid, enc(i), i.code, i.display, i.occurred_at)
-            for i in Immunization.objects.filter(patient_id=p.pk).order_by("occurred_at", "pk")
+            for i in rows(Immunization, D.IMMUNIZATIONS, "occurred_at", "pk")
         ),
         allergies=tuple(
             ExportAllergy(a.row_uid, a.substance, a.code or "", a.reaction, a.severity, a.recorded_at)
-            for a in Allergy.objects.filter(patient_id=p.pk).order_by("recorded_at", "pk")
+            for a in rows(Allergy, D.ALLERGIES, "recorded_at", "pk")
         ),
         imaging_studies=tuple(
             ExportImagingStudy(
@@ -350,9 +417,9 @@ def _read(p: Patient) -> ExportRecord:
                 s.instance_count,
                 s.started_at,
             )
-            for s in ImagingStudy.objects.filter(patient_id=p.pk).order_by("started_at", "pk")
+            for s in rows(ImagingStudy, D.IMAGING, "started_at", "pk")
         ),
-        categories=EXPORT_CATEGORIES,
+        categories=sections,
     )
 
 

@@ -21,7 +21,18 @@ PUBLIC_URL_NAMES = {
     "fhir:metadata",
     "fhir:smart-configuration",
     "fhir:token",
+    "fhir:not-found",  # any other path under /fhir/r4/: an OperationOutcome 404, no data
     "hospital-jwks",
+}
+# The partner API's resources: no session, a bearer token instead; anonymous callers get a 401.
+BEARER_URL_NAMES = {
+    "fhir:patient-read",
+    "fhir:patient-search",
+    "fhir:patient-everything",
+    "fhir:observation-search",
+    "fhir:condition-search",
+    "fhir:medicationrequest-search",
+    "fhir:allergyintolerance-search",
 }
 
 
@@ -51,7 +62,24 @@ def test_the_walk_finds_the_urls_it_should() -> None:
     assert {"accounts:dashboard", "accounts:logout", "admin:index", "healthz"} <= names
 
 
-@pytest.mark.parametrize(("name", "route"), [u for u in ALL_URLS if u[0] not in PUBLIC_URL_NAMES])
+@pytest.mark.parametrize(("name", "route"), [u for u in ALL_URLS if u[0] in BEARER_URL_NAMES])
+def test_the_partner_apis_resources_refuse_a_caller_without_a_bearer_token(
+    client: Client, name: str, route: str
+) -> None:
+    kwargs = {"patient_id": "x"} if "<str:patient_id>" in route else {}
+    response = client.get(reverse(name, kwargs=kwargs))  # sample_path would drop "$" of $everything
+    assert response.status_code == 401, name
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_every_bearer_route_is_found_by_the_walk() -> None:
+    assert {name for name, _ in ALL_URLS} >= BEARER_URL_NAMES
+
+
+@pytest.mark.parametrize(
+    ("name", "route"), [u for u in ALL_URLS if u[0] not in PUBLIC_URL_NAMES and u[0] not in BEARER_URL_NAMES]
+)
 def test_anonymous_request_is_sent_to_sign_in(client: Client, name: str, route: str) -> None:
     path = sample_path(route)
     response = client.get(path)

@@ -30,7 +30,7 @@ def test_capability_statement_shape(client: Client) -> None:
     assert [p["name"] for p in patient["searchParam"]] == ["identifier"]
     assert patient["operation"][0]["name"] == "everything"
     for name in ("Observation", "Condition", "MedicationRequest", "AllergyIntolerance"):
-        assert [p["name"] for p in resources[name]["searchParam"]] == ["patient"]
+        assert [p["name"] for p in resources[name]["searchParam"]] == ["patient", "_count", "_offset"]
     (oauth,) = [e for e in rest["security"]["extension"] if e["url"] == OAUTH_URIS]
     assert oauth["extension"] == [{"url": "token", "valueUri": "http://testserver/fhir/r4/auth/token"}]
     assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"

@@ -1,0 +1,245 @@
+"""The partner API's resource endpoints (read-only FHIR R4 REST under ``/fhir/r4/``).
+
+- ``GET Patient/{id}``, ``GET Patient?identifier=urn:healthcrypt:mrn|MRN``, ``GET Patient/{id}/$everything``
+- ``GET Observation|Condition|MedicationRequest|AllergyIntolerance?patient=Patient/{id}`` with
+  ``_count`` (at most 200) and ``_offset``, and ``next``/``previous`` links.
+
+A resource's id is its row's random identity (``row_uid``, as in the FHIR export), never a database
+key. Every call goes through ``@partner_api`` (bearer token, rate limit, the resource's scope) and
+then through the records read path (``records.selectors.record_for_recipient``): the partner's data
+sharing is asked there, and the read is an access event of the sections returned plus a disclosure
+to the partner, written before anything is decrypted. A patient who is not shared with the partner
+is a 404, exactly as one who does not exist; ``$everything`` returns only the resource types the
+token's scopes cover. Errors are OperationOutcomes whose text never quotes the request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from accounts.roles import DataCategory
+from exchange.api.auth import ApiRefused, PartnerAuth, partner_api
+from exchange.api.responses import fhir_response, operation_outcome
+from exchange.api.token import api_base_url
+from exchange.fhir.export import (
+    MRN_SYSTEM,
+    allergy_resource,
+    condition_resource,
+    medication_resource,
+    observation_resource,
+    patient_resource,
+)
+from exchange.partners.scopes import RESOURCE_TYPES
+from exchange.partners.selectors import partner_may_see_patient, sharing_purpose
+from records.crypto import mrn_index
+from records.models import Patient
+from records.selectors import AccessNotRecorded, AccessRefused
+from records.selectors.export import ExportRecord, record_for_recipient
+
+D = DataCategory
+
+# The section of the record each resource type of the API is read from.
+SECTIONS: dict[str, DataCategory] = {
+    "Patient": D.DEMOGRAPHICS,
+    "Observation": D.OBSERVATIONS,
+    "Condition": D.CONDITIONS,
+    "MedicationRequest": D.MEDICATIONS,
+    "AllergyIntolerance": D.ALLERGIES,
+}
+DEFAULT_COUNT = 50
+MAX_COUNT = 200
+SEARCH_PARAMS = frozenset({"patient", "_count", "_offset"})
+
+
+def _builders(record: ExportRecord) -> dict[str, Callable[[], list[dict[str, Any]]]]:
+    patient = record.patient.uid
+    return {
+        "Patient": lambda: [patient_resource(record.patient)],
+        "Observation": lambda: [observation_resource(o, patient) for o in record.observations],
+        "Condition": lambda: [condition_resource(c, patient) for c in record.conditions],
+        "MedicationRequest": lambda: [medication_resource(m, patient) for m in record.medications],
+        "AllergyIntolerance": lambda: [allergy_resource(a, patient) for a in record.allergies],
+    }
+
+
+def _rest_references(resource: dict[str, Any]) -> dict[str, Any]:
+    """The export points with ``urn:uuid:`` (a self-contained bundle); a REST answer points with
+    ``Type/id``: the patient (``subject``/``patient``) and the stay (``encounter``)."""
+    for key, kind in (("subject", "Patient"), ("patient", "Patient"), ("encounter", "Encounter")):
+        target = resource.get(key)
+        if isinstance(target, dict) and str(target.get("reference", "")).startswith("urn:uuid:"):
+            resource[key] = {**target, "reference": f"{kind}/{target['reference'].removeprefix('urn:uuid:')}"}
+    return resource
+
+
+def _patient_pk(auth: PartnerAuth, reference: str) -> int:
+    """The patient named by ``{id}`` or ``Patient/{id}``, if shared with the partner; 404 otherwise
+    (a malformed id, an unknown one and one not shared are the same answer)."""
+    raw = reference.removeprefix("Patient/")
+    try:
+        identity = uuid.UUID(raw)
+    except ValueError:
+        raise ApiRefused(404, "Not found.", "not_shared") from None
+    pk = Patient.objects.filter(row_uid=identity).values_list("pk", flat=True).first()
+    if pk is None or not partner_may_see_patient(auth.partner, pk):
+        raise ApiRefused(404, "Not found.", "not_shared")
+    return pk
+
+
+def _read(auth: PartnerAuth, patient_pk: int, types: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The resources of ``types`` of one patient, through the audited read path."""
+    wanted = [t for t in types if t in SECTIONS]
+    partner = auth.partner
+    try:
+        record = record_for_recipient(
+            patient_id=patient_pk,
+            sections=frozenset(SECTIONS[t] for t in wanted),
+            recipient=partner.name,
+            purpose=sharing_purpose(partner, patient_pk) or "data_sharing",
+            may_see=lambda pk: partner_may_see_patient(partner, pk),
+            detail={"partner_id": partner.pk, "resources": sorted(wanted)},
+        )
+    except AccessRefused:
+        raise ApiRefused(404, "Not found.", "not_shared") from None
+    except AccessNotRecorded:
+        raise ApiRefused(503, "The disclosure could not be recorded; nothing was read.", "not_recorded") from None
+    builders = _builders(record)
+    return {t: [_rest_references(r) for r in builders[t]()] for t in wanted}
+
+
+def _auth(request: HttpRequest) -> PartnerAuth:
+    return cast(PartnerAuth, cast(Any, request).partner_auth)
+
+
+def _entry(base: str, resource: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "search": {"mode": "match"},
+    }
+
+
+def _searchset(
+    request: HttpRequest, resources: list[dict[str, Any]], *, total: int, links: list[dict[str, str]]
+) -> HttpResponse:
+    base = api_base_url(request)
+    return fhir_response(
+        {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid4()),
+            "type": "searchset",
+            "total": total,
+            "link": links,
+            "entry": [_entry(base, r) for r in resources],
+        }
+    )
+
+
+def _number(request: HttpRequest, name: str, default: int, lowest: int, highest: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiRefused(400, f"{name} must be a whole number.", "bad_request") from None
+    if not lowest <= value <= highest:
+        raise ApiRefused(400, f"{name} must be between {lowest} and {highest}.", "bad_request")
+    return value
+
+
+def _unsupported(request: HttpRequest, allowed: frozenset[str]) -> None:
+    unknown = set(request.GET) - allowed
+    if unknown:
+        # Names only a count, never what was sent.
+        raise ApiRefused(400, "This search supports only: " + ", ".join(sorted(allowed)) + ".", "bad_request")
+
+
+@login_not_required
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under the API: an OperationOutcome 404, never the site's HTML page."""
+    return operation_outcome(404, "Not found.")
+
+
+@require_GET
+@partner_api("Patient")
+def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
+    auth = _auth(request)
+    (resource,) = _read(auth, _patient_pk(auth, patient_id), ["Patient"])["Patient"]
+    return fhir_response(resource)
+
+
+@require_GET
+@partner_api("Patient")
+def patient_search(request: HttpRequest) -> HttpResponse:
+    """``Patient?identifier=urn:healthcrypt:mrn|MRN``: the patient if shared with the partner, else none."""
+    _unsupported(request, frozenset({"identifier"}))
+    system, _, value = request.GET.get("identifier", "").partition("|")
+    if system != MRN_SYSTEM or not value:
+        raise ApiRefused(400, f"Search by identifier={MRN_SYSTEM}|value.", "bad_request")
+    auth = _auth(request)
+    self_link = [{"relation": "self", "url": request.build_absolute_uri()}]
+    pk = Patient.objects.filter(mrn_index=mrn_index(value)).values_list("pk", flat=True).first()
+    if pk is None or not partner_may_see_patient(auth.partner, pk):
+        return _searchset(request, [], total=0, links=self_link)
+    resources = _read(auth, pk, ["Patient"])["Patient"]
+    return _searchset(request, resources, total=len(resources), links=self_link)
+
+
+@require_GET
+@partner_api("Patient")
+def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
+    """The patient and every resource of theirs the token's scopes cover, in one searchset."""
+    _unsupported(request, frozenset())
+    auth = _auth(request)
+    types = [t for t in RESOURCE_TYPES if auth.allows(t)]
+    found = _read(auth, _patient_pk(auth, patient_id), types)
+    resources = [r for t in types for r in found[t]]
+    return _searchset(
+        request, resources, total=len(resources), links=[{"relation": "self", "url": request.build_absolute_uri()}]
+    )
+
+
+def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
+    @require_GET
+    @partner_api(resource_type)
+    def search(request: HttpRequest) -> HttpResponse:
+        _unsupported(request, SEARCH_PARAMS)
+        reference = request.GET.get("patient", "")
+        if not reference:
+            raise ApiRefused(400, "Search by patient=Patient/{id}.", "bad_request")
+        count = _number(request, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
+        offset = _number(request, "_offset", 0, 0, 10**9)
+        auth = _auth(request)
+        matches = _read(auth, _patient_pk(auth, reference), [resource_type])[resource_type]
+        page = matches[offset : offset + count]
+        base = f"{api_base_url(request)}/{resource_type}"
+
+        def link(relation: str, at: int) -> dict[str, str]:
+            return {
+                "relation": relation,
+                "url": f"{base}?{urlencode({'patient': reference, '_count': count, '_offset': at})}",
+            }
+
+        links = [link("self", offset)]
+        if offset + count < len(matches):
+            links.append(link("next", offset + count))
+        if offset > 0:
+            links.append(link("previous", max(0, offset - count)))
+        return _searchset(request, page, total=len(matches), links=links)
+
+    search.__name__ = f"{resource_type.lower()}_search"
+    return search
+
+
+observation_search = _type_search("Observation")
+condition_search = _type_search("Condition")
+medication_request_search = _type_search("MedicationRequest")
+allergy_intolerance_search = _type_search("AllergyIntolerance")

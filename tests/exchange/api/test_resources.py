@@ -1,0 +1,236 @@
+"""The partner API's resource endpoints: reads of shared patients only, every read an access event and a
+disclosure written before anything is decrypted, searches paged, errors as OperationOutcomes, and the
+token's scopes deciding what ``$everything`` returns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+from joserfc.jwk import RSAKey
+
+from accounts.models import User
+from audit.models import AccessEvent, AuthEventRecord
+from exchange.fhir.validate import _schema
+from exchange.partners.models import DataSharing, Partner
+from exchange.partners.scopes import all_scopes
+from records.models import Patient
+from records.signals import disclosure_made
+from tests.exchange.api.conftest import TokenCall, assertion
+from tests.exchange.fhir.test_export import _add_rows
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/fhir/r4"
+MRN = "API-000321"
+SURNAME = "Quillfeather-Api"
+
+
+@pytest.fixture
+def shared(front_desk: User, partner: Partner) -> Patient:
+    patient = PatientFactory(mrn=MRN, family_name=SURNAME)
+    _add_rows(front_desk, patient, 5)
+    DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
+    return patient
+
+
+@pytest.fixture
+def token(partner: Partner, rsa_key: RSAKey, request_token: TokenCall) -> Callable[..., str]:
+    def make(scope: str = " ".join(all_scopes())) -> str:
+        response = request_token(assertion(rsa_key), scope=scope)
+        assert response.status_code == 200, response.content
+        return str(response.json()["access_token"])
+
+    partner.allowed_scopes = all_scopes()
+    partner.rate_limit_per_minute = 1000
+    partner.save()
+    return make
+
+
+def get(path: str, bearer: str, **params: Any) -> Any:
+    return Client().get(f"{BASE}/{path}", params, HTTP_AUTHORIZATION=f"Bearer {bearer}")
+
+
+def outcome(response: Any, status: int) -> str:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    return str(body["issue"][0]["diagnostics"])
+
+
+def test_a_shared_patient_is_read_by_its_random_id_and_the_read_is_a_disclosure(
+    shared: Patient, partner: Partner, token: Callable[..., str]
+) -> None:
+    response = get(f"Patient/{shared.row_uid}", token())
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/fhir+json")
+    assert "no-store" in response["Cache-Control"]
+    patient = response.json()
+    assert (patient["resourceType"], patient["id"], patient["name"][0]["family"]) == (
+        "Patient",
+        str(shared.row_uid),
+        SURNAME,
+    )
+    (read,) = AccessEvent.objects.filter(patient_id=shared.pk, action="partner_read")
+    assert (read.actor_id, read.sections, read.explanation, read.purpose) == (
+        None,
+        ["demographics"],
+        "data_sharing",
+        "treatment",
+    )
+    assert read.detail == {"partner_id": partner.pk, "resources": ["Patient"]}
+    (disclosure,) = AccessEvent.objects.filter(patient_id=shared.pk, action="disclose")
+    assert disclosure.detail == {"recipient": "Northside Clinic"}
+
+
+@pytest.mark.parametrize("kind", ["not shared", "unknown", "database key", "garbage"])
+def test_a_patient_not_shared_is_a_404_like_one_that_does_not_exist(
+    kind: str, shared: Patient, token: Callable[..., str]
+) -> None:
+    other = PatientFactory()
+    patient_id = {
+        "not shared": str(other.row_uid),
+        "unknown": "0b6f1d3e-1111-4c4c-9d9d-123456789abc",
+        "database key": str(shared.pk),
+        "garbage": "..%2F..%2Fadmin",
+    }[kind]
+    bearer = token()
+    assert outcome(get(f"Patient/{patient_id}", bearer), 404) == "Not found."
+    assert outcome(get("Observation", bearer, patient=f"Patient/{patient_id}"), 404) == "Not found."
+    if kind == "garbage":  # not even a route: the API's 404 all the same, and no read was attempted
+        return
+    assert not AccessEvent.objects.filter(action__in=["partner_read", "disclose"]).exists()
+    refusals = AuthEventRecord.objects.filter(event="partner_api_refused", detail__reason="not_shared")
+    assert refusals.count() == 2
+
+
+def test_an_unknown_path_under_the_api_is_an_operation_outcome_404(token: Callable[..., str]) -> None:
+    assert outcome(get("Encounter", token()), 404) == "Not found."
+    assert outcome(Client().get(f"{BASE}/nothing/here"), 404) == "Not found."
+
+
+def test_a_sharing_that_ended_closes_the_patient_again(
+    shared: Patient, partner: Partner, token: Callable[..., str]
+) -> None:
+    bearer = token()
+    assert get(f"Patient/{shared.row_uid}", bearer).status_code == 200
+    DataSharing.objects.filter(partner=partner).delete()
+    outcome(get(f"Patient/{shared.row_uid}", bearer), 404)
+
+
+def test_identifier_search_finds_a_shared_patient_and_says_nothing_of_others(
+    shared: Patient, token: Callable[..., str]
+) -> None:
+    bearer = token()
+    found = get("Patient", bearer, identifier=f"urn:healthcrypt:mrn|{MRN}").json()
+    assert (found["type"], found["total"]) == ("searchset", 1)
+    assert found["entry"][0]["resource"]["id"] == str(shared.row_uid)
+    assert found["entry"][0]["fullUrl"] == f"http://testserver{BASE}/Patient/{shared.row_uid}"
+
+    PatientFactory(mrn="API-OTHER")
+    for mrn in ("API-OTHER", "API-NOBODY"):
+        none = get("Patient", bearer, identifier=f"urn:healthcrypt:mrn|{mrn}").json()
+        assert (none["total"], none["entry"]) == (0, [])
+    assert AccessEvent.objects.filter(action="partner_read").count() == 1
+    outcome(get("Patient", bearer, identifier=MRN), 400)  # no system
+    outcome(get("Patient", bearer, name=SURNAME), 400)  # not a supported search
+
+
+def test_observation_search_pages_with_next_and_previous_links(shared: Patient, token: Callable[..., str]) -> None:
+    bearer = token()
+    first = get("Observation", bearer, patient=f"Patient/{shared.row_uid}", _count=2).json()
+    assert (first["total"], len(first["entry"])) == (5, 2)
+    relations = {link["relation"]: link["url"] for link in first["link"]}
+    assert set(relations) == {"self", "next"}
+    seen = [e["resource"]["id"] for e in first["entry"]]
+    url = relations["next"]
+    while url:
+        page = Client().get(url.removeprefix("http://testserver"), HTTP_AUTHORIZATION=f"Bearer {bearer}").json()
+        seen += [e["resource"]["id"] for e in page["entry"]]
+        url = {link["relation"]: link["url"] for link in page["link"]}.get("next", "")
+        assert "previous" in {link["relation"] for link in page["link"]}
+    assert len(seen) == len(set(seen)) == 5
+    subjects = {e["resource"]["subject"]["reference"] for e in first["entry"]}
+    assert subjects == {f"Patient/{shared.row_uid}"}
+    assert all(e["resource"]["encounter"]["reference"].startswith("Encounter/") for e in first["entry"])
+    reads = AccessEvent.objects.filter(action="partner_read").values_list("sections", flat=True)
+    assert [list(sections) for sections in reads] == [["observations"]] * 3  # one per page
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({}, "Search by patient"),
+        ({"_count": "abc"}, "_count must be a whole number."),
+        ({"_count": "0"}, "_count must be between 1 and 200."),
+        ({"_offset": "-1"}, "_offset must be between 0"),
+        ({"code": "8867-4"}, "This search supports only"),
+    ],
+)
+def test_bad_search_parameters_are_a_400_that_quotes_nothing(
+    params: dict[str, str], says: str, shared: Patient, token: Callable[..., str]
+) -> None:
+    if params:
+        params = {"patient": f"Patient/{shared.row_uid}", **params}
+    text = outcome(get("Condition", token(), **params), 400)
+    assert text.startswith(says)
+    assert "abc" not in text
+    assert "8867" not in text
+
+
+def test_everything_returns_what_the_scopes_cover_as_a_valid_r4_searchset(
+    shared: Patient, token: Callable[..., str]
+) -> None:
+    everything = get(f"Patient/{shared.row_uid}/$everything", token()).json()
+    types = sorted({e["resource"]["resourceType"] for e in everything["entry"]})
+    assert types == ["AllergyIntolerance", "Condition", "MedicationRequest", "Observation", "Patient"]
+    assert everything["total"] == len(everything["entry"]) == 1 + 5 * 4
+    _, whole = _schema()
+    assert whole.is_valid(everything)
+
+    only_patient = get(f"Patient/{shared.row_uid}/$everything", token("system/Patient.rs")).json()
+    assert [e["resource"]["resourceType"] for e in only_patient["entry"]] == ["Patient"]
+    last = AccessEvent.objects.filter(action="partner_read").order_by("-pk").first()
+    assert last is not None
+    assert list(last.sections) == ["demographics"]  # only what was read is recorded as read
+
+
+def test_a_token_without_the_resources_scope_is_a_403(shared: Patient, token: Callable[..., str]) -> None:
+    outcome(get("Observation", token("system/Patient.rs"), patient=f"Patient/{shared.row_uid}"), 403)
+    assert not AccessEvent.objects.filter(action="partner_read").exists()
+
+
+def test_nothing_is_read_when_the_disclosure_cannot_be_recorded(
+    shared: Patient, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bearer = token()
+
+    def broken(sender: object, **kwargs: object) -> None:
+        raise RuntimeError("audit store down")
+
+    disclosure_made.connect(broken, dispatch_uid="test.broken")
+    try:
+        response = get(f"Patient/{shared.row_uid}/$everything", bearer)
+    finally:
+        disclosure_made.disconnect(dispatch_uid="test.broken")
+    assert outcome(response, 503).startswith("The disclosure could not be recorded")
+    assert SURNAME not in response.content.decode()
+    assert not AccessEvent.objects.filter(action__in=["partner_read", "disclose"]).exists()
+
+
+def test_no_patient_data_in_the_url_the_logs_or_the_refusals(
+    shared: Patient, token: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    bearer = token()
+    get(f"Patient/{shared.row_uid}/$everything", bearer)
+    get("Patient", bearer, identifier=f"urn:healthcrypt:mrn|{MRN}")
+    assert SURNAME not in caplog.text
+    details = json.dumps(list(AuthEventRecord.objects.values_list("detail", flat=True)))
+    details += json.dumps(list(AccessEvent.objects.values_list("detail", flat=True)))
+    assert SURNAME not in details
+    assert MRN not in details
