@@ -52,12 +52,16 @@ def test_the_loop_retries_a_failed_round_and_stops_on_sigterm(
         if len(rounds) == 2:  # after the retry sealed: the operator stops the service
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
 
+    closed: list[bool] = []
     monkeypatch.setattr(seal_audit, "seal_events", flaky)
+    # The loop drops the connections after a failed round; here that would end the test's transaction.
+    monkeypatch.setattr(seal_audit.connections, "close_all", lambda: closed.append(True))
     monkeypatch.setattr(seal_audit.time, "sleep", sleep)
     out = io.StringIO()
     call_command("seal_audit", "--loop", "--interval", "0.25", stdout=out)
 
     assert rounds == ["failed", "sealed"]
+    assert closed == [True]
     assert "every 0.25 s" in out.getvalue()
     assert "audit sealing round failed; retrying" in caplog.text
     assert not AccessEvent.objects.filter(seq__isnull=True).exists()
