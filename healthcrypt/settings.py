@@ -139,6 +139,7 @@ INSTALLED_APPS = [
     "records",
     "audit",
     "exchange",
+    "research",
 ]
 
 MIDDLEWARE = [
