@@ -265,12 +265,27 @@ def plan_release(
     ceilings = [min(h.height, max(0, caps.get(h.attribute, h.height))) for h in hierarchies]
     allowed = int(max_suppression * counts.rows)
     # Distinct raw values per attribute, generalised once per level rather than once per row.
-    distinct = [sorted({key[i] for key in counts.counts}) for i in range(width)]
+    # The lattice walk needs class sizes only: fold the sensitive value away, then keep the raw
+    # combinations as one column per attribute, so each vector is rolled up with C-level map/zip.
+    qi_counts: Counter[tuple[str, ...]] = Counter()
+    for key, n in counts.counts.items():
+        qi_counts[key[:width]] += n
+    combos = list(qi_counts)
+    weights = [qi_counts[key] for key in combos]
+    columns = [[key[i] for key in combos] for i in range(width)]
+    # Distinct raw values per attribute, generalised once per level rather than once per row.
     tables = [
-        [{value: h.generalise(value, level) for value in distinct[i]} for level in range(h.height + 1)]
+        [{value: h.generalise(value, level) for value in set(columns[i])} for level in range(h.height + 1)]
         for i, h in enumerate(hierarchies)
     ]
     lattice = sorted(itertools.product(*(range(c + 1) for c in ceilings)), key=lambda v: (_loss(v, heights), v))
+
+    def roll_up(levels: tuple[int, ...]) -> dict[tuple[str, ...], int]:
+        generalised = [list(map(tables[i][level].__getitem__, columns[i])) for i, level in enumerate(levels)]
+        classes: defaultdict[tuple[str, ...], int] = defaultdict(int)
+        for key, n in zip(zip(*generalised, strict=True), weights, strict=True):
+            classes[key] += n
+        return classes
 
     best: tuple[int, tuple[int, ...], dict[tuple[str, ...], int]] | None = None
     best_loss: Fraction | None = None
@@ -278,13 +293,10 @@ def plan_release(
         loss = _loss(levels, heights)
         if best_loss is not None and loss > best_loss:
             break  # every later vector loses more information
-        maps = [tables[i][level] for i, level in enumerate(levels)]
-        classes: Counter[tuple[str, ...]] = Counter()
-        for key, n in counts.counts.items():
-            classes[tuple(maps[i][key[i]] for i in range(width))] += n
+        classes = roll_up(levels)
         suppressed = sum(n for n in classes.values() if n < k)
         if suppressed <= allowed and (best is None or suppressed < best[0]):
-            best, best_loss = (suppressed, levels, dict(classes)), loss
+            best, best_loss = (suppressed, levels, classes), loss
     if best is None:
         raise KAnonymityRefused(
             f"k={k} cannot be reached by generalising the quasi-identifiers as far as allowed and "
@@ -296,7 +308,7 @@ def plan_release(
     def generalised(key: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(maps[i][key[i]] for i in range(width))
 
-    suppressed_keys = frozenset(key[:width] for key in counts.counts if chosen[generalised(key)] < k)
+    suppressed_keys = frozenset(key for key in combos if chosen[generalised(key)] < k)
     released = {c: n for c, n in chosen.items() if n >= k}
     l_diversity: int | None = None
     if counts.sensitive is not None:
