@@ -210,15 +210,22 @@ class Plan:
     hierarchies: tuple[Hierarchy, ...]
     levels: tuple[int, ...]
     suppressed_keys: frozenset[tuple[str, ...]]
+    released_keys: frozenset[tuple[str, ...]]
     report: KAnonymityReport
 
     def apply(self, rows: Iterable[Mapping[str, str]]) -> Iterator[dict[str, str]]:
-        """Yield each released row with its quasi-identifiers generalised; suppressed rows are dropped."""
+        """Yield each released row with its quasi-identifiers generalised; suppressed rows are dropped.
+
+        A row whose combination was not counted when the plan was made is a ``ValueError``: its class
+        size is unknown, so it cannot be released (fail closed).
+        """
         memo: list[dict[str, str]] = [{} for _ in self.hierarchies]
         for row in rows:
             raw = tuple(row[h.attribute] for h in self.hierarchies)
             if raw in self.suppressed_keys:
                 continue
+            if raw not in self.released_keys:
+                raise ValueError("A row was not counted when the release was planned; nothing more is released.")
             out = dict(row)
             for index, (hierarchy, level) in enumerate(zip(self.hierarchies, self.levels, strict=True)):
                 value = raw[index]
@@ -332,7 +339,7 @@ def plan_release(
         sensitive_attribute=counts.sensitive,
         l_diversity=l_diversity,
     )
-    return Plan(hierarchies, levels, suppressed_keys, report)
+    return Plan(hierarchies, levels, suppressed_keys, frozenset(combos) - suppressed_keys, report)
 
 
 def k_anonymise(

@@ -158,20 +158,25 @@ def _age_on(record: PatientDemographics, as_of: date) -> int:
 def safe_harbor_demographics(record: PatientDemographics, *, as_of: date) -> SafeHarborDemographics:
     """Return the Safe Harbor fields of ``record``, its age taken on ``as_of`` (the release date).
 
-    A patient is "90+" when their age is over 89, and also when the year alone would say they may be
-    (``as_of.year - birth year > 89``, e.g. born in December 1936 and released in 2026): a year
+    A patient is "90+" when their age is over 89, and also when the years alone would say they may be
+    (``end year - birth year > 89``, e.g. born in December 1936 and released in 2026): a year
     "indicative of such age" goes too. For them the birth and death years are removed.
+
+    A birth year more than 89 years before the release is removed even for a patient who died
+    younger (born 1905, died 1990 aged 85: the age stays, 1905 and 1990 go), since it still says
+    "over 89" of a living reader's arithmetic, and the death year with the age would give it back.
     """
     age = _age_on(record, as_of)
     end_year = record.deceased_date.year if record.deceased_date else as_of.year
     over_89 = age > OLDEST_EXACT_AGE or end_year - record.birth_date.year > OLDEST_EXACT_AGE
+    hide_years = over_89 or as_of.year - record.birth_date.year > OLDEST_EXACT_AGE
     return SafeHarborDemographics(
         sex=record.sex,
         state=record.state.strip(),
         zip3=zip3(record.postal_code),
         age=AGE_90_PLUS if over_89 else str(age),
-        birth_year=None if over_89 else record.birth_date.year,
-        deceased_year=None if over_89 else year_only(record.deceased_date),
+        birth_year=None if hide_years else record.birth_date.year,
+        deceased_year=None if hide_years else year_only(record.deceased_date),
     )
 
 

@@ -219,3 +219,15 @@ def test_write_csv_refuses_an_existing_file_and_an_unchosen_column(tmp_path):
     with pytest.raises(ValueError, match="fields not in fieldnames"):
         write_csv(tmp_path / "other.csv", ["a"], [{"a": "1", "mrn": "M1"}])
     assert (tmp_path / "other.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_row_that_was_not_counted_is_never_released():
+    # Planning on one population and applying the plan to another would release classes whose size
+    # nobody checked.
+    rows = population(200)
+    counts = QuasiIdentifierCounts(default_hierarchies())
+    counts.add_all(rows)
+    plan = plan_release(counts)
+    stranger = {**rows[0], "zip3": "999", "age": "3"}
+    with pytest.raises(ValueError, match="not counted"):
+        list(plan.apply([*rows, stranger]))

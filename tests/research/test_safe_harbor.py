@@ -195,3 +195,10 @@ def test_limited_data_set_drops_street_addresses_and_keeps_dates_city_state_zip(
         "deceased_date": "2025-08-09",
         "age": "64",
     }
+
+
+def test_a_birth_year_over_89_years_back_goes_even_when_the_patient_died_younger():
+    # Born 1905, died 1990 aged 85: the age at death is kept, the years that give 1905 away are not.
+    record = full_record(birth_date=date(1905, 4, 1), deceased_date=date(1990, 6, 1))
+    released = safe_harbor_demographics(record, as_of=RELEASE)
+    assert (released.age, released.birth_year, released.deceased_year) == ("85", None, None)
