@@ -79,7 +79,7 @@ def _age_value(value: str) -> int | None:
     text = value.strip()
     if text.endswith("+"):
         text = text[:-1]
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _age_band(width: int) -> Generaliser:
@@ -98,7 +98,7 @@ def _age_band(width: int) -> Generaliser:
 def _year_band(width: int) -> Generaliser:
     def band(value: str) -> str:
         text = value.strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             return value
         low = int(text) // width * width
         return f"{low}-{low + width - 1}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import itertools
 import random
 from collections import Counter
@@ -80,6 +81,24 @@ def test_released_csv_is_k_anonymous_and_l_diverse_by_pycanon(tmp_path, k):
     assert report.information_loss > 0
     assert set(report.levels) == set(QI)
     assert report.equivalence_classes == frame.groupby(QI).ngroups
+
+
+def test_a_release_can_stream_from_a_file_in_two_passes(tmp_path):
+    # The way a large dataset is released without holding it: count from the file, plan, then
+    # stream the file again through the plan into the released file.
+    source = tmp_path / "source.csv"
+    write_csv(source, COLUMNS, population(2500, seed=8))
+    counts = QuasiIdentifierCounts(default_hierarchies(), sensitive="diagnosis")
+    with source.open(encoding="utf-8", newline="") as handle:
+        counts.add_all(csv.DictReader(handle))
+    plan = plan_release(counts, k=5)
+    out = tmp_path / "released.csv"
+    with source.open(encoding="utf-8", newline="") as handle:
+        written = write_csv(out, COLUMNS, plan.apply(csv.DictReader(handle)))
+    assert written == plan.report.rows_released
+    frame = read_back(out)
+    assert anonymity.k_anonymity(frame, QI) == plan.report.k_reached >= 5
+    assert anonymity.l_diversity(frame, QI, ["diagnosis"]) == plan.report.l_diversity
 
 
 def test_released_rows_keep_their_other_columns_and_lose_no_row_silently():
@@ -179,6 +198,19 @@ def test_age_bands_never_split_90_plus():
     assert [hierarchy.generalise("87", level) for level in range(4)] == ["85-89", "80-89", "80+", "*"]
     assert [hierarchy.generalise("90+", level) for level in range(4)] == ["90+", "90+", "80+", "*"]
     assert [hierarchy.generalise("7", level) for level in range(4)] == ["5-9", "0-9", "0-19", "*"]
+
+
+@pytest.mark.parametrize("unknown", ["", "unknown", "\u00b2"])
+def test_unknown_ages_and_years_stay_their_own_category_until_suppressed(unknown):
+    ages, years = default_hierarchies()[0], default_hierarchies()[3]
+    assert [ages.generalise(unknown, level) for level in range(4)] == [unknown] * 3 + ["*"]
+    assert [years.generalise(unknown, level) for level in range(4)] == [unknown] * 3 + ["*"]
+    assert [years.generalise("2017", level) for level in range(4)] == ["2017", "2015-2019", "2010-2019", "*"]
+
+
+def test_k_anonymity_without_quasi_identifiers_is_refused():
+    with pytest.raises(ValueError, match="at least one quasi-identifier"):
+        k_anonymise(population(20), [])
 
 
 def test_a_caller_can_add_a_quasi_identifier_with_its_own_hierarchy(tmp_path):
