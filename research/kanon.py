@@ -205,7 +205,7 @@ class QuasiIdentifierCounts:
 
 @dataclass(frozen=True)
 class Plan:
-    """The chosen generalisation and the raw combinations whose rows are suppressed."""
+    """The chosen generalisation, the raw combinations whose rows are suppressed and those released."""
 
     hierarchies: tuple[Hierarchy, ...]
     levels: tuple[int, ...]
@@ -261,6 +261,8 @@ def plan_release(
     hierarchies = tuple(counts.hierarchies)
     if not hierarchies:
         raise ValueError("k-anonymity needs at least one quasi-identifier.")
+    if len({h.attribute for h in hierarchies}) != len(hierarchies):
+        raise ValueError("Each quasi-identifier may have only one hierarchy.")
     if counts.rows == 0:
         raise KAnonymityRefused("There are no rows to release.")
     width = len(hierarchies)
@@ -271,7 +273,6 @@ def plan_release(
         raise ValueError(f"max_levels names attributes that are not quasi-identifiers: {sorted(unknown)}.")
     ceilings = [min(h.height, max(0, caps.get(h.attribute, h.height))) for h in hierarchies]
     allowed = int(max_suppression * counts.rows)
-    # Distinct raw values per attribute, generalised once per level rather than once per row.
     # The lattice walk needs class sizes only: fold the sensitive value away, then keep the raw
     # combinations as one column per attribute, so each vector is rolled up with C-level map/zip.
     qi_counts: Counter[tuple[str, ...]] = Counter()

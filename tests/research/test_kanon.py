@@ -213,6 +213,11 @@ def test_k_anonymity_without_quasi_identifiers_is_refused():
         k_anonymise(population(20), [])
 
 
+def test_two_hierarchies_for_one_column_are_refused():
+    with pytest.raises(ValueError, match="only one hierarchy"):
+        k_anonymise(population(20), [*default_hierarchies(), age_hierarchy()])
+
+
 def test_a_caller_can_add_a_quasi_identifier_with_its_own_hierarchy(tmp_path):
     regions = {"MA": "Northeast", "NY": "Northeast", "IL": "Midwest", "CA": "West"}
     rows = population(2000, seed=3)
