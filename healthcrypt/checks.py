@@ -47,7 +47,7 @@ def check_key_material(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                 raw_keys[f"FIELD_ENCRYPTION_KEYS key '{kid}'"] = key
         except ImproperlyConfigured as exc:
             errors.append(Error(str(exc), id="healthcrypt.E002"))
-    for name in ("BLIND_INDEX_KEY", "AUDIT_HMAC_KEY", "AUDIT_MARKER_KEY"):
+    for name in ("BLIND_INDEX_KEY", "AUDIT_HMAC_KEY", "AUDIT_MARKER_KEY", "RESEARCH_PSEUDONYM_KEY"):
         if name in missing:
             continue
         try:

@@ -127,6 +127,7 @@ SECRET_GENERATORS: dict[str, Callable[[], str]] = {
     "BLIND_INDEX_KEY": _random_key,
     "AUDIT_HMAC_KEY": _random_key,
     "AUDIT_MARKER_KEY": _random_key,
+    "RESEARCH_PSEUDONYM_KEY": _random_key,
     # Not a required secret (only the checkpoint job needs it), but demo mode makes one: an Ed25519
     # private key is any 32 random bytes.
     "AUDIT_CHECKPOINT_SIGNING_KEY": _random_key,

@@ -41,7 +41,14 @@ if any(os.environ.get(name) for name in BENCH_BASELINE_SWITCHES):
 # --- Secrets -------------------------------------------------------------------------------------
 # Each is read from NAME or NAME_FILE. None of them is derived from another: a leaked SECRET_KEY
 # (sessions, CSRF) must not reveal patient data, and a leaked field key must not forge sessions.
-REQUIRED_SECRETS = ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY", "AUDIT_MARKER_KEY"]
+REQUIRED_SECRETS = [
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEYS",
+    "BLIND_INDEX_KEY",
+    "AUDIT_HMAC_KEY",
+    "AUDIT_MARKER_KEY",
+    "RESEARCH_PSEUDONYM_KEY",
+]
 _secrets = {name: env_secret(name) for name in REQUIRED_SECRETS}
 
 DEV_SECRETS_FILE = Path(env_str("HEALTHCRYPT_DEV_SECRETS_FILE") or BASE_DIR / ".dev-secrets.env")
@@ -70,6 +77,9 @@ AUDIT_HMAC_KEY = _secrets["AUDIT_HMAC_KEY"] or ""
 # HMAC key of the per-transaction actor marker that proves a clinical-table write came from the
 # application (records/db.py); the database never holds it, so a marker cannot be forged in SQL.
 AUDIT_MARKER_KEY = _secrets["AUDIT_MARKER_KEY"] or ""
+# HMAC key of research pseudonyms and per-patient date shifts (research/pseudonyms.py). Whoever holds
+# it can link a dataset's pseudonyms back to records, so it never leaves the hospital's keyring.
+RESEARCH_PSEUDONYM_KEY = _secrets["RESEARCH_PSEUDONYM_KEY"] or ""
 # Ed25519 private key (base64url 32-byte seed) that signs audit checkpoints (audit/checkpoints.py).
 # Optional for the web workers: only `manage.py audit_checkpoint` needs it, so a deployment can keep
 # it on the host that runs the timer alone. Demo mode generates a throwaway one.
@@ -139,6 +149,7 @@ INSTALLED_APPS = [
     "records",
     "audit",
     "exchange",
+    "research",
 ]
 
 MIDDLEWARE = [

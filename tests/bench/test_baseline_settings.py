@@ -22,6 +22,7 @@ KEYS = {
     "BLIND_INDEX_KEY": "B" * 43,
     "AUDIT_HMAC_KEY": "C" * 43,
     "AUDIT_MARKER_KEY": "D" * 43,
+    "RESEARCH_PSEUDONYM_KEY": "F" * 43,
 }
 PRINT_SETTINGS = (
     "import django; django.setup(); from django.conf import settings; "

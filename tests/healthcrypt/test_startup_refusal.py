@@ -13,7 +13,14 @@ from healthcrypt.crypto import generate_key
 from healthcrypt.env import SECRET_GENERATORS
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_NAMES = ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_HMAC_KEY", "AUDIT_MARKER_KEY")
+SECRET_NAMES = (
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEYS",
+    "BLIND_INDEX_KEY",
+    "AUDIT_HMAC_KEY",
+    "AUDIT_MARKER_KEY",
+    "RESEARCH_PSEUDONYM_KEY",
+)
 
 
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -39,6 +46,7 @@ def full_secrets() -> dict[str, str]:
         "BLIND_INDEX_KEY": generate_key(),
         "AUDIT_HMAC_KEY": generate_key(),
         "AUDIT_MARKER_KEY": generate_key(),
+        "RESEARCH_PSEUDONYM_KEY": generate_key(),
         # The hospital's JOSE keys (exchange/keys.py): production refuses to start without them.
         "HOSPITAL_JWKS": SECRET_GENERATORS["HOSPITAL_JWKS"](),
     }
