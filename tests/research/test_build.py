@@ -299,3 +299,39 @@ def test_deid_export_builds_and_refuses_a_non_empty_directory(population, approv
             "--actor",
             compliance.username,
         )
+
+
+@pytest.mark.parametrize("role", ["researcher", "physician"])
+def test_the_research_read_refuses_anyone_but_compliance(request, population, role):
+    from records.selectors import AccessRefused
+    from records.selectors.research import RESEARCH_SECTIONS, ResearchCriteria, cohort_for_research
+
+    population(3)
+    with pytest.raises(AccessRefused) as caught:
+        cohort_for_research(
+            actor=request.getfixturevalue(role),
+            request_ref=1,
+            criteria=ResearchCriteria(as_of=AS_OF),
+            sections=RESEARCH_SECTIONS,
+        )
+    assert caught.value.status == 403
+    assert not AccessEvent.objects.exists()
+
+
+def test_small_chunks_still_write_one_event_per_patient(population, approved, compliance, tmp_path):
+    patients = population(7)
+    request = approved()
+    dataset_build(actor=compliance, request_id=request.pk, out=tmp_path / "out", as_of=AS_OF, chunk_size=3)
+    reads = list(AccessEvent.objects.filter(action="research").values_list("patient_id", flat=True))
+    assert sorted(reads) == sorted(p.pk for p in patients)
+
+
+def test_a_90_plus_cohort_keeps_no_year_that_gives_the_age_back(population, approved, compliance, tmp_path):
+    population(6, age=95)
+    request = approved()
+    out = tmp_path / "out"
+    dataset_build(actor=compliance, request_id=request.pk, out=out, as_of=AS_OF)
+    frame = read_csv(out / "dataset.csv")
+    assert set(frame["age"]) <= {"90+", "80+", "*"}
+    assert set(frame["first_encounter_year"]) <= {"", "*"}
+    assert set(read_csv(out / "observations.csv")["year"]) == {""}
