@@ -80,6 +80,10 @@ def test_compliance_approves_a_submitted_request_once(researcher, compliance):
     assert decided.status == DatasetRequest.Status.APPROVED
     assert decided.decided_by == compliance
     assert decided.decided_at is not None
+    # The decision (status, decided_by) is in the change history.
+    entries = LogEntry.objects.get_for_object(decided).order_by("timestamp", "pk")
+    assert entries.count() == 2
+    assert "approved" in str(entries.last().changes)
     with pytest.raises(ValidationError):
         request_decide(actor=compliance, request_id=submitted.pk, approve=False)
     submitted.refresh_from_db()
