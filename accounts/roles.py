@@ -81,6 +81,9 @@ class Capability(StrEnum):
     MANAGE_LOCKOUTS = "manage_lockouts"
     # Research
     VIEW_DEIDENTIFIED = "view_deidentified"
+    # Research datasets (research/): a researcher asks, compliance decides and builds.
+    REQUEST_DATASET = "request_dataset"
+    APPROVE_DATASET = "approve_dataset"
     # Patient portal
     VIEW_OWN_RECORD = "view_own_record"
     VIEW_OWN_ACCESS_LOG = "view_own_access_log"
@@ -239,7 +242,9 @@ _POLICIES: tuple[RolePolicy, ...] = (
         Role.COMPLIANCE,
         "Audit trail, disclosures and reports in the admin.",
         ChartAccess.NONE,
-        frozenset({C.ADMIN_SITE, C.VIEW_AUDIT, C.EXPORT_AUDIT, C.VIEW_DISCLOSURES, C.MANAGE_PARTNERS}),
+        frozenset(
+            {C.ADMIN_SITE, C.VIEW_AUDIT, C.EXPORT_AUDIT, C.VIEW_DISCLOSURES, C.MANAGE_PARTNERS, C.APPROVE_DATASET}
+        ),
     ),
     RolePolicy(
         Role.SECURITY,
@@ -251,7 +256,7 @@ _POLICIES: tuple[RolePolicy, ...] = (
         Role.RESEARCHER,
         "Research on de-identified data; never identified data.",
         ChartAccess.NONE,
-        frozenset({C.VIEW_DEIDENTIFIED}),
+        frozenset({C.VIEW_DEIDENTIFIED, C.REQUEST_DATASET}),
     ),
     RolePolicy(
         Role.PATIENT,

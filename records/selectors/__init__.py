@@ -12,7 +12,8 @@ vitals table and trend lines, from rows the chart read returned), ``lists`` (pat
 worklist), ``worklist_history`` (orders a department completed, read-only), ``search`` (finding a
 patient by MRN or surname), ``emergency`` (break the glass), ``export`` (a whole record for a
 disclosure), ``results`` (critical results for the
-physician who ordered them), ``today`` (the dashboards' work of the day), ``appointments`` (the
+physician who ordered them), ``research`` (the audited cohort read of a research dataset build;
+imported from its module, not re-exported), ``today`` (the dashboards' work of the day), ``appointments`` (the
 schedule), ``access`` (refusals and the access signal shared by
 all of them), ``read_models`` (the dataclasses returned). Every public name is importable from
 ``records.selectors`` itself.

@@ -65,6 +65,14 @@ def test_only_clinicians_may_break_the_glass_and_only_researchers_see_deidentifi
     assert roles_with(Capability.ADMIN_SITE) == [Role.COMPLIANCE]
 
 
+def test_only_researchers_request_datasets_and_only_compliance_approves_them() -> None:
+    # Issue 13: the one who asks for a dataset is never the one who approves and builds it.
+    assert roles_with(Capability.REQUEST_DATASET) == [Role.RESEARCHER]
+    assert roles_with(Capability.APPROVE_DATASET) == [Role.COMPLIANCE]
+    assert ROLE_POLICIES[Role.RESEARCHER].chart_access == "none"
+    assert not ROLE_POLICIES[Role.RESEARCHER].categories
+
+
 def test_only_front_desk_registers_patients() -> None:
     assert roles_with(Capability.REGISTER_PATIENT) == [Role.FRONT_DESK]
 
