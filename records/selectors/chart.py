@@ -103,6 +103,7 @@ def chart_for(
         purpose=purpose,
         explanation=decision.explanation,
         detail=_grant_detail(decision),
+        patients=(decision.patient,) if decision.patient is not None else (),
     )
     # Only now is anything decrypted. The policy may have read the patient's row already (sealed).
     patient = decision.patient or Patient.objects.get(pk=patient_id)

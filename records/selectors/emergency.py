@@ -83,6 +83,7 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
         purpose="emergency" if decision.grant_id is not None else "treatment",
         explanation=decision.explanation,
         detail={**(_grant_detail(decision) or {}), "view": "emergency_summary"},
+        patients=(decision.patient,) if decision.patient is not None else (),
     )
     # The policy may have read the patient's row already (sealed: opened only now).
     patient = decision.patient or Patient.objects.get(pk=patient_id)

@@ -41,23 +41,27 @@ _KINDS: dict[str, models.Field[Any, Any]] = {
     "datetime": models.DateTimeField(),
     "date": models.DateField(),
     "bool": models.BooleanField(),
+    "json": models.JSONField(),
 }
+# A column: a field path as in ``values()``, or a name and an expression computed by the database.
+Column = str | tuple[str, Any]
 
 
 @dataclass(frozen=True)
 class Section:
     """One section of a record: its rows (filtered), their order, how many, and the columns wanted.
 
-    ``columns`` are field paths as in ``values()`` (``"display"``, ``"attending__last_name"``); the
-    primary key, the ``row_uid`` of every row an encrypted column belongs to and the ordering's
-    fields are added when missing.
+    ``columns`` are field paths as in ``values()`` (``"display"``, ``"attending__last_name"``), or
+    ``(name, expression)`` for a value the database computes (never an encrypted one); the primary
+    key, the ``row_uid`` of every row an encrypted column belongs to and the ordering's fields are
+    added when missing. ``limit`` None: every row the filter finds (a filter that bounds them).
     """
 
     name: str
     rows: QuerySet[Any]
     ordering: tuple[str, ...]
-    limit: int
-    columns: tuple[str, ...]
+    limit: int | None
+    columns: tuple[Column, ...]
 
 
 def _field(model: type[models.Model], path: str) -> models.Field[Any, Any]:
@@ -85,6 +89,8 @@ def _kind(field: models.Field[Any, Any]) -> str:
         return "uuid"
     if internal == "BooleanField":
         return "bool"
+    if internal == "JSONField":
+        return "json"
     if internal.endswith("AutoField") or internal.endswith("IntegerField"):
         return "int"
     if internal in ("CharField", "TextField"):
@@ -110,13 +116,23 @@ class _Layout:
     slots: tuple[int, ...]  # the position of each column in the union's row
 
 
-def _columns(section: Section) -> tuple[str, ...]:
+def _columns(section: Section) -> tuple[dict[str, Any], dict[str, models.Field[Any, Any]]]:
+    """The section's columns: name -> what to select, and name -> the field that reads it."""
     model = section.rows.model
-    wanted = ["id", *section.columns, *(o.lstrip("-") for o in section.ordering)]
-    for path in list(wanted):
-        if isinstance(_field(model, path), EncryptedField):
-            wanted += [_owner(path), _pk_of(path)]
-    return tuple(dict.fromkeys("id" if c == "pk" else c for c in wanted))
+    computed = {c[0]: c[1] for c in section.columns if isinstance(c, tuple)}
+    paths = ["id", *(c for c in section.columns if isinstance(c, str)), *(o.lstrip("-") for o in section.ordering)]
+    for path in list(paths):
+        if path not in computed and isinstance(_field(model, path), EncryptedField):
+            paths += [_owner(path), _pk_of(path)]
+    select: dict[str, Any] = {}
+    fields: dict[str, models.Field[Any, Any]] = {}
+    for path in dict.fromkeys("id" if c == "pk" else c for c in paths):
+        if path in computed:
+            continue
+        select[path], fields[path] = F(path), _field(model, path)
+    for name, expression in computed.items():
+        select[name], fields[name] = expression, expression.output_field
+    return select, fields
 
 
 def sections_read(sections: Sequence[Section]) -> dict[str, list[dict[str, Any]]]:
@@ -131,12 +147,12 @@ def sections_read(sections: Sequence[Section]) -> dict[str, list[dict[str, Any]]
     prepared = []
     widths = dict.fromkeys(_KINDS, 0)
     for section in sections:
-        columns = _columns(section)
-        fields = tuple(_field(section.rows.model, c) for c in columns)
+        select, by_name = _columns(section)
+        columns, fields = tuple(select), tuple(by_name.values())
         kinds = tuple(_kind(f) for f in fields)
         for kind in _KINDS:
             widths[kind] = max(widths[kind], kinds.count(kind))
-        prepared.append((section, columns, fields, kinds))
+        prepared.append((section, select, fields, kinds))
     offsets: dict[str, int] = {}
     position = 1  # 0 is the tag
     for kind in _KINDS:
@@ -144,7 +160,8 @@ def sections_read(sections: Sequence[Section]) -> dict[str, list[dict[str, Any]]
         position += widths[kind]
     parts = []
     layouts: dict[str, tuple[Section, _Layout]] = {}
-    for section, columns, fields, kinds in prepared:
+    for section, select, fields, kinds in prepared:
+        columns = tuple(select)
         expressions: list[Any] = [Value(section.name, output_field=models.CharField())]
         # Typed NULLs: PostgreSQL types a union's columns pair by pair, and two untyped NULLs are text.
         expressions += [Cast(Value(None), output_field=_KINDS[k]) for k in _KINDS for _ in range(widths[k])]
@@ -153,12 +170,15 @@ def sections_read(sections: Sequence[Section]) -> dict[str, list[dict[str, Any]]
         for column, kind in zip(columns, kinds, strict=True):
             slot = offsets[kind] + used[kind]
             used[kind] += 1
-            expressions[slot] = ExpressionWrapper(F(column), output_field=_KINDS[kind])
+            expressions[slot] = ExpressionWrapper(select[column], output_field=_KINDS[kind])
             slots.append(slot)
         layouts[section.name] = (section, _Layout(columns, fields, tuple(slots)))
-        limited = section.rows.order_by(*section.ordering).values("pk")[: section.limit]
-        model = section.rows.model
-        parts.append(model._base_manager.filter(pk__in=limited).order_by().values_list(*expressions))
+        if section.limit is None:
+            rows = section.rows
+        else:
+            limited = section.rows.order_by(*section.ordering).values("pk")[: section.limit]
+            rows = section.rows.model._base_manager.filter(pk__in=limited)
+        parts.append(rows.order_by().values_list(*expressions))
     union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
     for row in union:
         section, layout = layouts[row[0]]

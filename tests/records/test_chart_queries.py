@@ -49,7 +49,10 @@ REQUEST = 3  # the session, the user, the user's authenticator (django-otp check
 ATOMIC_REQUEST = 2  # ATOMIC_REQUESTS: a savepoint and its release here; BEGIN/COMMIT in production
 POLICY = 1  # chart_access: every relationship, and the patient's row (sealed), in one query
 ACCESS_EVENT = 1  # one INSERT of the view's events (sealed later, off the request path)
-RULES = 5  # the inline anomaly rules: savepoint, patient facts, baselines, the actor's last hour, release
+# The inline anomaly rules: their savepoint, one UNION ALL (the actor's own record, the actor's and
+# department's baselines, the actor's last hour; radiology's and lab's open orders), its release. The
+# patient's facts come with the policy's row (sealed), carried in the access signal.
+RULES = 3
 # The small sections (stays, conditions, allergies, medications, doses given, orders, images,
 # procedures, immunizations, care team) in one UNION ALL (records/selectors/sections.py); the
 # observations (the page, its total and the trend readings) in one; the notes (page and total) in one.
