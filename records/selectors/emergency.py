@@ -34,10 +34,8 @@ from records.selectors.read_models import (
     _grant_info,
 )
 from records.selectors.sections import (
-    ALLERGY_COLUMNS,
     CONDITION_COLUMNS,
     ENCOUNTER_COLUMNS,
-    MEDICATION_COLUMNS,
     Section,
     condition_row,
     encounter_row,
@@ -92,7 +90,13 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
     wanted = [
         (
             D.ALLERGIES,
-            Section("allergies", Allergy.objects.filter(mine), ("-recorded_at",), SECTION_LIMIT, ALLERGY_COLUMNS),
+            Section(
+                "allergies",
+                Allergy.objects.filter(mine),
+                ("-recorded_at",),
+                SECTION_LIMIT,
+                ("substance", "reaction", "severity", "recorded_at"),
+            ),
         ),
         (
             D.MEDICATIONS,
@@ -101,7 +105,7 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
                 Medication.objects.filter(mine, status=Medication.Status.ACTIVE),
                 ("-prescribed_at",),
                 SECTION_LIMIT,
-                MEDICATION_COLUMNS,
+                ("display", "code", "dosage", "status", *staff("prescribed_by"), "prescribed_at"),
             ),
         ),
         (
@@ -155,6 +159,7 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
             for r in found["medications"]
         )
     if "conditions" in found:
+        # The clinical status is encrypted, so the active ones are picked after decryption.
         sections["conditions"] = tuple(
             condition_row(r)
             for r in found["conditions"]
