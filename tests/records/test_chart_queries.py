@@ -332,3 +332,30 @@ def test_the_order_page_is_a_404_for_a_patient_one_does_not_treat(
     ward: Ward, physician: User, client_for: Callable[[User], Client]
 ) -> None:
     assert client_for(physician).get(reverse("records:order_form", args=[ward.other.pk])).status_code == 404
+
+
+# --- A department working from an order: the union keeps the order's scope ----------------------------
+
+
+def test_radiology_working_from_an_order_sees_only_that_orders_work_in_the_one_sections_query(
+    ward: Ward, physician: User, radiology: User
+) -> None:
+    from records.selectors import chart_for
+
+    attachment_upload(
+        actor=radiology,
+        order_id=ward.radiology_order.pk,
+        source=io.BytesIO(tiny_png(1)),
+        filename="image.png",
+        content_type="image/png",
+        max_bytes=1_000_000,
+    )
+    chart = chart_for(actor=radiology, patient_id=ward.treated.pk)
+    assert chart.explanation == "order"
+    assert [o.id for o in chart.orders] == [ward.radiology_order.pk]  # not the lab order
+    assert [(a.order_id, a.filename) for a in chart.attachments] == [(ward.radiology_order.pk, "image.png")]
+    # The physician on the care team sees both orders.
+    assert {o.id for o in chart_for(actor=physician, patient_id=ward.treated.pk).orders} == {
+        ward.radiology_order.pk,
+        ward.lab_order.pk,
+    }
