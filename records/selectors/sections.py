@@ -2,11 +2,12 @@
 
 A chart showed each section with its own query (stays, conditions, allergies, medications, doses
 given, orders, images, procedures, immunizations...): a dozen round trips per page. Here every
-section is one branch of a ``UNION ALL``: each branch keeps its own filter, order and limit (a
-limited, ordered subquery of its primary keys, which SQLite and PostgreSQL both accept inside a
-compound statement), tags its rows with the section's name and lays its columns out over typed
-slots shared by all branches (whole numbers, row identities, text, instants, dates), padded with
-NULLs of the slot's type. One statement, whatever the number of sections or rows.
+section is one branch of a ``UNION ALL``: each branch keeps its own filter, order and limit (on
+PostgreSQL the branch ordered and limited in parentheses; SQLite refuses that in a compound
+statement, so there the branch reads the primary keys of a limited, ordered subquery), tags its
+rows with the section's name and lays its columns out over typed slots shared by all branches
+(whole numbers, row identities, text, instants, dates, flags, JSON), padded with NULLs of the
+slot's type. One statement, whatever the number of sections or rows.
 
 Encrypted columns come back as the stored token, never opened by the union: a slot holds values of
 several tables, so no single field could decrypt it. Each token is wrapped again in a ``Sealed``
@@ -182,11 +183,16 @@ def sections_read(sections: Sequence[Section]) -> dict[str, list[dict[str, Any]]
             slots.append(slot)
         layouts[section.name] = (section, _Layout(columns, fields, tuple(slots)))
         if section.limit is None:
-            rows = section.rows
+            parts.append(section.rows.order_by().values_list(*expressions))
+        elif connection.features.supports_slicing_ordering_in_compound:
+            # PostgreSQL: the branch itself ordered and limited, in parentheses.
+            parts.append(section.rows.order_by(*section.ordering).values_list(*expressions)[: section.limit])
         else:
+            # SQLite refuses ORDER BY and LIMIT in a compound's branches: the limited, ordered primary
+            # keys as a subquery instead (one more query to build, the same rows).
             limited = section.rows.order_by(*section.ordering).values("pk")[: section.limit]
             rows = section.rows.model._base_manager.filter(pk__in=limited)
-        parts.append(rows.order_by().values_list(*expressions))
+            parts.append(rows.order_by().values_list(*expressions))
     union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
     for row in union:
         section, layout = layouts[row[0]]
