@@ -2,9 +2,9 @@
 
 Two ways in, one set of helpers, so that the inline rules and ``scan_access`` agree:
 
-* inline, for the accesses of one request: a fixed number of small indexed queries (patients and
-  the actor's own record in one, the baselines in one, the actor's last hour in one, open orders in
-  one for radiology and lab users), whatever the size of the chart;
+* inline, for the accesses of one request: one query whatever the size of the chart (a UNION ALL of
+  small indexed reads: the actor's own record, the baselines, the actor's last hour, open orders for
+  radiology and lab users, and the patients whose row the read path did not already carry);
 * in bulk, for a window of stored events: set-based queries per chunk (all patients, actors, orders
   and baselines the chunk needs, each in one query), and one pass over the events in time order
   that keeps the per-user running state (distinct patients this hour, recent name searches).
@@ -33,6 +33,7 @@ from audit.models import AccessEvent, ActivityBaseline, sections_of, shows_secti
 from audit.rules import Access, AccessFacts, ActorFacts, Baseline, PatientFacts
 from records.crypto import family_name_index
 from records.models import Order, Patient
+from records.selectors.sections import Section, sections_read
 
 # The columns of an access event the rules read (never ``detail`` beyond a search's "by").
 EVENT_COLUMNS = (
@@ -258,36 +259,122 @@ def facts_of(
     )
 
 
-def inline_facts(actor: Any, events: list[AccessEvent]) -> list[tuple[Access, AccessFacts]]:
-    """Facts for the accesses among ``events`` (just written for ``actor``): at most four queries."""
+# The columns of a patient row the rules read, as loaded on a model instance (``staff_user_id``:
+# the attribute name of the foreign key). ``deceased_date`` is encrypted: only whether it is set is
+# read, from the sealed value, which is never opened here.
+CARRIED_COLUMNS = ("family_name_index", "address_index", "is_confidential", "staff_user_id", "deceased_date")
+
+
+def carried_patient_facts(rows: Iterable[Any]) -> dict[int, PatientFacts]:
+    """Facts of patient rows the read path had already loaded (the policy's row, still sealed), by id.
+
+    Read from what the row holds, without decrypting anything and without a query; a row loaded
+    without one of these columns is left out (its facts are then read from the database).
+    """
+    found: dict[int, PatientFacts] = {}
+    for row in rows:
+        loaded = getattr(row, "__dict__", {})
+        if row is None or not all(name in loaded for name in CARRIED_COLUMNS):
+            continue
+        found[row.pk] = PatientFacts(
+            surname_index=loaded["family_name_index"],
+            address_index=loaded["address_index"],
+            confidential=loaded["is_confidential"],
+            deceased=loaded["deceased_date"] is not None,
+            staff_user_id=loaded["staff_user_id"],
+        )
+    return found
+
+
+def inline_facts(
+    actor: Any, events: list[AccessEvent], patients: Iterable[Any] = ()
+) -> list[tuple[Access, AccessFacts]]:
+    """Facts for the accesses among ``events`` (just written for ``actor``): one query.
+
+    ``patients``: rows of the accessed patients the read path had loaded already (see
+    :func:`carried_patient_facts`); the others, the actor's own patient record, the actor's and
+    department's baselines, the open orders (radiology and lab) and the actor's recent events are
+    read together in one UNION ALL (records/selectors/sections.py), whatever the size of the chart.
+    """
     rows = [{name: getattr(e, name) for name in EVENT_COLUMNS} for e in events]
     accesses = [access_of(row, ids) for row, ids in group_accesses(rows)]
     if not accesses:
         return []
     actor_id = getattr(actor, "pk", None)
     department_id = getattr(actor, "department_id", None)
-    patients, own = patients_and_own_records((a.patient_id for a in accesses), [actor_id] if actor_id else [])
-    me = actor_facts(department_id, getattr(actor, "last_name", ""), own.get(actor_id) if actor_id else None)
-    baselines = baselines_for([actor_id or 0], [department_id] if department_id else [])
-    orders = None
-    if rules.ORDER_ROLES.get(accesses[0].actor_role) and department_id:
-        orders = orders_for((a.patient_id for a in accesses), [department_id])
+    known = carried_patient_facts(patients)
+    needed = {a.patient_id for a in accesses} - set(known)
     # The actor's recent events (these included), in the order scan_access reads them.
     first = min(a.at for a in accesses)
     last = max(a.at for a in accesses)
-    recent = AccessEvent.objects.filter(actor_id=actor_id, at__gte=window_start(first), at__lte=last).order_by(
-        "at", "id"
-    )
+    wanted = [
+        Section(
+            "recent",
+            AccessEvent.objects.filter(actor_id=actor_id, at__gte=window_start(first), at__lte=last),
+            ("at", "id"),
+            None,
+            (*EVENT_COLUMNS, "detail"),
+        ),
+        Section(
+            "baselines",
+            ActivityBaseline.objects.filter(
+                Q(scope=ActivityBaseline.Scope.USER, scope_id=actor_id or 0)
+                | Q(scope=ActivityBaseline.Scope.DEPARTMENT, scope_id__in=[department_id] if department_id else [])
+            ),
+            ("id",),
+            None,
+            ("scope", "scope_id", "usual_hours", "peak_patients_per_hour", "events"),
+        ),
+    ]
+    if needed or actor_id:
+        wanted.append(
+            Section(
+                "patients",
+                Patient.objects.filter(Q(pk__in=needed) | Q(staff_user_id=actor_id or 0)),
+                ("id",),
+                None,
+                (*PATIENT_COLUMNS, ("deceased", _DECEASED)),
+            )
+        )
+    if rules.ORDER_ROLES.get(accesses[0].actor_role) and department_id:
+        wanted.append(
+            Section(
+                "orders",
+                Order.objects.filter(patient_id__in={a.patient_id for a in accesses}, department_id=department_id),
+                ("id",),
+                None,
+                ("patient_id", "department_id", "kind", "ordered_at", "completed_at", "status"),
+            )
+        )
+    found = sections_read(wanted)
+    own: tuple[int, str] | None = None
+    for row in found.get("patients", []):
+        if row["id"] in needed:
+            known[row["id"]] = _patient_facts(row)
+        if actor_id and row["staff_user_id"] == actor_id:
+            own = (row["id"], row["address_index"])
+    me = actor_facts(department_id, getattr(actor, "last_name", ""), own)
+    baselines = {
+        (row["scope"], row["scope_id"]): Baseline(
+            frozenset(row["usual_hours"]), row["peak_patients_per_hour"], row["events"]
+        )
+        for row in found["baselines"]
+    }
+    orders: dict[tuple[int, int, str], list[Mapping[str, Any]]] | None = None
+    if "orders" in found:
+        orders = defaultdict(list)
+        for row in found["orders"]:
+            orders[(row["patient_id"], row["department_id"], row["kind"])].append(row)
     state = ActorWindow()
     windows: dict[int, tuple[int, bool, bool]] = {}
-    for row in recent.values(*EVENT_COLUMNS, "detail"):
+    for row in found["recent"]:
         result = state.feed(row)
         if result is not None:
             windows.setdefault(row["id"], result)
     out = []
     for access in accesses:
         window = windows.get(access.event_id, (1, True, False))
-        patient = patients.get(access.patient_id, PatientFacts())
+        patient = known.get(access.patient_id, PatientFacts())
         out.append(
             (access, facts_of(access, actor=me, patient=patient, baselines=baselines, orders=orders, window=window))
         )

@@ -26,7 +26,7 @@ def on_patient_data_accessed(sender: Any, **kwargs: Any) -> None:
         detail=kwargs.get("detail"),
     )
     if _rules_inline():
-        detection.judge_new_accesses(kwargs.get("actor"), events)
+        detection.judge_new_accesses(kwargs.get("actor"), events, kwargs.get("patients") or ())
 
 
 def on_patient_data_changed(sender: Any, **kwargs: Any) -> None:

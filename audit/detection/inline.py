@@ -95,14 +95,17 @@ def judge_access(
             outcome.raised.append(alert)
 
 
-def judge_new_accesses(actor: Any, events: list[AccessEvent]) -> Outcome:
-    """Inline: judge the accesses among ``events`` just written for ``actor``. Never raises."""
+def judge_new_accesses(actor: Any, events: list[AccessEvent], patients: Iterable[Any] = ()) -> Outcome:
+    """Inline: judge the accesses among ``events`` just written for ``actor``. Never raises.
+
+    ``patients``: rows of the accessed patients the read path had loaded already (the policy's
+    row, sealed), so that their facts are not read again (audit/facts.py ``inline_facts``)."""
     outcome = Outcome()
     if not events or not any(rules.judged(e.action, sections_of(e), e.patient_id) for e in events):
         return outcome
     try:
         with transaction.atomic():
-            for access, access_facts in F.inline_facts(actor, events):
+            for access, access_facts in F.inline_facts(actor, events, patients):
                 judge_access(access, access_facts, outcome)
     except Exception as exc:
         outcome.failures += 1

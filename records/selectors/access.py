@@ -86,8 +86,13 @@ def _record(
     purpose: str,
     explanation: str = "",
     detail: dict[str, Any] | None = None,
+    patients: Sequence[Patient] = (),
 ) -> None:
-    """Report accesses: one signal for every patient and section shown; a failure becomes AccessNotRecorded."""
+    """Report accesses: one signal for every patient and section shown; a failure becomes AccessNotRecorded.
+
+    ``patients``: the rows of these patients the policy already read (sealed: nothing decrypted), sent
+    along so that the anomaly rules need not read them again (issue 11).
+    """
     categories = (category,) if isinstance(category, str) else tuple(category)
     if not patient_ids:
         return
@@ -108,6 +113,7 @@ def _record(
                 purpose=purpose,
                 explanation=explanation,
                 detail=detail or {},
+                patients=tuple(patients),
             )
     except Exception as exc:
         logger.exception("Access could not be recorded; nothing was shown (actor=%s)", getattr(actor, "pk", None))

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from accounts.roles import DataCategory
 from records.models import (
-    FREQUENCY_LABELS,
     Allergy,
     Attachment,
     CareAssignment,
@@ -28,15 +27,11 @@ from records.models import (
 from records.permissions import AccessDecision, active_assignments, chart_access
 from records.selectors.access import (
     AccessRefused,
-    _attachment_row,
     _decision_grant,
     _demographics,
-    _display,
     _grant_detail,
-    _name,
     _note_row,
     _observation_row,
-    _order_row,
     _paged,
     _record,
     _with_staff,
@@ -47,18 +42,37 @@ from records.selectors.read_models import (
     OBSERVATIONS_PER_PAGE,
     SECTION_LIMIT,
     AdministrationRow,
-    AllergyRow,
+    AttachmentRow,
     CareTeamRow,
     Chart,
-    ConditionRow,
-    EncounterRow,
     EventRow,
-    MedicationRow,
+)
+from records.selectors.sections import (
+    ALLERGY_COLUMNS,
+    CONDITION_COLUMNS,
+    ENCOUNTER_COLUMNS,
+    MEDICATION_COLUMNS,
+    ORDER_COLUMNS,
+    Section,
+    allergy_row,
+    condition_row,
+    encounter_row,
+    label,
+    medication_row,
+    order_row,
+    sections_read,
+    staff,
+    staff_name,
 )
 from records.selectors.worklist_history import EXPLANATION as HISTORY_EXPLANATION
 from records.selectors.worklist_history import completed_by_department
 
 D = DataCategory
+
+# How many of each small section a chart shows (the rest: SECTION_LIMIT).
+CHART_ENCOUNTERS = 50
+CHART_ORDERS = 100
+CHART_EVENTS = 100
 
 
 def chart_for(
@@ -89,87 +103,16 @@ def chart_for(
         purpose=purpose,
         explanation=decision.explanation,
         detail=_grant_detail(decision),
+        patients=(decision.patient,) if decision.patient is not None else (),
     )
     # Only now is anything decrypted. The policy may have read the patient's row already (sealed).
     patient = decision.patient or Patient.objects.get(pk=patient_id)
     sections: dict[str, Any] = {"grant": _decision_grant(decision)}
-    order_scope = Q(pk__in=decision.order_ids) if decision.explanation == "order" else Q()
-    if D.CARE_TEAM in visible:
-        sections["care_team"] = tuple(
-            CareTeamRow(a.pk, _name(a.staff), a.staff.role, a.get_team_role_display(), a.starts_at)
-            for a in _with_staff(
-                CareAssignment.objects.filter(active_assignments(timezone.now()), patient_id=patient_id), "staff"
-            ).order_by("starts_at")
-        )
-    if D.ENCOUNTERS in visible:
-        sections["encounters"] = tuple(
-            EncounterRow(
-                e.pk,
-                _display(e, "kind"),
-                _display(e, "status"),
-                e.department.name if e.department else "",
-                _name(e.attending),
-                e.starts_at,
-                e.ends_at,
-                e.reason,
-                e.type_display,
-            )
-            for e in _with_staff(Encounter.objects.filter(patient_id=patient_id), "attending")
-            .select_related("department")
-            .order_by("-starts_at")[:50]
-        )
-    if D.CONDITIONS in visible:
-        sections["conditions"] = tuple(
-            ConditionRow(c.pk, c.display, c.code, c.clinical_status, c.onset_date, c.abatement_date)
-            for c in Condition.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
-        )
-    if D.ALLERGIES in visible:
-        sections["allergies"] = tuple(
-            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at, a.code or "")
-            for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
-        )
-    if D.MEDICATIONS in visible:
-        sections["medications"] = tuple(
-            MedicationRow(
-                m.pk,
-                m.display,
-                m.code,
-                m.dosage,
-                _display(m, "status"),
-                _name(m.prescribed_by),
-                m.prescribed_at,
-                m.allergy_override_reason or "",
-                FREQUENCY_LABELS.get(m.frequency or "", ""),
-            )
-            for m in _with_staff(Medication.objects.filter(patient_id=patient_id), "prescribed_by").order_by(
-                "status", "-prescribed_at"
-            )[:SECTION_LIMIT]
-        )
-        # The medication administration record: doses given, newest first (one query, names joined).
-        sections["administrations"] = tuple(
-            AdministrationRow(
-                g.pk,
-                g.medication_id,
-                g.medication.display,
-                g.dose,
-                g.note,
-                _name(g.administered_by),
-                g.administered_at,
-            )
-            for g in _with_staff(MedicationAdministration.objects.filter(patient_id=patient_id), "administered_by")
-            .select_related("medication")
-            .only(
-                *(f.name for f in MedicationAdministration._meta.concrete_fields),
-                "administered_by__first_name",
-                "administered_by__last_name",
-                "administered_by__username",
-                "administered_by__role",
-                "medication__id",
-                "medication__row_uid",
-                "medication__display",
-            )
-            .order_by("-administered_at", "-id")[:SECTION_LIMIT]
-        )
+    # The small sections, each with its own filter, order and limit: one query (records/selectors/sections.py).
+    small = sections_read(
+        [section for category, section in _small_sections(patient_id, decision) if category in visible]
+    )
+    sections.update(_small_rows(small))
     if D.OBSERVATIONS in visible:
         observations = Observation.objects.filter(patient_id=patient_id)
         if decision.explanation == "order":
@@ -187,13 +130,6 @@ def chart_for(
         sections["observations"] = tuple(built[o.pk] for o in rows)
         if trends:
             sections["vital_trends"] = vital_trends([built[o.pk] for o in scanned])
-    if D.ORDERS in visible:
-        sections["orders"] = tuple(
-            _order_row(o)
-            for o in _with_staff(Order.objects.filter(order_scope, patient_id=patient_id), "ordered_by")
-            .select_related("department")
-            .order_by("-ordered_at")[:100]
-        )
     if D.NOTES in visible:
         notes = ClinicalNote.objects.filter(patient_id=patient_id)
         if decision.explanation == "order":
@@ -201,23 +137,6 @@ def chart_for(
         page, rows, _ = _paged(_with_staff(notes, "author"), ("-signed_at", "-id"), notes_page, NOTES_PER_PAGE)
         sections["notes_page"] = page
         sections["notes"] = tuple(_note_row(n) for n in rows)
-    if D.IMAGING in visible:
-        attachments = Attachment.objects.filter(patient_id=patient_id)
-        if decision.explanation == "order":
-            attachments = attachments.filter(order_id__in=decision.order_ids)
-        sections["attachments"] = tuple(
-            _attachment_row(a) for a in _with_staff(attachments, "uploaded_by").order_by("-uploaded_at")[:SECTION_LIMIT]
-        )
-    if D.PROCEDURES in visible:
-        sections["procedures"] = tuple(
-            EventRow(p.pk, "procedure", p.display, p.performed_at)
-            for p in Procedure.objects.filter(patient_id=patient_id).order_by("-performed_at")[:100]
-        )
-    if D.IMMUNIZATIONS in visible:
-        sections["immunizations"] = tuple(
-            EventRow(i.pk, "immunization", i.display, i.occurred_at)
-            for i in Immunization.objects.filter(patient_id=patient_id).order_by("-occurred_at")[:100]
-        )
     return Chart(
         patient=_demographics(patient),
         explanation=decision.explanation,
@@ -225,6 +144,143 @@ def chart_for(
         order_ids=decision.order_ids,
         **sections,
     )
+
+
+def _small_sections(patient_id: int, decision: AccessDecision) -> list[tuple[DataCategory, Section]]:
+    """The chart's small sections (all but the paged observations and notes), by the category that shows them."""
+    mine = Q(patient_id=patient_id)
+    by_order = decision.explanation == "order"
+    order_scope = Q(pk__in=decision.order_ids) if by_order else Q()
+    attachment_scope = Q(order_id__in=decision.order_ids) if by_order else Q()
+    return [
+        (
+            D.CARE_TEAM,
+            Section(
+                "care_team",
+                CareAssignment.objects.filter(active_assignments(timezone.now()), mine),
+                ("starts_at",),
+                SECTION_LIMIT,
+                (*staff("staff"), "staff__role", "team_role", "starts_at"),
+            ),
+        ),
+        (
+            D.ENCOUNTERS,
+            Section(
+                "encounters",
+                Encounter.objects.filter(mine),
+                ("-starts_at",),
+                CHART_ENCOUNTERS,
+                ENCOUNTER_COLUMNS,
+            ),
+        ),
+        (
+            D.CONDITIONS,
+            Section("conditions", Condition.objects.filter(mine), ("-recorded_at",), SECTION_LIMIT, CONDITION_COLUMNS),
+        ),
+        (
+            D.ALLERGIES,
+            Section("allergies", Allergy.objects.filter(mine), ("-recorded_at",), SECTION_LIMIT, ALLERGY_COLUMNS),
+        ),
+        (
+            D.MEDICATIONS,
+            Section(
+                "medications",
+                Medication.objects.filter(mine),
+                ("status", "-prescribed_at"),
+                SECTION_LIMIT,
+                MEDICATION_COLUMNS,
+            ),
+        ),
+        (
+            D.MEDICATIONS,
+            Section(
+                "administrations",
+                MedicationAdministration.objects.filter(mine),
+                ("-administered_at", "-id"),
+                SECTION_LIMIT,
+                (
+                    "medication_id",
+                    "medication__display",
+                    "dose",
+                    "note",
+                    *staff("administered_by"),
+                    "administered_at",
+                ),
+            ),
+        ),
+        (
+            D.ORDERS,
+            Section("orders", Order.objects.filter(order_scope, mine), ("-ordered_at",), CHART_ORDERS, ORDER_COLUMNS),
+        ),
+        (
+            D.IMAGING,
+            Section(
+                "attachments",
+                Attachment.objects.filter(attachment_scope, mine),
+                ("-uploaded_at",),
+                SECTION_LIMIT,
+                (
+                    "kind",
+                    "filename",
+                    "content_type",
+                    "description",
+                    "size",
+                    *staff("uploaded_by"),
+                    "uploaded_at",
+                    "order_id",
+                ),
+            ),
+        ),
+        (
+            D.PROCEDURES,
+            Section("procedures", Procedure.objects.filter(mine), ("-performed_at",), CHART_EVENTS, ("display",)),
+        ),
+        (
+            D.IMMUNIZATIONS,
+            Section("immunizations", Immunization.objects.filter(mine), ("-occurred_at",), CHART_EVENTS, ("display",)),
+        ),
+    ]
+
+
+def _small_rows(found: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[Any, ...]]:
+    """The read rows of the small sections that were read (a section not shown is left out)."""
+    builders: dict[str, Any] = {
+        "care_team": lambda r: CareTeamRow(
+            r["id"],
+            staff_name(r, "staff"),
+            r["staff__role"],
+            label(CareAssignment, "team_role", r),
+            r["starts_at"],
+        ),
+        "encounters": encounter_row,
+        "conditions": condition_row,
+        "allergies": allergy_row,
+        "medications": medication_row,
+        "administrations": lambda r: AdministrationRow(
+            r["id"],
+            r["medication_id"],
+            r["medication__display"],
+            r["dose"],
+            r["note"],
+            staff_name(r, "administered_by"),
+            r["administered_at"],
+        ),
+        "orders": order_row,
+        "attachments": lambda r: AttachmentRow(
+            r["id"],
+            label(Attachment, "kind", r),
+            r["filename"],
+            r["content_type"],
+            r["description"],
+            r["size"],
+            staff_name(r, "uploaded_by"),
+            r["uploaded_at"],
+            r["order_id"],
+        ),
+        "procedures": lambda r: EventRow(r["id"], "procedure", r["display"], r["performed_at"]),
+        "immunizations": lambda r: EventRow(r["id"], "immunization", r["display"], r["occurred_at"]),
+    }
+    return {name: tuple(builders[name](r) for r in rows) for name, rows in found.items()}
 
 
 def check_write_access(*, actor: Any, patient_id: int, category: DataCategory) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.roles import Capability, DataCategory, has_capability
@@ -17,10 +17,8 @@ from records.selectors.access import (
     _decision_grant,
     _demographics,
     _grant_detail,
-    _name,
     _record,
     _summary,
-    _with_staff,
 )
 from records.selectors.read_models import (
     GRANT_FIELDS,
@@ -29,13 +27,22 @@ from records.selectors.read_models import (
     ActiveGrantRow,
     AllergyRow,
     ArrivalRow,
-    ConditionRow,
     EmergencySummary,
-    EncounterRow,
     MedicationRow,
     ObservationRow,
     PatientSummary,
     _grant_info,
+)
+from records.selectors.sections import (
+    CONDITION_COLUMNS,
+    ENCOUNTER_COLUMNS,
+    Section,
+    condition_row,
+    encounter_row,
+    label,
+    sections_read,
+    staff,
+    staff_name,
 )
 
 D = DataCategory
@@ -57,8 +64,8 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
     """The emergency summary of one patient. Raises AccessRefused or AccessNotRecorded.
 
     Open to any clinical relationship except an order (a department working from an order sees only
-    what the order needs); under a grant, the access event carries the grant id. Six small queries
-    besides the policy and the event, whatever the size of the record.
+    what the order needs); under a grant, the access event carries the grant id. Every section in
+    one query besides the policy, the event and the rules, whatever the size of the record.
     """
     decision = chart_access(actor, patient_id, with_patient=True)
     if not decision.allowed:
@@ -74,70 +81,110 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
         purpose="emergency" if decision.grant_id is not None else "treatment",
         explanation=decision.explanation,
         detail={**(_grant_detail(decision) or {}), "view": "emergency_summary"},
+        patients=(decision.patient,) if decision.patient is not None else (),
     )
     # The policy may have read the patient's row already (sealed: opened only now).
     patient = decision.patient or Patient.objects.get(pk=patient_id)
+    # Every section in one query (records/selectors/sections.py), each with its own filter, order and limit.
+    mine = Q(patient_id=patient_id)
+    wanted = [
+        (
+            D.ALLERGIES,
+            Section(
+                "allergies",
+                Allergy.objects.filter(mine),
+                ("-recorded_at",),
+                SECTION_LIMIT,
+                ("substance", "reaction", "severity", "recorded_at"),
+            ),
+        ),
+        (
+            D.MEDICATIONS,
+            Section(
+                "medications",
+                Medication.objects.filter(mine, status=Medication.Status.ACTIVE),
+                ("-prescribed_at",),
+                SECTION_LIMIT,
+                ("display", "code", "dosage", "status", *staff("prescribed_by"), "prescribed_at"),
+            ),
+        ),
+        (
+            D.CONDITIONS,
+            Section("conditions", Condition.objects.filter(mine), ("-recorded_at",), SECTION_LIMIT, CONDITION_COLUMNS),
+        ),
+        (
+            D.OBSERVATIONS,
+            Section(
+                "vitals",
+                Observation.objects.filter(mine, category=Observation.Category.VITAL_SIGNS),
+                ("-effective_at", "-id"),
+                VITALS_SCAN,
+                (
+                    "category",
+                    "display",
+                    "value",
+                    "unit",
+                    "loinc_code",
+                    "effective_at",
+                    *staff("recorded_by"),
+                    "order_id",
+                ),
+            ),
+        ),
+        (
+            D.ENCOUNTERS,
+            Section(
+                "encounters", Encounter.objects.filter(mine), ("-starts_at",), SUMMARY_ENCOUNTERS, ENCOUNTER_COLUMNS
+            ),
+        ),
+    ]
+    found = sections_read([section for category, section in wanted if category in visible])
     sections: dict[str, Any] = {}
-    if D.ALLERGIES in visible:
+    if "allergies" in found:
         sections["allergies"] = tuple(
-            AllergyRow(a.pk, a.substance, a.reaction, a.severity, a.recorded_at)
-            for a in Allergy.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
+            AllergyRow(r["id"], r["substance"], r["reaction"], r["severity"], r["recorded_at"])
+            for r in found["allergies"]
         )
-    if D.MEDICATIONS in visible:
+    if "medications" in found:
         sections["medications"] = tuple(
             MedicationRow(
-                m.pk, m.display, m.code, m.dosage, m.get_status_display(), _name(m.prescribed_by), m.prescribed_at
+                r["id"],
+                r["display"],
+                r["code"],
+                r["dosage"],
+                label(Medication, "status", r),
+                staff_name(r, "prescribed_by"),
+                r["prescribed_at"],
             )
-            for m in _with_staff(
-                Medication.objects.filter(patient_id=patient_id, status=Medication.Status.ACTIVE), "prescribed_by"
-            ).order_by("-prescribed_at")[:SECTION_LIMIT]
+            for r in found["medications"]
         )
-    if D.CONDITIONS in visible:
+    if "conditions" in found:
         # The clinical status is encrypted, so the active ones are picked after decryption.
         sections["conditions"] = tuple(
-            ConditionRow(c.pk, c.display, c.code, c.clinical_status, c.onset_date, c.abatement_date)
-            for c in Condition.objects.filter(patient_id=patient_id).order_by("-recorded_at")[:SECTION_LIMIT]
-            if c.clinical_status == "active" and c.abatement_date is None
+            condition_row(r)
+            for r in found["conditions"]
+            if r["clinical_status"] == "active" and r["abatement_date"] is None
         )
-    if D.OBSERVATIONS in visible:
+    if "vitals" in found:
         latest: dict[str, ObservationRow] = {}
-        for o in _with_staff(
-            Observation.objects.filter(patient_id=patient_id, category=Observation.Category.VITAL_SIGNS),
-            "recorded_by",
-        ).order_by("-effective_at", "-id")[:VITALS_SCAN]:
-            # Newest first: the first row of each measurement is its last value.
+        for r in found["vitals"]:
             latest.setdefault(
-                o.loinc_code or o.display,
+                r["loinc_code"] or r["display"],
                 ObservationRow(
-                    o.pk,
-                    o.get_category_display(),
-                    o.display,
-                    o.value,
-                    o.unit,
-                    o.loinc_code,
-                    o.effective_at,
-                    _name(o.recorded_by),
-                    o.order_id,
+                    r["id"],
+                    label(Observation, "category", r),
+                    r["display"],
+                    r["value"],
+                    r["unit"],
+                    r["loinc_code"],
+                    r["effective_at"],
+                    staff_name(r, "recorded_by"),
+                    r["order_id"],
                 ),
             )
         sections["vitals"] = tuple(latest.values())
-    if D.ENCOUNTERS in visible:
-        sections["encounters"] = tuple(
-            EncounterRow(
-                e.pk,
-                e.get_kind_display(),
-                e.get_status_display(),
-                e.department.name if e.department else "",
-                _name(e.attending),
-                e.starts_at,
-                e.ends_at,
-                e.reason,
-                e.type_display,
-            )
-            for e in _with_staff(Encounter.objects.filter(patient_id=patient_id), "attending")
-            .select_related("department")
-            .order_by("-starts_at")[:SUMMARY_ENCOUNTERS]
-        )
+    if "encounters" in found:
+        sections["encounters"] = tuple(encounter_row(r) for r in found["encounters"])
     return EmergencySummary(
         patient=_demographics(patient),
         explanation=decision.explanation,
