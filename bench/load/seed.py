@@ -161,9 +161,8 @@ def accounts(mix: dict[str, int], out: Path) -> None:
 def mirror() -> None:
     """Plaintext copies of every row the baseline pages show, built with the read path's own row helpers."""
     from bench.load.baseline import models as plain
-    from records.models import Allergy, ClinicalNote, Condition, Encounter, Medication, Observation
+    from records.models import FREQUENCY_LABELS, Allergy, ClinicalNote, Condition, Encounter, Medication, Observation
     from records.selectors import access
-    from records.selectors.chart import FREQUENCY_LABELS
 
     plain_models = (
         plain.PlainNote,
