@@ -262,3 +262,15 @@ def test_no_patient_data_in_the_urls_file_name_or_logs(built, researcher, client
     for identifier in ("Zelda", "Quixote", "MRN7", "617-555", "Elm Street", "example.org", "02139"):
         assert identifier not in text
     assert token not in caplog.text
+
+
+def test_the_download_needs_csrf(built, researcher):
+    from django.test import Client
+
+    from tests.conftest import sign_in
+
+    token = download_grant_issue(actor=researcher, request_id=built.pk)
+    client = sign_in(Client(enforce_csrf_checks=True), researcher)
+    assert fetch(client, token).status_code == 403
+    assert DownloadGrant.objects.get().used_at is None
+    assert not downloads_recorded().exists()

@@ -232,3 +232,18 @@ def test_the_review_list_is_a_fixed_number_of_queries_and_shows_built_reports(
     assert len(more) == len(few)
     detail = client.get(reverse("research:review_detail", args=[built.pk])).content.decode()
     assert 'data-testid="privacy-report"' in detail
+
+
+@pytest.mark.parametrize("role", [r for r in Role if r != Role.RESEARCHER])
+def test_every_researcher_page_is_refused_to_other_roles(role, researcher, make_persona, client_for):
+    from accounts.models import User
+
+    request = submitted(researcher)
+    client = client_for(User.objects.filter(role=role).first() or make_persona(role))
+    assert client.get(reverse("research:request", args=[request.pk])).status_code == 403
+    assert client.post(reverse("research:request_new"), form_data()).status_code == 403
+    assert client.post(reverse("research:download_prepare", args=[request.pk])).status_code == 403
+    assert client.post(reverse("research:download"), {"token": "x" * 43}).status_code == 403
+    review = client.get(reverse("research:review_detail", args=[request.pk])).status_code
+    assert review == (200 if role == Role.COMPLIANCE else 403)
+    assert DatasetRequest.objects.count() == 1
