@@ -28,6 +28,8 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Alerts", "security:alerts", Capability.REVIEW_ALERTS),
     NavItem("Security reports", "security:reports", Capability.REVIEW_ALERTS),
     NavItem("Lockouts", "accounts:lockouts", Capability.MANAGE_LOCKOUTS),
+    NavItem("Datasets", "research:requests", Capability.REQUEST_DATASET),
+    NavItem("Dataset requests", "research:review", Capability.APPROVE_DATASET),
     NavItem("Compliance admin", "admin:index", Capability.ADMIN_SITE),
     NavItem("Password", "accounts:password_change"),
 )

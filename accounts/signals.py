@@ -37,6 +37,8 @@ class AuthEvent(StrEnum):
     PARTNER_API_REFUSED = "partner_api_refused"
     PARTNER_SUSPENDED = "partner_suspended"
     PARTNER_REACTIVATED = "partner_reactivated"
+    # Research datasets (research/downloads.py): a download link that was used, expired, another's or unknown.
+    RESEARCH_DOWNLOAD_REFUSED = "research_download_refused"
 
 
 auth_event = Signal()

@@ -121,6 +121,12 @@ SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 15 * 60)
 BREAK_GLASS_MAX_MINUTES = 12 * 60
 BREAK_GLASS_MINUTES = max(1, min(env_int("BREAK_GLASS_MINUTES", 60), BREAK_GLASS_MAX_MINUTES))
 
+# Research datasets (research/, docs/research/workflow.md): where ``deid_export`` writes a request's
+# files when no --out is given (request-<id>/ under it; the only place the download looks), and how
+# long a researcher's single-use download link lasts (1 minute to 1 day).
+RESEARCH_DATASETS_DIR = Path(env_str("RESEARCH_DATASETS_DIR") or BASE_DIR / "var" / "research-datasets")
+RESEARCH_DOWNLOAD_MINUTES = max(1, min(env_int("RESEARCH_DOWNLOAD_MINUTES", 60), 24 * 60))
+
 # FHIR R4 import (exchange/fhir/, docs/operations/fhir-import.md): the official JSON schema, the
 # largest bundle file read (bytes) and the deepest JSON nesting accepted, both checked before parsing
 # goes further or anything is written.

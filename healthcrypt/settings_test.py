@@ -44,6 +44,7 @@ from healthcrypt.settings import MIDDLEWARE  # noqa: E402
 TESTING = True
 # Encrypted attachments written by tests go to a throwaway folder, never to the demo's var/media.
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="healthcrypt-test-media-"))
+RESEARCH_DATASETS_DIR = Path(tempfile.mkdtemp(prefix="healthcrypt-test-research-"))
 # Argon2 is deliberately slow; tests that are about hashing opt back in with override_settings.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("records.urls")),
     path("", include("audit.urls")),
     path("", include("exchange.urls")),
+    path("", include("research.urls")),
     path("fhir/r4/", include("exchange.api.urls")),
     path(".well-known/", include("exchange.api.wellknown_urls")),
     path("admin/", admin.site.urls),

@@ -9,6 +9,8 @@ class ResearchConfig(AppConfig):
     verbose_name = "Research"
 
     def ready(self) -> None:
+        from research import dashboard_panels
         from research.history import register_change_history
 
         register_change_history()
+        dashboard_panels.register()

@@ -116,3 +116,27 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return f"Dataset {self.pk} of request {self.request_id}"
+
+
+class DownloadGrant(models.Model):
+    """A single-use, expiring permission for a dataset's researcher to download its files.
+
+    Only the SHA-256 of the random token is stored; the token itself is shown once, to the researcher
+    who asked for it. ``used_at`` is set by one conditional UPDATE, so a token serves at most once.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="download_grants")
+    researcher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="research_grant_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Download grant {self.pk} of dataset {self.dataset_id}"

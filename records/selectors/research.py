@@ -20,7 +20,8 @@ Two steps, each audited before anything is decrypted:
    one query per section per chunk (no query per patient).
 
 ``research_disclosure_record`` writes the one disclosure event of a dataset (no patient: the
-release as a whole, naming the recipient and the request), before the files are written.
+release as a whole, naming the recipient and the request), before the files are written;
+``research_download_record`` one more each time the researcher downloads them, before they are served.
 
 An audit write that fails raises ``AccessNotRecorded`` and nothing more is decrypted (fail closed).
 """
@@ -237,6 +238,30 @@ def research_disclosure_record(*, actor: Any, request_ref: int, recipient: str) 
                 actor=actor,
                 patient_id=None,
                 recipient=f"{recipient} (research request {request_ref})"[:200],
+                category=DISCLOSURE_CATEGORY,
+                purpose=RESEARCH_PURPOSE,
+            )
+    except Exception as exc:
+        raise AccessNotRecorded from exc
+
+
+def research_download_record(*, actor: Any, request_ref: int, dataset_ref: int) -> None:
+    """Record a researcher's download of their dataset's files: a disclosure to them (no patient).
+
+    Written before a byte is served; raises ``AccessNotRecorded`` when it cannot be written (then
+    nothing is served) and ``AccessRefused`` for a role that does not request datasets.
+    """
+    if actor is None or not has_capability(actor, Capability.REQUEST_DATASET):
+        raise AccessRefused(AccessDecision.forbidden("role_may_not_download_datasets"))
+    try:
+        with transaction.atomic():
+            disclosure_made.send(
+                sender=Patient,
+                actor=actor,
+                patient_id=None,
+                recipient=f"{actor.get_username()} (research request {request_ref}, dataset {dataset_ref}, download)"[
+                    :200
+                ],
                 category=DISCLOSURE_CATEGORY,
                 purpose=RESEARCH_PURPOSE,
             )

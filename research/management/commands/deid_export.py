@@ -1,5 +1,9 @@
-"""``manage.py deid_export --request ID --out DIR [--actor USERNAME] [--force]``: build the dataset of
-an approved research request (research/build.py) as the compliance officer named by ``--actor``."""
+"""``manage.py deid_export --request ID --actor USERNAME [--out DIR] [--force]``: build the dataset of
+an approved research request (research/build.py) as the compliance officer named by ``--actor``.
+
+Without ``--out`` the files go to ``RESEARCH_DATASETS_DIR/request-<id>/``, the only place the
+researcher's download (research/downloads.py) reads them from; with ``--out`` they go where asked
+(for a hand-over outside the application) and the web download says they are not available."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import User
 from records.selectors import AccessNotRecorded, AccessRefused
 from research.build import BuildRefused, dataset_build
+from research.downloads import dataset_dir
 
 
 class Command(BaseCommand):
@@ -20,7 +25,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--request", type=int, required=True, help="the dataset request's id")
-        parser.add_argument("--out", type=Path, required=True, help="an empty (or new) directory")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="an empty (or new) directory; default RESEARCH_DATASETS_DIR/request-<id>/ (downloadable)",
+        )
         parser.add_argument(
             "--actor",
             required=True,
@@ -33,11 +43,12 @@ class Command(BaseCommand):
         actor = User.objects.filter(username=options["actor"], is_active=True).first()
         if actor is None:
             raise CommandError("No active user with that username.")
+        out = options["out"] or dataset_dir(options["request"])
         try:
             dataset = dataset_build(
                 actor=actor,
                 request_id=options["request"],
-                out=options["out"],
+                out=out,
                 force=options["force"],
                 progress=options["progress"] or sys.stderr.isatty(),
             )
@@ -49,5 +60,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Dataset {dataset.pk}: {dataset.rows} rows, k={report['k_reached']} "
             f"(requested {report['k_requested']}), {report['rows_suppressed']} suppressed, "
-            f"loss {report['information_loss']:.3f}; files in {options['out']}"
+            f"loss {report['information_loss']:.3f}; files in {out}"
         )
