@@ -16,6 +16,8 @@ from research.scrub import KINDS, KnownIdentifiers, scrub
 from research.scrub_eval import evaluate
 
 CORPUS = Path(__file__).parent / "data" / "notes"
+# Written after the scrubber was frozen and never used to tune it (docs/research/scrubbing.md).
+HELD_OUT = Path(__file__).parent / "data" / "notes-heldout"
 
 # The thresholds the brief sets: what a release of scrubbed notes must reach on the corpus.
 MIN_RECALL = 0.98
@@ -71,13 +73,15 @@ def test_corpus_has_forty_notes_covering_every_kind_and_protected_words() -> Non
     assert sum(len(n["keep"]) for n in notes) >= 200
 
 
-def test_scrubber_recall_on_the_corpus_meets_the_release_thresholds() -> None:
-    result = evaluate(CORPUS)
+@pytest.mark.parametrize("corpus", [CORPUS, HELD_OUT], ids=["development", "held-out"])
+def test_scrubber_recall_on_the_corpus_meets_the_release_thresholds(corpus: Path) -> None:
+    result = evaluate(corpus)
     assert result.recall >= MIN_RECALL, result.table()
     assert result.known_recall == 1.0, result.missed
     assert result.precision >= MIN_PRECISION, result.table()
-    for kind in result.present:
-        assert result.recall_of(kind) >= 0.95, kind
+    if corpus == CORPUS:  # the held-out set is too small for a per-kind figure to mean much
+        for kind in result.present:
+            assert result.recall_of(kind) >= 0.95, kind
 
 
 def test_partial_removal_counts_as_a_miss(tmp_path: Path) -> None:
