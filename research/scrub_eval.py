@@ -1,4 +1,4 @@
-"""Measure the note scrubber (research/scrub.py) on an annotated corpus: recall per kind and overall,
+"""Measure the note scrubber (research/scrub/) on an annotated corpus: recall per kind and overall,
 recall on the identifiers the record knows, and precision on protected clinical words.
 
 The corpus is a folder with ``records.json`` (one synthetic record per key: the ``PatientDemographics``

@@ -1,4 +1,4 @@
-"""The free-text note scrubber (research/scrub.py) and its measured recall (research/scrub_eval.py)."""
+"""The free-text note scrubber (research/scrub/) and its measured recall (research/scrub_eval.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``manage.py scrub_recall [--corpus DIR] [--show-misses]``: measure the note scrubber
-(research/scrub.py) on an annotated synthetic corpus and print recall per kind, overall, on the
+(research/scrub/) on an annotated synthetic corpus and print recall per kind, overall, on the
 identifiers the record knows, and precision on protected clinical words."""
 
 from __future__ import annotations

@@ -1,52 +1,15 @@
-"""Scrub identifiers out of a free-text clinical note: record-aware first, then patterns.
-
-A research dataset drops notes unless its request asks for them scrubbed (docs/research/scrubbing.md).
-Scrubbing has two layers, and a character is removed when either layer claims it:
-
-1. **What the record itself knows** (``KnownIdentifiers``): the patient's and contacts' names (whole
-   words, case- and diacritics-insensitive, with initials, and one typing slip away for longer names),
-   the staff names the caller passes, MRN and every other identifier value (with or without
-   separators), phone numbers (any formatting of the same digits), street and city, ZIP, email, and
-   the record's dates in every common format.
-2. **Patterns** for identifiers the record does not hold: any date with a day, phone-like numbers,
-   emails, URLs, IPv4 addresses, SSN-like numbers, long digit runs and letter-digit IDs, labelled ids
-   (``MRN: ...``, ``policy # ...``), ZIP codes after a state or a "ZIP" label, street addresses, a
-   capitalised name after a title (``Dr. Okafor``), and ages over 89 (HIPAA's "90 or older").
-
-Every regular expression here has bounded repetition or is anchored on a literal, and the costlier
-checks (letter-digit IDs, misspelt names, phone digits) run in Python over tokens found by one linear
-scan, so a pathological 1 MB note takes linear time, never catastrophic backtracking. ``scrub`` never
-raises on odd text: any ``str`` in, a ``Scrubbed`` out.
-
-What it cannot catch is stated in docs/research/scrubbing.md: a person the record does not know
-(a neighbour's name with no title before it), or a rare free-text description of someone.
-"""
+"""The record-aware layer of the scrubber: what the record itself knows, in every way a note writes it."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from research.safe_harbor import Contact, PatientDemographics
-
-NAME = "NAME"
-DATE = "DATE"
-PHONE = "PHONE"
-EMAIL = "EMAIL"
-ADDRESS = "ADDRESS"
-ID = "ID"
-URL = "URL"
-IP = "IP"
-ZIP = "ZIP"
-AGE = "AGE 90+"
-KINDS = (NAME, DATE, PHONE, EMAIL, ADDRESS, ID, URL, IP, ZIP, AGE)
-
-# When two claims overlap, the merged span takes the kind of the stronger claim (the lower number).
-_PRIORITY = {EMAIL: 0, URL: 1, IP: 2, AGE: 3, DATE: 4, PHONE: 5, ADDRESS: 6, ZIP: 7, ID: 8, NAME: 9}
+from research.scrub.spans import ADDRESS, DATE, EMAIL, ID, NAME, PHONE, ZIP, Span
 
 # Name particles are only removed as part of a whole name ("Ana de la Cruz"): alone they are words.
 _PARTICLES = frozenset(
@@ -70,8 +33,6 @@ _TITLES = frozenset({"dr", "mr", "mrs", "ms", "mx", "miss", "prof", "md", "do", 
 _FUZZY_MIN_LENGTH = 5
 # Digits a phone number must share with a known one to count as that phone (a local number is 7).
 _PHONE_MIN_DIGITS = 7
-# The longest token the ID rule classifies: a longer run is an ID without looking further.
-_LONGEST_TOKEN = 64
 
 _US_STATES = frozenset(
     [
@@ -210,58 +171,18 @@ class KnownIdentifiers:
         )
 
 
-@dataclass(frozen=True)
-class Span:
-    """A removed stretch of the original text, ``text[start:end]``, and what it was taken for."""
-
-    start: int
-    end: int
-    kind: str
-
-
-@dataclass(frozen=True)
-class Scrubbed:
-    """A scrubbed note: its text, how many identifiers of each kind were replaced, and where."""
-
-    text: str
-    replaced: Counter[str] = field(default_factory=Counter)
-    spans: tuple[Span, ...] = ()
-
-
-def scrub(text: str, known: KnownIdentifiers) -> Scrubbed:
-    """Replace every identifier in ``text`` with a token naming its kind (``[NAME]``, ``[DATE]``...).
-
-    Record-known identifiers and pattern matches are both found on the original text; overlapping
-    claims merge into one replaced span (so no part of an identifier survives a partial match).
-    """
-    if not isinstance(text, str) or not text:
-        return Scrubbed(text="" if not isinstance(text, str) else text)
-    folded = _fold(text)
-    claims: list[Span] = []
-    claims.extend(_known_names(text, folded, known))
-    claims.extend(_known_literals(folded, known))
-    claims.extend(_known_phones(text, known))
-    claims.extend(_known_dates(folded, known))
-    claims.extend(_patterns(text))
-    claims.extend(_emails(text))
-    claims.extend(_tokens(text))
-    spans = _join_names(text, _merge(claims))
-    out: list[str] = []
-    position = 0
-    replaced: Counter[str] = Counter()
-    for span in spans:
-        out.append(text[position : span.start])
-        out.append(f"[{span.kind}]")
-        replaced[span.kind] += 1
-        position = span.end
-    out.append(text[position:])
-    return Scrubbed(text="".join(out), replaced=replaced, spans=tuple(spans))
+def known_spans(text: str, folded: str, known: KnownIdentifiers) -> Iterator[Span]:
+    """Every stretch of ``text`` that is an identifier the record knows (``folded`` is ``fold(text)``)."""
+    yield from _known_names(text, folded, known)
+    yield from _known_literals(folded, known)
+    yield from _known_phones(text, known)
+    yield from _known_dates(folded, known)
 
 
 # --- folding -------------------------------------------------------------------------------------
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower-case, strip diacritics and unify apostrophes, one character for one character, so a
     position in the folded text is the same position in the original."""
     return "".join(_fold_char(c) for c in text)
@@ -277,7 +198,7 @@ def _fold_char(c: str) -> str:
 
 
 def _fold_str(value: str) -> str:
-    return _fold(value).strip()
+    return fold(value).strip()
 
 
 def _nonempty(values: Iterable[str]) -> tuple[str, ...]:
@@ -484,162 +405,3 @@ def _known_dates(folded: str, known: KnownIdentifiers) -> Iterator[Span]:
     pattern = re.compile(r"(?<![\w/.\-])(?:" + "|".join(sources) + r")(?:st|nd|rd|th)?(?:,?\s+\d{4})?(?![\w/\-])")
     for match in pattern.finditer(folded):
         yield Span(*match.span(), DATE)
-
-
-# --- patterns ------------------------------------------------------------------------------------
-
-# A capitalised "May" or a lower-case "may" are different words: only the first is a month here.
-_MONTH = (
-    r"(?:(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
-    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?<!may)|May)\.?"
-)
-_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
-_YEAR = r"(?:1[89]\d\d|2[01]\d\d)"
-_AGE_90 = r"(?:9\d|1[01]\d)"
-_TITLED = r"(?P<v>[A-Z][\w'\-]{1,40}(?:(?<!'s)[ \t]+[A-Z][a-z][\w'\-]{0,40})?)"
-# Each pattern claims its whole match, or only its group ``v`` when it has one (the label stays).
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (URL, re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]{1,2048}", re.IGNORECASE)),
-    (IP, re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)")),
-    (AGE, re.compile(rf"\b{_AGE_90}(?:\s*-\s*|\s+)(?:years?|yrs?)(?:\s*-\s*|\s+)old\b", re.IGNORECASE)),
-    (AGE, re.compile(rf"\b{_AGE_90}\s?(?:yo|y/o|y\.o\.)(?![\w/])", re.IGNORECASE)),
-    (AGE, re.compile(rf"\bage[ds]?:?[ \t]{{1,3}}(?P<v>{_AGE_90})\b", re.IGNORECASE)),
-    (AGE, re.compile(r"\b(?:nonagenarian|centenarian)\b", re.IGNORECASE)),
-    (ID, re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")),  # SSN-like
-    (
-        DATE,
-        re.compile(
-            rf"\b{_YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.](?:[12]\d|3[01]|0?[1-9])\b"
-            rf"|(?<![\d/.])(?:[12]\d|3[01]|0?[1-9])[-/.](?:[12]\d|3[01]|0?[1-9])[-/.](?:{_YEAR}|\d\d)(?!\d|[/.]\d)"
-            rf"|\b{_DAY}(?:\s+of)?\s+{_MONTH},?(?:\s+{_YEAR})?\b"
-            rf"|\b{_MONTH}\s+{_DAY}(?:,?\s+{_YEAR})?\b"
-            rf"|\b{_MONTH}\s+{_YEAR}\b"
-        ),
-    ),
-    (
-        PHONE,
-        re.compile(
-            r"(?<![\w+])(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?!\d)(?:[ \t]?ext\.?[ \t]?\d{1,5})?"
-            r"|(?<![\w+])\+\d{1,3}(?:[\s.\-]?\(?\d{1,4}\)?){2,5}(?!\d)"
-            r"|(?<![\w/.\-])\d{3}-\d{4}(?![\w/\-])"
-            r"|\bext\.?\s?\d{2,5}\b",
-            re.IGNORECASE,
-        ),
-    ),
-    (
-        PHONE,
-        re.compile(r"\b(?:fax|tel|phone|cell|mobile|pager)\b\.?:?[ \t]{0,3}(?P<v>\+?[\d(][\d ().\-]{5,20}\d)", re.I),
-    ),
-    (
-        ADDRESS,
-        re.compile(
-            r"\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][A-Za-z'\-]*\.?\s+){1,3}"
-            r"(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|Way|Terrace|Ter|"
-            r"Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq)\b\.?"
-            r"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*[A-Za-z0-9\-]{1,6})?"
-            r"|\b(?:P\.?\s?O\.?\s+Box|Apt\.?|Apartment|Suite|Unit)\s*#?\s*\d{1,6}[A-Za-z]?\b"
-        ),
-    ),
-    (ZIP, re.compile(r"\b[A-Z]{2}[ \t]{1,2}(?P<v>\d{5}(?:-\d{4})?)\b")),
-    (ZIP, re.compile(r"\b\d{5}-\d{4}\b")),
-    (ZIP, re.compile(r"\bzip(?:\s?code)?:?[ \t]{0,2}(?P<v>\d{5})\b", re.IGNORECASE)),
-    (
-        ID,
-        re.compile(
-            r"\b(?:mrn|ssn|acct|account|policy|member|subscriber|medicaid|medicare|insurance|licen[cs]e|plate|"
-            r"serial|device|passport|vin|badge|case|claim|record|chart|id|no\.|number)"
-            r"(?:[ \t]?(?:no\.?|number|id|#))?[ \t]?[:#]?[ \t]{0,2}"
-            r"(?P<v>(?=[A-Za-z\-]{0,10}\d)[A-Za-z0-9][A-Za-z0-9\-]{2,40})",
-            re.IGNORECASE,
-        ),
-    ),
-    (ID, re.compile(r"#[ \t]?(?P<v>\d[A-Za-z0-9\-]{3,40})")),
-    (NAME, re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof)\.?[ \t]+{_TITLED}")),
-)
-
-
-def _patterns(text: str) -> Iterator[Span]:
-    for kind, pattern in _PATTERNS:
-        has_group = "v" in pattern.groupindex
-        for match in pattern.finditer(text):
-            start, end = match.span("v") if has_group else match.span()
-            if kind == URL:
-                end = start + len(match.group().rstrip(".,;:!?"))
-            yield Span(start, end, kind)
-
-
-_EMAIL_LOCAL = re.compile(r"[\w.+\-]{1,64}$")
-_EMAIL_DOMAIN = re.compile(r"[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,8}")
-
-
-def _emails(text: str) -> Iterator[Span]:
-    """Emails, found from each "@" outwards so a long run of word characters cannot backtrack."""
-    at = text.find("@")
-    while at != -1:
-        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
-        domain = _EMAIL_DOMAIN.match(text, at + 1)
-        if local and domain:
-            yield Span(local.start(), domain.end(), EMAIL)
-        at = text.find("@", at + 1)
-
-
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
-_DOSE = re.compile(r"\d+[A-Za-z]{1,5}")
-
-
-def _tokens(text: str) -> Iterator[Span]:
-    """Long digit runs and letter-digit identifiers, classified per token (one linear scan).
-
-    An ID is 7+ digits in a row, or a token of 6+ characters with at least 4 digits and a letter
-    (``A1234567``, ``XK-2041-77``); clinical codes stay: LOINC ``4548-4`` has no letter and few
-    digits, ``COVID-19``, ``HbA1c`` and TNM ``T2N1M0`` too few digits, ICD ``E11.9`` is split at the
-    dot, and a dose (``1000mg``) is a number with its unit.
-    """
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        if len(token) > _LONGEST_TOKEN:
-            if any(c.isdigit() for c in token):
-                yield Span(*match.span(), ID)
-            continue
-        digits = sum(c.isdigit() for c in token)
-        longest_run = max((len(r) for r in re.findall(r"\d+", token)), default=0)
-        letters = sum(c.isalpha() for c in token)
-        if _DOSE.fullmatch(token):
-            continue  # "1000mg", "250mcg": a number and its unit
-        if longest_run >= 7 or (len(token) >= 6 and digits >= 4 and letters >= 1):
-            yield Span(*match.span(), ID)
-
-
-_NAME_GAP = re.compile(r"[\s,\-]{1,3}")
-
-
-def _join_names(text: str, spans: list[Span]) -> list[Span]:
-    """Join names split only by a comma, space or hyphen ("Chen, Wei", "Alvarez-Ruiz") into one
-    ``[NAME]``, so the replaced text does not show how many parts a name had."""
-    joined: list[Span] = []
-    for span in spans:
-        if (
-            joined
-            and span.kind == NAME
-            and joined[-1].kind == NAME
-            and _NAME_GAP.fullmatch(text, joined[-1].end, span.start)
-        ):
-            joined[-1] = Span(joined[-1].start, span.end, NAME)
-        else:
-            joined.append(span)
-    return joined
-
-
-def _merge(claims: list[Span]) -> list[Span]:
-    """Union overlapping claims; the merged span keeps the strongest claim's kind."""
-    merged: list[Span] = []
-    for span in sorted(claims, key=lambda s: (s.start, -s.end)):
-        if span.end <= span.start:
-            continue
-        if merged and span.start < merged[-1].end:
-            last = merged[-1]
-            kind = min(last.kind, span.kind, key=lambda k: _PRIORITY[k])
-            merged[-1] = Span(last.start, max(last.end, span.end), kind)
-        else:
-            merged.append(span)
-    return merged
