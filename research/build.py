@@ -71,12 +71,15 @@ from research.models import Dataset, DatasetRequest
 from research.output import write_csv
 from research.pseudonyms import date_shift_days, pseudonym, shift
 from research.safe_harbor import PatientDemographics, limited_data_set, safe_harbor_demographics
+from research.scrub import KnownIdentifiers, scrub
 
 logger = logging.getLogger(__name__)
 
 CODE_SEPARATOR = ";"
 OBSERVATION_COLUMNS = ("pseudonym", "loinc_code", "value", "unit", "year")
 OBSERVATION_COLUMNS_LIMITED = ("pseudonym", "loinc_code", "value", "unit", "date")
+NOTE_COLUMNS = ("pseudonym", "kind", "year", "text")
+NOTE_COLUMNS_LIMITED = ("pseudonym", "kind", "date", "text")
 SENSITIVE = "conditions"
 
 
@@ -131,10 +134,39 @@ def _codes(values: Iterable[str]) -> str:
     return CODE_SEPARATOR.join(sorted({v.strip() for v in values if v.strip()}))
 
 
+def _notes(
+    request: DatasetRequest,
+    patient: ResearchPatient,
+    demographics: PatientDemographics,
+    alias: str,
+    *,
+    hide_year: bool,
+    days: int,
+) -> list[dict[str, str]]:
+    """The patient's notes scrubbed (research/scrub: every identifier the record knows, the authors'
+    names and the record's dates, plus patterns), each with its kind and year (limited tier: its
+    shifted date). Only when the request asks for ``notes_scrubbed``; otherwise notes are dropped."""
+    if "notes_scrubbed" not in request.fields:
+        return []
+    dates = [d for d in (patient.first_encounter,) if d is not None] + [n.signed_at.date() for n in patient.notes]
+    known = KnownIdentifiers.from_demographics(
+        demographics, staff_names=[n.author for n in patient.notes if n.author], dates=dates
+    )
+    rows = []
+    for note in patient.notes:
+        row = {"pseudonym": alias, "kind": note.kind, "text": scrub(note.text, known).text}
+        if request.tier == DatasetRequest.Tier.SAFE_HARBOR:
+            row["year"] = "" if hide_year else str(note.signed_at.year)
+        else:
+            row["date"] = shift(note.signed_at.date(), days).isoformat()
+        rows.append(row)
+    return rows
+
+
 def _row(
     request: DatasetRequest, patient: ResearchPatient, key: bytes, as_of: date
-) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """One patient's de-identified row and observation rows (built from an allow-list)."""
+) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
+    """One patient's de-identified row, observation rows and scrubbed notes (built from an allow-list)."""
     demographics = PatientDemographics(
         mrn=patient.mrn,
         given_name=patient.given_name,
@@ -164,6 +196,7 @@ def _row(
         row["first_encounter_year"] = "" if first is None or over_89 else str(first.year)
         if "demographics_generalised" in request.fields:
             row |= {"state": sh["state"], "deceased_year": sh["deceased_year"]}
+        notes = _notes(request, patient, demographics, alias, hide_year=over_89, days=0)
         for o in patient.observations:
             year = "" if over_89 else str(o.effective_at.year)
             observations.append(
@@ -175,6 +208,8 @@ def _row(
 
         def moved(value: date | None) -> str:
             return "" if value is None else shift(value, days).isoformat()
+
+        notes = _notes(request, patient, demographics, alias, hide_year=False, days=days)
 
         row |= {"age": str(lds.age), "sex": lds.sex, "postal_code": lds.postal_code}
         row["first_encounter_date"] = moved(patient.first_encounter)
@@ -199,7 +234,7 @@ def _row(
         row["conditions"] = _codes(c.code for c in patient.conditions)
     if "medications" in request.fields:
         row["medications"] = _codes(m.code for m in patient.medications)
-    return row, observations
+    return row, observations, notes
 
 
 def _sections(request: DatasetRequest) -> frozenset[DataCategory]:
@@ -208,6 +243,7 @@ def _sections(request: DatasetRequest) -> frozenset[DataCategory]:
         ("conditions", DataCategory.CONDITIONS),
         ("observations", DataCategory.OBSERVATIONS),
         ("medications", DataCategory.MEDICATIONS),
+        ("notes_scrubbed", DataCategory.NOTES),
     ):
         if name in request.fields:
             sections.add(category)
@@ -276,6 +312,11 @@ def _dictionary(request: DatasetRequest, columns: Sequence[str], hierarchies: Se
         "observations": "observations.csv/.parquet: one row per observation of a released patient"
         if "observations" in request.fields
         else None,
+        "notes": "notes.csv/.parquet: one row per note of a released patient, scrubbed: identifiers replaced "
+        "by [NAME], [DATE], [PHONE], [EMAIL], [ADDRESS], [ID], [URL], [IP], [ZIP], [AGE 90+] "
+        "(method and measured recall: docs/research/scrubbing.md)"
+        if "notes_scrubbed" in request.fields
+        else None,
     }
 
 
@@ -325,13 +366,15 @@ def dataset_build(
     counts = QuasiIdentifierCounts(hierarchies, sensitive)
     rows: list[dict[str, str]] = []
     observations: list[dict[str, str]] = []
+    notes: list[dict[str, str]] = []
     bar = tqdm(total=len(cohort), unit=" patients", file=sys.stderr, disable=not progress, desc="De-identifying")
     with bar:
         for patient in cohort:
-            row, rows_of_patient = _row(request, patient, key, as_of)
+            row, rows_of_patient, notes_of_patient = _row(request, patient, key, as_of)
             counts.add(row)
             rows.append(row)
             observations.extend(rows_of_patient)
+            notes.extend(notes_of_patient)
             bar.update(1)
     try:
         plan = plan_release(counts, k=request.k, max_suppression=request.max_suppression)
@@ -340,6 +383,7 @@ def dataset_build(
     released = list(plan.apply(rows))
     kept = {row["pseudonym"] for row in released}
     observations = [o for o in observations if o["pseudonym"] in kept]
+    notes = [n for n in notes if n["pseudonym"] in kept]
     report = {"tier": request.tier, "rows_in_cohort": len(cohort), **asdict(plan.report)}
     # The release is a disclosure: recorded before a byte is written (fail closed).
     research_disclosure_record(actor=actor, request_ref=request.pk, recipient=request.researcher.get_username())
@@ -362,6 +406,12 @@ def dataset_build(
             _write_csv(out / "observations.csv", names, observations)
             written.append(out / "observations.parquet")
             _write_parquet(out / "observations.parquet", names, observations)
+        if "notes_scrubbed" in request.fields:
+            note_names = NOTE_COLUMNS if request.tier == DatasetRequest.Tier.SAFE_HARBOR else NOTE_COLUMNS_LIMITED
+            written.append(out / "notes.csv")
+            _write_csv(out / "notes.csv", note_names, notes)
+            written.append(out / "notes.parquet")
+            _write_parquet(out / "notes.parquet", note_names, notes)
         files = [asdict(_digest(path)) for path in written]
         with transaction.atomic():
             locked = DatasetRequest.objects.select_for_update().get(pk=request.pk)

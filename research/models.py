@@ -18,6 +18,9 @@ FIELD_CATALOGUE: dict[str, str] = {
     "conditions": "Condition codes (SNOMED CT / ICD-10) of the patient, distinct, sorted",
     "observations": "Observations: LOINC code, value, unit and year (limited tier: date)",
     "medications": "Medication codes (RxNorm), distinct, sorted",
+    "notes_scrubbed": "Clinical notes scrubbed of identifiers (research/scrub: what the record knows plus "
+    "patterns; recall measured in docs/research/scrubbing.md), with kind and year (limited tier: date). "
+    "Without this field notes are dropped",
 }
 MAX_CONDITION_CODES = 50
 CODE_MAX_LENGTH = 64

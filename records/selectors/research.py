@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Min
 
 from accounts.roles import Capability, DataCategory, has_capability
-from records.models import Condition, Encounter, Medication, Observation, Patient
+from records.models import ClinicalNote, Condition, Encounter, Medication, Observation, Patient
 from records.permissions import AccessDecision
 from records.selectors.access import AccessNotRecorded, AccessRefused, _record
 from records.signals import disclosure_made
@@ -52,7 +52,7 @@ READ_ACTION = "research"
 RESEARCH_EXPLANATION = "approved_research_request"
 # The disclosure event's category: a de-identified dataset (its sections are in the access events).
 DISCLOSURE_CATEGORY = "research_dataset"
-RESEARCH_SECTIONS = frozenset({D.DEMOGRAPHICS, D.ENCOUNTERS, D.CONDITIONS, D.OBSERVATIONS, D.MEDICATIONS})
+RESEARCH_SECTIONS = frozenset({D.DEMOGRAPHICS, D.ENCOUNTERS, D.CONDITIONS, D.OBSERVATIONS, D.MEDICATIONS, D.NOTES})
 DEFAULT_CHUNK = 500
 
 
@@ -90,6 +90,17 @@ class ResearchMedication:
 
 
 @dataclass(frozen=True)
+class ResearchNote:
+    """A signed note, for scrubbing (research/scrub): never released as read. ``author`` is the
+    author's name as the record shows it, an identifier the scrubber must know."""
+
+    kind: str
+    text: str
+    signed_at: datetime.datetime
+    author: str
+
+
+@dataclass(frozen=True)
 class ResearchPatient:
     """One included patient: the demographics ``research.safe_harbor.PatientDemographics`` takes (the
     same names), the earliest encounter, and the rows of the sections read (empty when not read)."""
@@ -114,6 +125,7 @@ class ResearchPatient:
     conditions: tuple[ResearchCondition, ...] = ()
     observations: tuple[ResearchObservation, ...] = ()
     medications: tuple[ResearchMedication, ...] = ()
+    notes: tuple[ResearchNote, ...] = ()
 
 
 def _age(birth: datetime.date, on: datetime.date) -> int:
@@ -291,6 +303,12 @@ def _read_chunk(chunk: list[int], sections: frozenset[DataCategory]) -> Iterator
         prescriptions = Medication.objects.filter(patient_id__in=chunk).order_by("patient_id", "prescribed_at", "pk")
         for m in prescriptions.only("id", "row_uid", "patient_id", "code", "prescribed_at"):
             medications[m.patient_id].append(ResearchMedication(m.code, m.prescribed_at))
+    notes: defaultdict[int, list[ResearchNote]] = defaultdict(list)
+    if D.NOTES in sections:
+        written = ClinicalNote.objects.filter(patient_id__in=chunk).select_related("author")
+        for n in written.order_by("patient_id", "signed_at", "pk"):
+            author = " ".join(part for part in (n.author.first_name, n.author.last_name) if part)
+            notes[n.patient_id].append(ResearchNote(n.kind, n.text, n.signed_at, author))
     for p in Patient.objects.filter(pk__in=chunk).order_by("pk"):
         started = first.get(p.pk)
         yield ResearchPatient(
@@ -314,4 +332,5 @@ def _read_chunk(chunk: list[int], sections: frozenset[DataCategory]) -> Iterator
             conditions=tuple(conditions[p.pk]),
             observations=tuple(observations[p.pk]),
             medications=tuple(medications[p.pk]),
+            notes=tuple(notes[p.pk]),
         )

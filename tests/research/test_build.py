@@ -18,10 +18,12 @@ from pycanon import anonymity
 
 from audit.models import AccessEvent
 from records.selectors import AccessNotRecorded
+from records.services import note_write
 from records.signals import disclosure_made, patient_data_accessed
 from research.build import BuildRefused, dataset_build
 from research.models import Dataset, DatasetRequest
 from research.services import request_decide
+from tests.factories import assign
 from tests.research.conftest import AS_OF
 
 pytestmark = pytest.mark.django_db
@@ -335,3 +337,56 @@ def test_a_90_plus_cohort_keeps_no_year_that_gives_the_age_back(population, appr
     assert set(frame["age"]) <= {"90+", "80+", "*"}
     assert set(frame["first_encounter_year"]) <= {"", "*"}
     assert set(read_csv(out / "observations.csv")["year"]) == {""}
+
+
+def test_notes_are_dropped_unless_asked_and_then_released_scrubbed(
+    population, approved, compliance, physician, tmp_path
+):
+    patients = population(6)
+    physician.first_name, physician.last_name = "Hortensia", "Okonkwo-Baptiste"
+    physician.save()
+    for n, patient in enumerate(patients):
+        assign(physician, patient)
+        note_write(
+            actor=physician,
+            patient_id=patient.pk,
+            kind="progress",
+            text=(
+                f"Zelda{n} Quixote{n} (MRN{700000 + n}) seen with her brother Ignatius{n} Reilly; "
+                f"call 617-555-{n:04d} or zelda{n}@example.org. Born {patient.birth_date:%m/%d/%Y}. "
+                "HbA1c 7.2 %, metformin 500 mg twice daily, BP 128/82. Reviewed by Dr. Okonkwo-Baptiste."
+            ),
+        )
+    without = approved()
+    dataset_build(actor=compliance, request_id=without.pk, out=tmp_path / "plain", as_of=AS_OF)
+    assert not (tmp_path / "plain" / "notes.csv").exists()
+
+    request = approved(fields=["demographics_generalised", "conditions", "notes_scrubbed"])
+    out = tmp_path / "notes"
+    dataset_build(actor=compliance, request_id=request.pk, out=out, as_of=AS_OF)
+    notes = pd.read_csv(out / "notes.csv", dtype=str, keep_default_na=False)
+    assert len(notes) == 6
+    assert list(notes.columns) == ["pseudonym", "kind", "year", "text"]
+    text = "\n".join(notes["text"])
+    for n, patient in enumerate(patients):
+        for identifier in (
+            f"Zelda{n}",
+            f"Quixote{n}",
+            f"MRN{700000 + n}",
+            f"617-555-{n:04d}",
+            f"zelda{n}@example.org",
+            f"Ignatius{n}",
+            f"{patient.birth_date:%m/%d/%Y}",
+        ):
+            assert identifier not in text
+    assert "Okonkwo" not in text  # the author, a name the record knows
+    for clinical in ("HbA1c 7.2 %", "metformin 500 mg", "128/82"):
+        assert clinical in text
+    assert "[NAME]" in text
+    assert set(notes["pseudonym"]) <= set(read_csv(out / "dataset.csv")["pseudonym"])
+    dictionary = json.loads((out / "data_dictionary.json").read_text())
+    assert "scrubbed" in dictionary["notes"]
+    reads = AccessEvent.objects.filter(action="research").order_by("pk").values_list("sections", flat=True)
+    first_build = list(reads)[:6]
+    assert all("notes" not in list(sections) for sections in first_build)  # not read when not asked
+    assert all("notes" in list(sections) for sections in list(reads)[6:])
