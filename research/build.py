@@ -55,6 +55,7 @@ from records.selectors.research import (
     cohort_for_research,
     research_disclosure_record,
 )
+from research.fhir import dataset_bundle
 from research.kanon import (
     Hierarchy,
     KAnonymityRefused,
@@ -317,6 +318,9 @@ def _dictionary(request: DatasetRequest, columns: Sequence[str], hierarchies: Se
         "(method and measured recall: docs/research/scrubbing.md)"
         if "notes_scrubbed" in request.fields
         else None,
+        "fhir": "dataset.fhir.json: the released rows as a FHIR R4 collection Bundle (research/fhir.py)"
+        if "fhir_bundle" in request.fields
+        else None,
     }
 
 
@@ -412,6 +416,9 @@ def dataset_build(
             _write_csv(out / "notes.csv", note_names, notes)
             written.append(out / "notes.parquet")
             _write_parquet(out / "notes.parquet", note_names, notes)
+        if "fhir_bundle" in request.fields:
+            written.append(out / "dataset.fhir.json")
+            _write_json(out / "dataset.fhir.json", dataset_bundle(released, observations))
         files = [asdict(_digest(path)) for path in written]
         with transaction.atomic():
             locked = DatasetRequest.objects.select_for_update().get(pk=request.pk)

@@ -21,6 +21,7 @@ FIELD_CATALOGUE: dict[str, str] = {
     "notes_scrubbed": "Clinical notes scrubbed of identifiers (research/scrub: what the record knows plus "
     "patterns; recall measured in docs/research/scrubbing.md), with kind and year (limited tier: date). "
     "Without this field notes are dropped",
+    "fhir_bundle": "The released rows (and observations) also as a FHIR R4 collection Bundle, dataset.fhir.json",
 }
 MAX_CONDITION_CODES = 50
 CODE_MAX_LENGTH = 64

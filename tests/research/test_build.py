@@ -390,3 +390,32 @@ def test_notes_are_dropped_unless_asked_and_then_released_scrubbed(
     first_build = list(reads)[:6]
     assert all("notes" not in list(sections) for sections in first_build)  # not read when not asked
     assert all("notes" in list(sections) for sections in list(reads)[6:])
+
+
+def test_the_fhir_variant_says_what_the_csv_says_and_validates_as_r4(population, approved, compliance, tmp_path):
+    from exchange.fhir.validate import _schema
+
+    patients = population(12)
+    request = approved(fields=["demographics_generalised", "conditions", "observations", "medications", "fhir_bundle"])
+    out = tmp_path / "fhir"
+    dataset_build(actor=compliance, request_id=request.pk, out=out, as_of=AS_OF)
+
+    bundle = json.loads((out / "dataset.fhir.json").read_text())
+    _, whole = _schema()
+    assert whole.is_valid(bundle)
+    frame = read_csv(out / "dataset.csv")
+    by_type: dict[str, list[dict]] = {}
+    for entry in bundle["entry"]:
+        by_type.setdefault(entry["resource"]["resourceType"], []).append(entry)
+    assert len(by_type["Patient"]) == len(frame)
+    assert {p["resource"]["id"] for p in by_type["Patient"]} == {a.replace("_", "-") for a in frame["pseudonym"]}
+    assert len(by_type["Observation"]) == len(read_csv(out / "observations.csv"))
+    patient_urls = {p["fullUrl"] for p in by_type["Patient"]}
+    for kind in ("Condition", "MedicationStatement", "Observation"):
+        assert {e["resource"]["subject"]["reference"] for e in by_type[kind]} <= patient_urls
+    text = (out / "dataset.fhir.json").read_text()
+    for n, patient in enumerate(patients):
+        for identifier in (f"Zelda{n}", f"Quixote{n}", f"MRN{700000 + n}", f"617-555-{n:04d}", str(patient.row_uid)):
+            assert identifier not in text
+    assert "2024-05" not in text  # years only in the Safe Harbor tier
+    assert "02139" not in text
