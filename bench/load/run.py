@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-prefix", default="hc_load")
     parser.add_argument("--port", type=int, default=8701)
     parser.add_argument("--keep", action="store_true", help="keep the databases and the temporary directory")
+    parser.add_argument(
+        "--subject-settings",
+        default="healthcrypt.settings",
+        help="settings of the subject server (a diagnostic, e.g. bench.load.settings_no_rules: the inline rules off)",
+    )
     args = parser.parse_args(argv)
     if args.users < 1 or args.rounds < 1 or args.duration < args.rounds:
         parser.error("need at least one user, one round and one second per round")
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     pg = cluster.url if cluster is not None else args.pg
     subject_db, base_db = f"{args.db_prefix}_subject", f"{args.db_prefix}_base"
     admin = f"{pg}/postgres"
-    subject_env = environment(tmp, f"{pg}/{subject_db}", "healthcrypt.settings")
+    subject_env = environment(tmp, f"{pg}/{subject_db}", args.subject_settings)
     base_env = environment(tmp, f"{pg}/{base_db}", "bench.load.settings_baseline")
     servers: list[Server] = []
     sealer: subprocess.Popen[bytes] | None = None
