@@ -169,6 +169,10 @@ class ActorWindow:
             return None
         if not rules.judged(row["action"], sections_of(row), patient_id):
             return None
+        return self.opened(patient_id, at)
+
+    def opened(self, patient_id: int, at: datetime.datetime) -> tuple[int, bool, bool]:
+        """Take one judged access (the caller has judged it): (patients this hour, new, found by name)."""
         bucket = rules.hour_bucket(at)
         if bucket != self.bucket:
             self.bucket, self.patients = bucket, set()
@@ -304,16 +308,39 @@ def inline_facts(
     department_id = getattr(actor, "department_id", None)
     known = carried_patient_facts(patients)
     needed = {a.patient_id for a in accesses} - set(known)
-    # The actor's recent events (these included), in the order scan_access reads them.
+    # The actor's events the window needs (these included), in the order scan_access reads them, but
+    # narrowed in SQL: the judged openings since the start of the clock hour (id, patient, time: no JSON
+    # to decode, judged by the same filter as the baselines), and the name searches within the
+    # search-then-open window that found the patients opened now. The rows of a busy hour are many;
+    # reading them whole, with their JSON, was the largest cost of a request under load (bench/README).
     first = min(a.at for a in accesses)
     last = max(a.at for a in accesses)
     wanted = [
         Section(
-            "recent",
-            AccessEvent.objects.filter(actor_id=actor_id, at__gte=window_start(first), at__lte=last),
+            "opened",
+            AccessEvent.objects.filter(
+                actor_id=actor_id,
+                at__gte=rules.hour_bucket(first),
+                at__lte=last,
+                patient_id__isnull=False,
+                action__in=rules.OPEN_ACTIONS,
+            ).exclude(shows_section(rules.AUDIT_TRAIL_CATEGORY)),
             ("at", "id"),
             None,
-            (*EVENT_COLUMNS, "detail"),
+            ("id", "patient_id", "at"),
+        ),
+        Section(
+            "searches",
+            AccessEvent.objects.filter(
+                actor_id=actor_id,
+                action="search_result",
+                at__gte=first - rules.SEARCH_OPEN_WINDOW,
+                at__lte=last,
+                patient_id__in={a.patient_id for a in accesses},
+            ),
+            ("at", "id"),
+            None,
+            ("id", "patient_id", "at", "action", "detail"),
         ),
         Section(
             "baselines",
@@ -367,10 +394,16 @@ def inline_facts(
             orders[(row["patient_id"], row["department_id"], row["kind"])].append(row)
     state = ActorWindow()
     windows: dict[int, tuple[int, bool, bool]] = {}
-    for row in found["recent"]:
-        result = state.feed(row)
-        if result is not None:
-            windows.setdefault(row["id"], result)
+    stream = sorted(
+        [(row["at"], row["id"], True, row) for row in found.get("opened", [])]
+        + [(row["at"], row["id"], False, row) for row in found.get("searches", [])],
+        key=lambda item: (item[0], item[1]),
+    )
+    for _, event_id, opened, row in stream:
+        if not opened:
+            state.feed(row)
+            continue
+        windows.setdefault(event_id, state.opened(row["patient_id"], row["at"]))
     out = []
     for access in accesses:
         window = windows.get(access.event_id, (1, True, False))
