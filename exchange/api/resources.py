@@ -79,16 +79,16 @@ def _rest_references(resource: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
-def _patient_pk(auth: PartnerAuth, reference: str) -> int:
-    """The patient named by ``{id}`` or ``Patient/{id}``, if shared with the partner; 404 otherwise
-    (a malformed id, an unknown one and one not shared are the same answer)."""
+def _patient_pk(reference: str) -> int:
+    """The patient named by ``{id}`` or ``Patient/{id}``; 404 for a malformed or unknown id. Whether
+    the partner may see them is asked by the read itself (``_read``), with the same 404."""
     raw = reference.removeprefix("Patient/")
     try:
         identity = uuid.UUID(raw)
     except ValueError:
         raise ApiRefused(404, "Not found.", "not_shared") from None
     pk = Patient.objects.filter(row_uid=identity).values_list("pk", flat=True).first()
-    if pk is None or not partner_may_see_patient(auth.partner, pk):
+    if pk is None:
         raise ApiRefused(404, "Not found.", "not_shared")
     return pk
 
@@ -172,7 +172,7 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
 @partner_api("Patient")
 def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
     auth = _auth(request)
-    (resource,) = _read(auth, _patient_pk(auth, patient_id), ["Patient"])["Patient"]
+    (resource,) = _read(auth, _patient_pk(patient_id), ["Patient"])["Patient"]
     return fhir_response(resource)
 
 
@@ -187,9 +187,12 @@ def patient_search(request: HttpRequest) -> HttpResponse:
     auth = _auth(request)
     self_link = [{"relation": "self", "url": request.build_absolute_uri()}]
     pk = Patient.objects.filter(mrn_index=mrn_index(value)).values_list("pk", flat=True).first()
-    if pk is None or not partner_may_see_patient(auth.partner, pk):
-        return _searchset(request, [], total=0, links=self_link)
-    resources = _read(auth, pk, ["Patient"])["Patient"]
+    try:
+        resources = _read(auth, pk, ["Patient"])["Patient"] if pk is not None else []
+    except ApiRefused as refused:
+        if refused.status != 404:
+            raise
+        resources = []  # not shared with this partner: a search finds nobody, as for an unknown MRN
     return _searchset(request, resources, total=len(resources), links=self_link)
 
 
@@ -200,7 +203,7 @@ def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
     _unsupported(request, frozenset())
     auth = _auth(request)
     types = [t for t in RESOURCE_TYPES if auth.allows(t)]
-    found = _read(auth, _patient_pk(auth, patient_id), types)
+    found = _read(auth, _patient_pk(patient_id), types)
     resources = [r for t in types for r in found[t]]
     return _searchset(
         request, resources, total=len(resources), links=[{"relation": "self", "url": request.build_absolute_uri()}]
@@ -218,7 +221,7 @@ def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
         count = _number(request, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
         offset = _number(request, "_offset", 0, 0, 10**9)
         auth = _auth(request)
-        matches = _read(auth, _patient_pk(auth, reference), [resource_type])[resource_type]
+        matches = _read(auth, _patient_pk(reference), [resource_type])[resource_type]
         page = matches[offset : offset + count]
         base = f"{api_base_url(request)}/{resource_type}"
 
