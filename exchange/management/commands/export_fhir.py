@@ -12,17 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from accounts.roles import Capability, has_capability
-from exchange.fhir.export import ExportInvalid, dumps, export_patient
+from exchange.cli import export_actor, export_refusals, patient_by_mrn
+from exchange.fhir.export import dumps, export_patient
 from exchange.output import write_private
-from records.crypto import mrn_index
-from records.models import Patient
-from records.selectors import AccessNotRecorded, AccessRefused
-from records.selectors.export import EXPORT_PURPOSES, ExportRequestInvalid
+from records.selectors.export import EXPORT_PURPOSES
 
 PURPOSES = [value for value, _ in EXPORT_PURPOSES]
 
@@ -50,39 +46,14 @@ class Command(BaseCommand):
         recipient = options["recipient"].strip()
         if not recipient:
             raise CommandError("--recipient is required: every export is a disclosure to someone.")
-        user = get_user_model().objects.filter(username=options["actor"]).first()
-        # One answer for a missing, inactive or unentitled account.
-        if user is None or not user.is_active or not has_capability(user, Capability.EXPORT_RECORD):
-            raise CommandError("--actor must be an active account whose role may export records (export_record).")
-        patient_id = (
-            Patient.objects.filter(mrn_index=mrn_index(options["patient"])).values_list("pk", flat=True).first()
-        )
-        if patient_id is None:
-            raise CommandError("No patient has this medical record number.")
-        try:
-            # The file is written inside the export's transaction: if it cannot be, no disclosure stays recorded.
-            with transaction.atomic():
-                bundle = export_patient(
-                    actor=user, patient_id=patient_id, purpose=options["purpose"], recipient=recipient
-                )
-                text = dumps(bundle)
-                if out is not None:
-                    write_private(out, text, force=options["force"])
-        except AccessRefused as refused:
-            # Names the rule, never the patient: "no relationship" as the chart's 404, a weak role as its 403.
-            raise CommandError(
-                f"--actor may not export this patient's record ({refused.explanation.replace('_', ' ')})."
-            ) from None
-        except AccessNotRecorded:
-            raise CommandError("The disclosure could not be recorded, so nothing was exported.") from None
-        except ExportRequestInvalid as invalid:
-            raise CommandError(f"The export was refused: {invalid}.") from None
-        except ExportInvalid:
-            raise CommandError("The export did not validate against FHIR R4 (a bug); nothing was written.") from None
-        except FileExistsError:
-            raise CommandError("--out names a file that exists; add --force to overwrite it.") from None
-        except OSError as error:
-            raise CommandError(f"--out could not be written ({error.strerror}).") from None
+        user = export_actor(options["actor"])
+        patient = patient_by_mrn(options["patient"])
+        # The file is written inside the export's transaction: if it cannot be, no disclosure stays recorded.
+        with export_refusals("The export"), transaction.atomic():
+            bundle = export_patient(actor=user, patient_id=patient.pk, purpose=options["purpose"], recipient=recipient)
+            text = dumps(bundle)
+            if out is not None:
+                write_private(out, text, force=options["force"])
         if out is None:
             self.stdout.write(text)
         else:

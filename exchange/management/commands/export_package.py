@@ -14,21 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Q
 
-from accounts.roles import Capability, has_capability
-from exchange.fhir.export import ExportInvalid, export_patient
+from exchange.cli import export_actor, export_refusals, patient_by_mrn
+from exchange.fhir.export import export_patient
 from exchange.keys import HospitalKeysUnavailable
 from exchange.output import write_private
 from exchange.packages import PartnerKeyMissing, seal_package
 from exchange.partners.models import Partner
-from records.crypto import mrn_index
-from records.models import Patient
-from records.selectors import AccessNotRecorded, AccessRefused
-from records.selectors.export import EXPORT_PURPOSES, ExportRequestInvalid
+from records.selectors.export import EXPORT_PURPOSES
 
 PURPOSES = [value for value, _ in EXPORT_PURPOSES]
 
@@ -56,31 +52,12 @@ class Command(BaseCommand):
             raise CommandError("--partner names no registered partner (its name or client id).")
         if not partner.is_active:
             raise CommandError("This partner is suspended: nothing is sent to it.")
-        user = get_user_model().objects.filter(username=options["actor"]).first()
-        if user is None or not user.is_active or not has_capability(user, Capability.EXPORT_RECORD):
-            raise CommandError("--actor must be an active account whose role may export records (export_record).")
-        patient = Patient.objects.filter(mrn_index=mrn_index(options["patient"])).first()
-        if patient is None:
-            raise CommandError("No patient has this medical record number.")
-        try:
-            with transaction.atomic():
-                bundle = export_patient(
-                    actor=user, patient_id=patient.pk, purpose=options["purpose"], recipient=partner.name
-                )
-                data = seal_package(bundle, partner, patient=patient)
-                write_private(out, data, force=options["force"])
-        except AccessRefused as refused:
-            raise CommandError(
-                f"--actor may not export this patient's record ({refused.explanation.replace('_', ' ')})."
-            ) from None
-        except AccessNotRecorded:
-            raise CommandError("The disclosure could not be recorded, so nothing was exported.") from None
-        except (ExportRequestInvalid, PartnerKeyMissing, HospitalKeysUnavailable) as refused:
-            raise CommandError(f"The package was refused: {refused}") from None
-        except ExportInvalid:
-            raise CommandError("The export did not validate against FHIR R4 (a bug); nothing was written.") from None
-        except FileExistsError:
-            raise CommandError("--out names a file that exists; add --force to overwrite it.") from None
-        except OSError as error:
-            raise CommandError(f"--out could not be written ({error.strerror}).") from None
+        user = export_actor(options["actor"])
+        patient = patient_by_mrn(options["patient"])
+        with export_refusals("The package", PartnerKeyMissing, HospitalKeysUnavailable), transaction.atomic():
+            bundle = export_patient(
+                actor=user, patient_id=patient.pk, purpose=options["purpose"], recipient=partner.name
+            )
+            data = seal_package(bundle, partner, patient=patient)
+            write_private(out, data, force=options["force"])
         self.stderr.write(f"Wrote a package of {len(bundle['entry'])} resources for {partner.name} to {out}.")
