@@ -32,7 +32,7 @@ from records.models import (
     Procedure,
 )
 from records.services.base import DuplicatePatient, RecordNotFound, _changed, _require, _save
-from records.services.patients import DEMOGRAPHIC_FIELDS, _set_indexes
+from records.services.patients import _check_demographic_fields, _set_indexes
 from records.signals import patient_rows_changed
 
 D = DataCategory
@@ -80,9 +80,7 @@ def imported_patient_create(
     (DuplicatePatient, naming no value); a surname and birth date already known are not, since the
     source says who this is."""
     _require(actor, Capability.IMPORT_RECORDS)
-    unknown = set(details) - set(DEMOGRAPHIC_FIELDS)
-    if unknown:
-        raise TypeError(f"Unknown demographic fields: {', '.join(sorted(unknown))}")
+    _check_demographic_fields(details)
     if not source_id:
         raise ValidationError({"source_id": "An imported patient needs its source identifier."})
     if Patient.objects.filter(mrn_index=mrn_index(mrn)).exists():

@@ -29,7 +29,7 @@ from records.db import mark_actor
 from records.models import Encounter, Observation, Order, Patient
 from records.services.base import RecordNotFound, _changed, _save
 from records.services.orders import DEPARTMENT_FOR_ORDER_KIND
-from records.services.patients import DEMOGRAPHIC_FIELDS, _set_indexes
+from records.services.patients import _check_demographic_fields, _demographics_update, _set_indexes
 from records.services.safety import interpret_result
 
 D = DataCategory
@@ -86,9 +86,7 @@ def interface_patient_upsert(
     done; the change event names the fields, never their values.
     """
     interface_account_check(actor)
-    unknown = set(details) - set(DEMOGRAPHIC_FIELDS)
-    if unknown:
-        raise TypeError(f"Unknown demographic fields: {', '.join(sorted(unknown))}")
+    _check_demographic_fields(details)
     values: dict[str, Any] = {
         "given_name": given_name.strip(),
         "family_name": family_name.strip(),
@@ -114,21 +112,7 @@ def interface_patient_upsert(
             object_id=patient.pk,
         )
         return Upserted(patient.pk, True, tuple(fields))
-    changed = [name for name, value in values.items() if getattr(patient, name) != value]
-    if changed:
-        for name in changed:
-            setattr(patient, name, values[name])
-        _set_indexes(patient)
-        _save(patient, actor)
-        _changed(
-            Patient,
-            actor=actor,
-            patient_id=patient.pk,
-            category=D.DEMOGRAPHICS,
-            action="update",
-            fields=changed,
-            object_id=patient.pk,
-        )
+    changed = _demographics_update(patient, values, actor)
     return Upserted(patient.pk, False, tuple(changed))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -57,9 +58,7 @@ def patient_register(
 ) -> Patient:
     """Register a new patient. The MRN must be new; a surname + birth-date match needs confirmation."""
     _require(actor, Capability.REGISTER_PATIENT)
-    unknown = set(details) - set(DEMOGRAPHIC_FIELDS)
-    if unknown:
-        raise TypeError(f"Unknown demographic fields: {', '.join(sorted(unknown))}")
+    _check_demographic_fields(details)
     if Patient.objects.filter(mrn_index=mrn_index(mrn)).exists():
         raise DuplicatePatient({"mrn": "A patient with this MRN is already registered."})
     if not allow_possible_duplicate and possible_duplicates(family_name=family_name, birth_date=birth_date):
@@ -94,31 +93,21 @@ def patient_register(
     return patient
 
 
-def _set_indexes(patient: Patient) -> None:
-    patient.mrn_index = mrn_index(patient.mrn)
-    patient.name_dob_index = name_dob_index(patient.family_name, patient.birth_date)
-    patient.family_name_index = family_name_index(patient.family_name)
-    patient.given_name_index = given_name_index(patient.given_name)
-    patient.address_index = address_index(patient.address_line or "", patient.postal_code or "")
-
-
-@transaction.atomic
-def patient_update_demographics(*, actor: Any, patient_id: int, **changes: Any) -> list[str]:
-    """Change registration data; returns the names of the fields that really changed."""
-    _require(actor, Capability.EDIT_DEMOGRAPHICS)
-    unknown = set(changes) - set(DEMOGRAPHIC_FIELDS)
+def _check_demographic_fields(names: Iterable[str]) -> None:
+    """Refuse a field that is not part of the registration (a caller's bug, not the user's)."""
+    unknown = set(names) - set(DEMOGRAPHIC_FIELDS)
     if unknown:
         raise TypeError(f"Unknown demographic fields: {', '.join(sorted(unknown))}")
-    patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
-    if patient is None:
-        raise RecordNotFound
-    changed = [name for name, value in changes.items() if getattr(patient, name) != value]
+
+
+def _demographics_update(patient: Patient, values: Mapping[str, Any], actor: Any) -> list[str]:
+    """Set the fields of ``values`` that differ on ``patient`` (locked by the caller), refresh the blind
+    indexes, save and report the change (field names only). Returns the names changed, none if none."""
+    changed = [name for name, value in values.items() if getattr(patient, name) != value]
     if not changed:
         return []
-    if "mrn" in changed and Patient.objects.filter(mrn_index=mrn_index(changes["mrn"])).exclude(pk=patient_id).exists():
-        raise DuplicatePatient({"mrn": "Another patient already has this MRN."})
     for name in changed:
-        setattr(patient, name, changes[name])
+        setattr(patient, name, values[name])
     _set_indexes(patient)
     _save(patient, actor)
     _changed(
@@ -131,6 +120,31 @@ def patient_update_demographics(*, actor: Any, patient_id: int, **changes: Any) 
         object_id=patient.pk,
     )
     return changed
+
+
+def _set_indexes(patient: Patient) -> None:
+    patient.mrn_index = mrn_index(patient.mrn)
+    patient.name_dob_index = name_dob_index(patient.family_name, patient.birth_date)
+    patient.family_name_index = family_name_index(patient.family_name)
+    patient.given_name_index = given_name_index(patient.given_name)
+    patient.address_index = address_index(patient.address_line or "", patient.postal_code or "")
+
+
+@transaction.atomic
+def patient_update_demographics(*, actor: Any, patient_id: int, **changes: Any) -> list[str]:
+    """Change registration data; returns the names of the fields that really changed."""
+    _require(actor, Capability.EDIT_DEMOGRAPHICS)
+    _check_demographic_fields(changes)
+    patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
+    if patient is None:
+        raise RecordNotFound
+    if (
+        "mrn" in changes
+        and changes["mrn"] != patient.mrn
+        and Patient.objects.filter(mrn_index=mrn_index(changes["mrn"])).exclude(pk=patient_id).exists()
+    ):
+        raise DuplicatePatient({"mrn": "Another patient already has this MRN."})
+    return _demographics_update(patient, changes, actor)
 
 
 @transaction.atomic
