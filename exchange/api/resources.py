@@ -21,8 +21,9 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import DataCategory
 from exchange.api.auth import ApiRefused, PartnerAuth, partner_api
@@ -176,24 +177,41 @@ def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
     return fhir_response(resource)
 
 
-@require_GET
-@partner_api("Patient")
-def patient_search(request: HttpRequest) -> HttpResponse:
-    """``Patient?identifier=urn:healthcrypt:mrn|MRN``: the patient if shared with the partner, else none."""
-    _unsupported(request, frozenset({"identifier"}))
-    system, _, value = request.GET.get("identifier", "").partition("|")
+def _identifier_search(request: HttpRequest, params: QueryDict, self_url: str) -> HttpResponse:
+    """``identifier=urn:healthcrypt:mrn|MRN``: the patient if shared with the partner, else none."""
+    unknown = set(params) - {"identifier"}
+    if unknown:
+        raise ApiRefused(400, "This search supports only: identifier.", "bad_request")
+    system, _, value = params.get("identifier", "").partition("|")
     if system != MRN_SYSTEM or not value:
         raise ApiRefused(400, f"Search by identifier={MRN_SYSTEM}|value.", "bad_request")
-    auth = _auth(request)
-    self_link = [{"relation": "self", "url": request.build_absolute_uri()}]
     pk = Patient.objects.filter(mrn_index=mrn_index(value)).values_list("pk", flat=True).first()
     try:
-        resources = _read(auth, pk, ["Patient"])["Patient"] if pk is not None else []
+        resources = _read(_auth(request), pk, ["Patient"])["Patient"] if pk is not None else []
     except ApiRefused as refused:
         if refused.status != 404:
             raise
         resources = []  # not shared with this partner: a search finds nobody, as for an unknown MRN
-    return _searchset(request, resources, total=len(resources), links=self_link)
+    return _searchset(request, resources, total=len(resources), links=[{"relation": "self", "url": self_url}])
+
+
+@require_GET
+@partner_api("Patient")
+def patient_search(request: HttpRequest) -> HttpResponse:
+    """``GET Patient?identifier=...``. The MRN is then in the URL, and so in any proxy's access log:
+    ``POST Patient/_search`` (below) is the way to keep it out."""
+    return _identifier_search(request, request.GET, request.build_absolute_uri())
+
+
+@csrf_exempt  # a bearer-token API: no cookies, no session, nothing a browser could be tricked into sending
+@require_POST
+@partner_api("Patient")
+def patient_search_post(request: HttpRequest) -> HttpResponse:
+    """``POST Patient/_search`` with ``identifier=...`` form-encoded (FHIR's search by POST): the MRN
+    travels in the body, never in a URL or an access log. The self link names no parameter."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiRefused(400, "Send the search parameters form-encoded.", "bad_request")
+    return _identifier_search(request, request.POST, request.build_absolute_uri())
 
 
 @require_GET

@@ -14,6 +14,7 @@ urlpatterns = [
     path(".well-known/smart-configuration", metadata.smart_configuration, name="smart-configuration"),
     path("auth/token", token.token, name="token"),
     path("Patient", resources.patient_search, name="patient-search"),
+    path("Patient/_search", resources.patient_search_post, name="patient-search-post"),
     path("Patient/<str:patient_id>", resources.patient_read, name="patient-read"),
     path("Patient/<str:patient_id>/$everything", resources.patient_everything, name="patient-everything"),
     path("Observation", resources.observation_search, name="observation-search"),

@@ -141,6 +141,28 @@ def test_identifier_search_finds_a_shared_patient_and_says_nothing_of_others(
     outcome(get("Patient", bearer, name=SURNAME), 400)  # not a supported search
 
 
+def test_identifier_search_by_post_keeps_the_mrn_out_of_the_url(shared: Patient, token: Callable[..., str]) -> None:
+    bearer = token()
+
+    def post(body: str, content_type: str = "application/x-www-form-urlencoded") -> Any:
+        return Client().post(
+            f"{BASE}/Patient/_search", body, content_type=content_type, HTTP_AUTHORIZATION=f"Bearer {bearer}"
+        )
+
+    found = post(f"identifier=urn:healthcrypt:mrn%7C{MRN}")
+    assert found.status_code == 200
+    body = found.json()
+    assert (body["type"], body["total"]) == ("searchset", 1)
+    assert body["entry"][0]["resource"]["id"] == str(shared.row_uid)
+    assert MRN not in json.dumps(body["link"])  # the self link names no parameter
+    PatientFactory(mrn="API-OTHER")
+    assert post("identifier=urn:healthcrypt:mrn%7CAPI-OTHER").json()["total"] == 0  # not shared: nobody
+    outcome(post("identifier=" + MRN), 400)
+    outcome(post(json.dumps({"identifier": MRN}), "application/json"), 400)
+    assert outcome(post(f"identifier=urn:healthcrypt:mrn%7C{MRN}&name=x"), 400).endswith("identifier.")
+    assert Client().get(f"{BASE}/Patient/_search", HTTP_AUTHORIZATION=f"Bearer {bearer}").status_code == 405
+
+
 def test_observation_search_pages_with_next_and_previous_links(shared: Patient, token: Callable[..., str]) -> None:
     bearer = token()
     first = get("Observation", bearer, patient=f"Patient/{shared.row_uid}", _count=2).json()
