@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,6 +62,7 @@ from records.selectors.sections import (
     medication_row,
     order_row,
     sections_read,
+    sections_read_shaped,
     staff,
     staff_name,
 )
@@ -108,10 +110,16 @@ def chart_for(
     # Only now is anything decrypted. The policy may have read the patient's row already (sealed).
     patient = decision.patient or Patient.objects.get(pk=patient_id)
     sections: dict[str, Any] = {"grant": _decision_grant(decision)}
+
     # The small sections, each with its own filter, order and limit: one query (records/selectors/sections.py).
-    small = sections_read(
-        [section for category, section in _small_sections(patient_id, decision) if category in visible]
-    )
+    def build(patient_id: int, now: datetime.datetime) -> list[Section]:
+        return [section for category, section in _small_sections(patient_id, decision, now) if category in visible]
+
+    values: dict[str, Any] = {"patient_id": patient_id, "now": timezone.now()}
+    if decision.explanation == "order":  # scoped to the order's rows: a shape per order, not kept
+        small = sections_read(build(patient_id, values["now"]))
+    else:
+        small = sections_read_shaped(("chart", visible), build, values)
     sections.update(_small_rows(small))
     if D.OBSERVATIONS in visible:
         observations = Observation.objects.filter(patient_id=patient_id)
@@ -146,8 +154,13 @@ def chart_for(
     )
 
 
-def _small_sections(patient_id: int, decision: AccessDecision) -> list[tuple[DataCategory, Section]]:
-    """The chart's small sections (all but the paged observations and notes), by the category that shows them."""
+def _small_sections(
+    patient_id: int, decision: AccessDecision, now: datetime.datetime
+) -> list[tuple[DataCategory, Section]]:
+    """The chart's small sections (all but the paged observations and notes), by the category that shows them.
+
+    Only the order scope depends on ``decision``; the same sections for any ``patient_id`` and ``now``
+    otherwise (``sections_read_shaped`` keeps their SQL)."""
     mine = Q(patient_id=patient_id)
     by_order = decision.explanation == "order"
     order_scope = Q(pk__in=decision.order_ids) if by_order else Q()
@@ -157,7 +170,7 @@ def _small_sections(patient_id: int, decision: AccessDecision) -> list[tuple[Dat
             D.CARE_TEAM,
             Section(
                 "care_team",
-                CareAssignment.objects.filter(active_assignments(timezone.now()), mine),
+                CareAssignment.objects.filter(active_assignments(now), mine),
                 ("starts_at",),
                 SECTION_LIMIT,
                 (*staff("staff"), "staff__role", "team_role", "starts_at"),

@@ -40,7 +40,7 @@ from records.selectors.sections import (
     condition_row,
     encounter_row,
     label,
-    sections_read,
+    sections_read_shaped,
     staff,
     staff_name,
 )
@@ -85,60 +85,67 @@ def emergency_summary(*, actor: Any, patient_id: int) -> EmergencySummary:
     )
     # The policy may have read the patient's row already (sealed: opened only now).
     patient = decision.patient or Patient.objects.get(pk=patient_id)
+
     # Every section in one query (records/selectors/sections.py), each with its own filter, order and limit.
-    mine = Q(patient_id=patient_id)
-    wanted = [
-        (
-            D.ALLERGIES,
-            Section(
-                "allergies",
-                Allergy.objects.filter(mine),
-                ("-recorded_at",),
-                SECTION_LIMIT,
-                ("substance", "reaction", "severity", "recorded_at"),
-            ),
-        ),
-        (
-            D.MEDICATIONS,
-            Section(
-                "medications",
-                Medication.objects.filter(mine, status=Medication.Status.ACTIVE),
-                ("-prescribed_at",),
-                SECTION_LIMIT,
-                ("display", "code", "dosage", "status", *staff("prescribed_by"), "prescribed_at"),
-            ),
-        ),
-        (
-            D.CONDITIONS,
-            Section("conditions", Condition.objects.filter(mine), ("-recorded_at",), SECTION_LIMIT, CONDITION_COLUMNS),
-        ),
-        (
-            D.OBSERVATIONS,
-            Section(
-                "vitals",
-                Observation.objects.filter(mine, category=Observation.Category.VITAL_SIGNS),
-                ("-effective_at", "-id"),
-                VITALS_SCAN,
-                (
-                    "category",
-                    "display",
-                    "value",
-                    "unit",
-                    "loinc_code",
-                    "effective_at",
-                    *staff("recorded_by"),
-                    "order_id",
+    def build(patient_id: int) -> list[Section]:
+        mine = Q(patient_id=patient_id)
+        wanted = [
+            (
+                D.ALLERGIES,
+                Section(
+                    "allergies",
+                    Allergy.objects.filter(mine),
+                    ("-recorded_at",),
+                    SECTION_LIMIT,
+                    ("substance", "reaction", "severity", "recorded_at"),
                 ),
             ),
-        ),
-        (
-            D.ENCOUNTERS,
-            Section(
-                "encounters", Encounter.objects.filter(mine), ("-starts_at",), SUMMARY_ENCOUNTERS, ENCOUNTER_COLUMNS
+            (
+                D.MEDICATIONS,
+                Section(
+                    "medications",
+                    Medication.objects.filter(mine, status=Medication.Status.ACTIVE),
+                    ("-prescribed_at",),
+                    SECTION_LIMIT,
+                    ("display", "code", "dosage", "status", *staff("prescribed_by"), "prescribed_at"),
+                ),
             ),
-        ),
-    ]
-    found = sections_read([section for category, section in wanted if category in visible])
+            (
+                D.CONDITIONS,
+                Section(
+                    "conditions", Condition.objects.filter(mine), ("-recorded_at",), SECTION_LIMIT, CONDITION_COLUMNS
+                ),
+            ),
+            (
+                D.OBSERVATIONS,
+                Section(
+                    "vitals",
+                    Observation.objects.filter(mine, category=Observation.Category.VITAL_SIGNS),
+                    ("-effective_at", "-id"),
+                    VITALS_SCAN,
+                    (
+                        "category",
+                        "display",
+                        "value",
+                        "unit",
+                        "loinc_code",
+                        "effective_at",
+                        *staff("recorded_by"),
+                        "order_id",
+                    ),
+                ),
+            ),
+            (
+                D.ENCOUNTERS,
+                Section(
+                    "encounters", Encounter.objects.filter(mine), ("-starts_at",), SUMMARY_ENCOUNTERS, ENCOUNTER_COLUMNS
+                ),
+            ),
+        ]
+        return [section for category, section in wanted if category in visible]
+
+    # Compiled once per set of visible sections (records/selectors/sections.py sections_read_shaped).
+    found = sections_read_shaped(("emergency", visible), build, {"patient_id": patient_id})
     sections: dict[str, Any] = {}
     if "allergies" in found:
         sections["allergies"] = tuple(

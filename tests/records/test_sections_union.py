@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from healthcrypt.crypto import DecryptionError
 from records.models import Allergy, Condition, Medication, MedicationAdministration, Patient
-from records.selectors.sections import Section, sections_read
+from records.selectors import sections
+from records.selectors.sections import Section, sections_read, sections_read_shaped
 from tests.factories import PatientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +117,114 @@ def test_a_value_moved_to_another_table_fails_loudly() -> None:
     )
     with pytest.raises(DecryptionError):
         sections_read(both(patient))
+
+
+# --- The same union compiled once per shape (sections_read_shaped) -----------------------------------
+
+
+def shaped(patient_id: int, now: datetime.datetime) -> list[Section]:
+    """Conditions recorded up to ``now`` and allergies: a shape with both placeholders."""
+    return [
+        Section(
+            "conditions",
+            Condition.objects.filter(patient_id=patient_id, recorded_at__lte=now),
+            ("-recorded_at",),
+            3,
+            ("display", "code"),
+        ),
+        Section("allergies", Allergy.objects.filter(patient_id=patient_id), ("recorded_at",), 10, ("substance",)),
+    ]
+
+
+union = sections._union
+
+
+def forget_statements() -> None:
+    connections[DEFAULT_DB_ALIAS].__dict__.pop(sections._STATEMENTS, None)
+
+
+def test_a_kept_shape_reads_what_the_ordinary_union_reads_for_every_patient_and_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    forget_statements()
+    first, second, empty = PatientFactory(), PatientFactory(), PatientFactory()
+    conditions(first, 5)
+    allergies(first, 2)
+    conditions(second, 2)
+    allergies(second, 4)
+    built = []
+    monkeypatch.setattr(sections, "_union", lambda s: built.append(1) or union(s))
+    key = ("test", "conditions+allergies")
+    now = timezone.now()
+    for patient in (first, second, empty):
+        for at in (now, now - datetime.timedelta(days=1, hours=1)):
+            values = {"patient_id": patient.pk, "now": at}
+            with CaptureQueriesContext(connection) as captured:
+                found = sections_read_shaped(key, shaped, values)
+            assert len(captured.captured_queries) == 1
+            assert found == sections_read(shaped(**values))
+    # Compiled once for the shape (the ordinary reads above built theirs each time).
+    assert len(built) == 1 + 6
+    assert [
+        r["display"] for r in sections_read_shaped(key, shaped, {"patient_id": first.pk, "now": now})["conditions"]
+    ] == ["Condition 0", "Condition 1", "Condition 2"]
+    # ``now`` is bound, not frozen at the first read: a day ago, the two newest conditions did not exist yet.
+    earlier = sections_read_shaped(
+        key, shaped, {"patient_id": first.pk, "now": now - datetime.timedelta(days=1, hours=1)}
+    )
+    assert [r["display"] for r in earlier["conditions"]] == ["Condition 2", "Condition 3", "Condition 4"]
+    forget_statements()
+
+
+def test_a_shape_that_ignores_a_placeholder_is_not_kept_and_still_reads_right() -> None:
+    """A build that bakes the patient in (so the placeholder never reaches the SQL) must not be kept:
+    kept, it would show that patient's rows to everyone who asks."""
+    forget_statements()
+    mine, theirs = PatientFactory(), PatientFactory()
+    conditions(mine, 2)
+    conditions(theirs, 1)
+
+    def baked(patient_id: int, now: datetime.datetime) -> list[Section]:
+        return both(mine)
+
+    key = ("test", "baked")
+    assert [
+        r["display"]
+        for r in sections_read_shaped(key, baked, {"patient_id": mine.pk, "now": timezone.now()})["conditions"]
+    ] == ["Condition 0", "Condition 1"]
+    assert connections[DEFAULT_DB_ALIAS].__dict__[sections._STATEMENTS][key] is None
+    forget_statements()
+
+
+def test_a_kept_shape_still_refuses_a_value_copied_from_another_patients_row() -> None:
+    forget_statements()
+    [mine] = conditions(PatientFactory(), 1)
+    [theirs] = conditions(PatientFactory(), 1)
+    key = ("test", "copied")
+    sections_read_shaped(key, shaped, {"patient_id": theirs.patient_id, "now": timezone.now()})  # kept
+    set_raw(
+        "UPDATE records_condition SET display = (SELECT display FROM records_condition WHERE id = %s) WHERE id = %s",
+        [theirs.pk, mine.pk],
+    )
+    with pytest.raises(DecryptionError):
+        sections_read_shaped(key, shaped, {"patient_id": mine.patient_id, "now": timezone.now()})
+    forget_statements()
+
+
+def test_a_shape_without_the_clock_is_kept_on_the_patient_alone() -> None:
+    """The chart binds ``now`` only when the care team is shown; a shape without it is still kept."""
+    forget_statements()
+    patient = PatientFactory()
+    conditions(patient, 2)
+
+    def by_patient(patient_id: int, now: datetime.datetime) -> list[Section]:
+        return [Section("conditions", Condition.objects.filter(patient_id=patient_id), ("-recorded_at",), 5, ("code",))]
+
+    key = ("test", "no clock")
+    found = sections_read_shaped(key, by_patient, {"patient_id": patient.pk, "now": timezone.now()})
+    assert [r["code"] for r in found["conditions"]] == ["C0", "C1"]
+    assert connections[DEFAULT_DB_ALIAS].__dict__[sections._STATEMENTS][key] is not None
+    assert sections_read_shaped(key, by_patient, {"patient_id": PatientFactory().pk, "now": timezone.now()}) == {
+        "conditions": []
+    }
+    forget_statements()
