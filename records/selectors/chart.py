@@ -37,7 +37,7 @@ from records.selectors.access import (
     _record,
     _with_staff,
 )
-from records.selectors.observations import TREND_SCAN, vital_trends
+from records.selectors.observations import TREND_SCAN, trend_row, vital_trends
 from records.selectors.read_models import (
     NOTES_PER_PAGE,
     OBSERVATIONS_PER_PAGE,
@@ -133,11 +133,12 @@ def chart_for(
             observations, newest_first, observations_page, OBSERVATIONS_PER_PAGE, also=scan if trends else None
         )
         sections["observations_page"] = page
-        # A row on the page and in the trend scan is one model instance: build its read row once.
-        built = {o.pk: _observation_row(o) for o in (*rows, *scanned)}
-        sections["observations"] = tuple(built[o.pk] for o in rows)
+        sections["observations"] = tuple(_observation_row(o) for o in rows)
         if trends:
-            sections["vital_trends"] = vital_trends([built[o.pk] for o in scanned])
+            # The readings as the trend lines use them, whatever page the table is on: a reading the page
+            # does not show is opened only as far as the lines need it (trend_row). A row on both is one
+            # model instance, its values opened once.
+            sections["vital_trends"] = vital_trends([trend_row(o) for o in scanned])
     if D.NOTES in visible:
         notes = ClinicalNote.objects.filter(patient_id=patient_id)
         if decision.explanation == "order":

@@ -77,6 +77,25 @@ def _number(value: str) -> float | None:
     return float(number) if number.is_finite() else None
 
 
+def trend_row(o: Observation) -> ObservationRow:
+    """A vital-sign reading as the trend lines use it (value, flag, time, sign), for a row the chart's
+    page does not show: its other encrypted values stay closed. The name and unit of a sign the form
+    records come from records/terminology.py, so they are opened only for other (imported) signs."""
+    known = o.loinc_code in VITAL_SIGNS
+    return ObservationRow(
+        o.pk,
+        VITALS_LABEL,
+        "" if known else o.display,
+        o.value,
+        "" if known else o.unit,
+        o.loinc_code,
+        o.effective_at,
+        "",
+        o.order_id,
+        o.interpretation or "",
+    )
+
+
 def vital_trends(rows: Sequence[ObservationRow]) -> tuple[VitalTrend, ...]:
     """Each vital sign's newest TREND_POINTS numeric readings, oldest first, with its reference interval.
 
