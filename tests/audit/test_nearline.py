@@ -256,3 +256,14 @@ def test_a_break_the_glass_grant_is_still_judged_in_the_request(at_sealer: None,
     )
     break_glass_granted.send(sender=BreakGlassGrant, grant=grant, actor=ems)
     assert list(Alert.objects.values_list("rule", flat=True)) == ["break_glass"]
+
+
+def test_seal_audit_says_what_it_judged(at_sealer: None, nurse: User) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    open_chart(nurse, on_ward(nurse, is_confidential=True))
+    out = StringIO()
+    call_command("seal_audit", stdout=out)
+    assert "Judged 1 access(es): 1 new alert(s), 0 rule failure(s)." in out.getvalue()
