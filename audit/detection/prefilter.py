@@ -60,14 +60,17 @@ def _patients(**lookup: Any) -> Any:
     return Patient.objects.filter(**lookup).values("pk")
 
 
-def _same_surname_suspects() -> Q:
+def _same_surname_suspects(actors: Collection[int | None] | None = None) -> Q:
     """Accesses by a staff member whose surname blind index some patient shares, to a patient whose
     surname index is some staff member's: a superset of the same-surname rule (which pairs the two)
     in two hashed lookups per row, since the staff index is computed here (HMAC), not stored."""
     from accounts.models import User
 
+    staff = User.objects.exclude(last_name="")
+    if actors is not None:  # only their events are read: only their surnames matter
+        staff = staff.filter(pk__in=[a for a in actors if a is not None])
     by_index: dict[str, list[int]] = defaultdict(list)
-    for pk, last_name in User.objects.exclude(last_name="").values_list("pk", "last_name"):
+    for pk, last_name in staff.values_list("pk", "last_name"):
         index = F.surname_index(last_name)
         if index:
             by_index[index].append(pk)
@@ -168,7 +171,7 @@ def candidates(
         Q(is_confidential=True) | Q(staff_user__isnull=False) | Q(deceased_date__isnull=False)
     ).values("pk")
     weak = (
-        _same_surname_suspects()
+        _same_surname_suspects(actors)
         | _same_address_suspects()
         | _after_hours_suspects(baselines)
         | _search_then_open_suspects(since, until)
