@@ -267,3 +267,33 @@ def test_seal_audit_says_what_it_judged(at_sealer: None, nurse: User) -> None:
     out = StringIO()
     call_command("seal_audit", stdout=out)
     assert "Judged 1 access(es): 1 new alert(s), 0 rule failure(s)." in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({"DATABASE_URL": "postgres://app@127.0.0.1:5432/hc"}, "sealer"),  # a sealer process of its own
+        ({"AUDIT_SEAL_ON_COMMIT": "1"}, "request"),  # SQLite, the demo: sealed in-process anyway
+        ({"AUDIT_SEAL_ON_COMMIT": "0"}, "sealer"),
+        ({"AUDIT_SEAL_ON_COMMIT": "0", "ANOMALY_RULES_AT": "request"}, "request"),
+        ({"ANOMALY_RULES_AT": "nowhere"}, "ImproperlyConfigured"),
+    ],
+)
+def test_the_setting_follows_where_the_sealer_runs_and_refuses_an_unknown_place(
+    environment: dict[str, str], expected: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "AUDIT_", "ANOMALY_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", "import healthcrypt.settings as s; print(s.ANOMALY_RULES_AT)"],
+        env={**clean, **environment},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert expected in (result.stdout + result.stderr).strip().splitlines()[-1]
