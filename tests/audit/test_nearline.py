@@ -297,3 +297,44 @@ def test_the_setting_follows_where_the_sealer_runs_and_refuses_an_unknown_place(
         check=False,
     )
     assert expected in (result.stdout + result.stderr).strip().splitlines()[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sealers_judging_at_once_judge_every_access_once(settings: Any) -> None:
+    """The cursor row is locked while a batch is judged: concurrent sealers take turns, and between them
+    every sealed access is judged exactly once (PostgreSQL; SQLite has one writer at a time)."""
+    import threading
+
+    from django.db import connection
+
+    from audit.sealer import seal_stream
+    from audit.services import access_event_record
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has one writer at a time: concurrency is PostgreSQL's to prove")
+    settings.ANOMALY_RULES_AT = "sealer"
+    total = 40
+    for n in range(total):  # unexplained openings: each one a finding of its own
+        access_event_record(actor=None, patient_ids=[1000 + n], categories=["demographics"], action="view")
+    seal_stream(AccessEvent)
+    judged: list[int] = []
+    errors: list[BaseException] = []
+
+    def judge() -> None:
+        try:
+            while nearline.unjudged().exists():
+                judged.append(nearline.judge_sealed(batch=3, rounds=1).judged)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=judge) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(judged) == total
+    assert AlertSubject.objects.filter(kind="access", rule="unexplained_view").count() == total
+    assert nearline.judged_up_to() == _head()
