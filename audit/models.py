@@ -341,6 +341,23 @@ class RuleFailure(models.Model):
         return f"Rule failure #{self.pk} ({self.rule})"
 
 
+class RulesCursor(models.Model):
+    """How far the sealer has judged a stream with the anomaly rules (``ANOMALY_RULES_AT = "sealer"``).
+
+    ``last_seq``: the chain ``seq`` (audit/chain.py, the sealer's own partition) of the last event
+    judged. Moved in the transaction that writes that judgement's alerts, so a crash between sealing
+    and judging leaves it behind and the next run judges those events (audit/detection/nearline.py).
+    Not part of the trail: derived bookkeeping, like the baselines.
+    """
+
+    stream = models.CharField(max_length=16, unique=True)
+    last_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Rules cursor {self.stream} at {self.last_seq}"
+
+
 class ActivityBaseline(models.Model):
     """A user's or a department's usual activity, for the after-hours and bulk-browsing rules.
 

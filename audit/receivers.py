@@ -14,6 +14,11 @@ def _rules_inline() -> bool:
     return bool(getattr(settings, "ANOMALY_RULES_INLINE", True))
 
 
+def _accesses_judged_here() -> bool:
+    # ANOMALY_RULES_AT: "sealer" judges them after sealing (audit/detection/nearline.py), not here.
+    return detection.rules_at() == "request"
+
+
 def on_patient_data_accessed(sender: Any, **kwargs: Any) -> None:
     patient_ids = kwargs.get("patient_ids") or (kwargs.get("patient_id"),)
     events = services.access_event_record(
@@ -25,7 +30,7 @@ def on_patient_data_accessed(sender: Any, **kwargs: Any) -> None:
         explanation=str(kwargs.get("explanation", "")),
         detail=kwargs.get("detail"),
     )
-    if _rules_inline():
+    if _accesses_judged_here():
         detection.judge_new_accesses(kwargs.get("actor"), events, kwargs.get("patients") or ())
 
 
@@ -61,7 +66,7 @@ def on_disclosure_made(sender: Any, **kwargs: Any) -> None:
         purpose=str(kwargs.get("purpose", "")),
         detail={"recipient": str(kwargs.get("recipient", ""))},
     )
-    if _rules_inline():
+    if _accesses_judged_here():
         detection.judge_new_accesses(kwargs.get("actor"), events)
 
 

@@ -14,6 +14,10 @@ Where it runs (docs/decisions/0006-audit-chain.md): ``manage.py seal_audit --loo
 workers (systemd unit in docs/operations/database-roles.md), and after each commit in-process when
 ``AUDIT_SEAL_ON_COMMIT`` is on (SQLite, the demo). ``verify_audit`` reports rows left unsealed for longer
 than ``AUDIT_SEAL_MAX_DELAY`` seconds.
+
+With ``ANOMALY_RULES_AT = "sealer"`` (the default where this runs as its own process) the sealer also
+judges the access events it sealed, once the sealing has committed (audit/detection/nearline.py);
+``verify_audit`` reports sealed accesses left unjudged for longer than the same delay.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 
 from audit.chain import SEAL_PARTITION, Chained, content_fields, extend, lock_head, row_mac
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
+
+if TYPE_CHECKING:
+    from audit.detection.inline import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class SealerConflict(RuntimeError):
 @dataclass
 class SealerRun:
     sealed: dict[str, int] = field(default_factory=dict)
+    # What judging the sealed access events found ("sealer" mode, audit/detection/nearline.py); None: not judged.
+    judged: Outcome | None = None
 
     @property
     def total(self) -> int:
@@ -113,10 +122,15 @@ def seal_stream(model: type[Chained], *, batch: int = BATCH) -> int:
 
 
 def seal_events(*, batch: int = BATCH) -> SealerRun:
-    """Seal every stream the requests write (access, change, auth)."""
+    """Seal every stream the requests write (access, change, auth); then, with ``ANOMALY_RULES_AT =
+    "sealer"``, judge the access events sealed and not judged yet (after the sealing committed: a
+    rule never rolls sealing back nor holds its locks; a failure there is logged, never raised)."""
+    from audit.detection.nearline import judge_after_sealing
+
     run = SealerRun()
     for model in SEALED_BY_SEALER:
         run.sealed[model.STREAM] = seal_stream(model, batch=batch)
+    run.judged = judge_after_sealing(run.sealed.get(AccessEvent.STREAM, 0))
     return run
 
 

@@ -6,7 +6,8 @@ stays flat. Segments are independent (each row carries the hash it links to), so
 processes where there are several cores (``jobs``); the joins between segments are checked afterwards.
 The first problem of each chain is reported, naming the event by table, partition, sequence number and id.
 
-Then: events still unsealed after ``AUDIT_SEAL_MAX_DELAY`` (the sealer is down), direct database changes
+Then: events still unsealed after ``AUDIT_SEAL_MAX_DELAY`` (the sealer is down), sealed accesses not yet
+judged by the sealer after that delay (``ANOMALY_RULES_AT = "sealer"``), direct database changes
 that no longer match their seals, and the database's guards (``guard_problems``).
 """
 
@@ -266,6 +267,24 @@ def unsealed_problems(*, now: Any = None) -> list[Problem]:
     return problems
 
 
+def unjudged_problems(*, now: Any = None) -> list[Problem]:
+    """With ``ANOMALY_RULES_AT = "sealer"``: sealed access events the sealer has still not judged with the
+    anomaly rules ``AUDIT_SEAL_MAX_DELAY`` seconds after they were written (audit/detection/nearline.py)."""
+    from audit.detection.nearline import rules_at, unjudged
+
+    if rules_at() != "sealer":
+        return []
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.AUDIT_SEAL_MAX_DELAY)
+    count = unjudged().filter(at__lt=cutoff).count()
+    if not count:
+        return []
+    detail = (
+        f"{count} sealed access event(s) written over {settings.AUDIT_SEAL_MAX_DELAY} s ago are not judged by "
+        "the anomaly rules yet (is `manage.py seal_audit --loop` running? see its log)"
+    )
+    return [Problem(AccessEvent.STREAM, 0, None, None, "unjudged", detail)]
+
+
 def verify_direct_changes() -> list[Problem]:
     """Every sealed direct change must still exist and match the copy in its seal."""
     problems: list[Problem] = []
@@ -313,9 +332,9 @@ def verify_all(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> tuple[list[Problem | GuardProblem], Summary]:
-    """Check every chain, the unsealed backlog, the sealed direct changes, and the database's guards.
+    """Check every chain, the unsealed and unjudged backlog, the sealed direct changes, and the database's guards.
 
-    Events the sealer should have sealed long ago are reported first; then, with ``seal`` (the
+    Events the sealer should have sealed (or judged) long ago are reported first; then, with ``seal`` (the
     default), what is pending is sealed (audit/sealer.py, audit/sealing.py) so the check covers it
     and a later deletion of any of it is caught.
     """
@@ -324,6 +343,7 @@ def verify_all(
     problems: list[Problem | GuardProblem] = []
     summary = Summary()
     problems.extend(unsealed_problems())
+    problems.extend(unjudged_problems())
     if seal:
         summary.events_sealed = seal_events().total
         summary.sealed = seal_direct_changes().sealed

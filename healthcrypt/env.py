@@ -12,7 +12,7 @@ import math
 import os
 import secrets
 from base64 import urlsafe_b64encode
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -69,6 +69,17 @@ def env_float(
         raise ImproperlyConfigured(f"{name} must be a finite number.")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum:g}.")
+    return value
+
+
+def env_choice(name: str, default: str, choices: Sequence[str], *, environ: Mapping[str, str] | None = None) -> str:
+    """Return the variable as one of ``choices`` (case and spaces ignored), refusing anything else."""
+    raw = env_str(name, environ=environ)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}.")
     return value
 
 

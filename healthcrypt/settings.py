@@ -16,7 +16,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcrypt.env import env_bool, env_float, env_int, env_list, env_secret, env_str, load_dev_secrets
+from healthcrypt.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str, load_dev_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Environment variables that would switch the bench baseline on: refused below.
@@ -360,6 +360,15 @@ AUDIT_SEAL_ON_COMMIT = env_bool("AUDIT_SEAL_ON_COMMIT", DATABASES["default"]["EN
 # `verify_audit` reports it (the sealer is down or stuck). Seconds.
 AUDIT_SEAL_INTERVAL = env_float("AUDIT_SEAL_INTERVAL", 0.5, minimum=0.01)
 AUDIT_SEAL_MAX_DELAY = env_int("AUDIT_SEAL_MAX_DELAY", 10, minimum=1)
+# Where the anomaly rules judge each access (docs/decisions/0009-anomaly-rules.md, "Where the rules run"):
+# "request" (in the request that read the chart) or "sealer" (by the sealer, right after it sealed the
+# access: an alert up to a sealing interval later, no rule work on the request path). Default: "sealer"
+# where a separate sealer process runs (SEAL_ON_COMMIT off: PostgreSQL), "request" where the sealer runs
+# in-process after each commit anyway (SQLite, the demo). Break-the-glass grants are always judged in the
+# request (an emergency grant nobody reviews is refused), sign-in storms too.
+ANOMALY_RULES_AT = env_choice(
+    "ANOMALY_RULES_AT", "request" if AUDIT_SEAL_ON_COMMIT else "sealer", ("request", "sealer")
+)
 # Events are kept at least this long (ASTM E2147); the application itself never deletes any.
 AUDIT_RETENTION_YEARS = max(10, env_int("AUDIT_RETENTION_YEARS", 10))
 # Where `manage.py audit_checkpoint` appends signed checkpoints: a directory on storage the database

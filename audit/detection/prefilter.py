@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, Subquery
@@ -23,11 +23,22 @@ from audit.models import AccessEvent, ActivityBaseline, shows_section
 HEAVY_BUCKETS_MAX = 2000
 
 
-def heavy_buckets(since: datetime.datetime, until: datetime.datetime) -> list[tuple[int, datetime.datetime]]:
+def _of_actors(actors: Collection[int | None] | None) -> Q:
+    """Events of these actors (None among them: events with no actor); all events when ``actors`` is None."""
+    if actors is None:
+        return Q()
+    wanted = Q(actor_id__in=[a for a in actors if a is not None])
+    return wanted | Q(actor_id__isnull=True) if None in actors else wanted
+
+
+def heavy_buckets(
+    since: datetime.datetime, until: datetime.datetime, actors: Collection[int | None] | None = None
+) -> list[tuple[int, datetime.datetime]]:
     """(user, clock hour) pairs in which a user opened more distinct patients than the bulk-browsing
-    floor: the only hours in which that rule can fire. One aggregate query."""
+    floor: the only hours in which that rule can fire. One aggregate query (of ``actors`` only, when given)."""
     opened = (
         AccessEvent.objects.filter(
+            _of_actors(actors),
             at__gte=F.window_start(since),
             at__lt=until,
             actor_id__isnull=False,
@@ -49,14 +60,17 @@ def _patients(**lookup: Any) -> Any:
     return Patient.objects.filter(**lookup).values("pk")
 
 
-def _same_surname_suspects() -> Q:
+def _same_surname_suspects(actors: Collection[int | None] | None = None) -> Q:
     """Accesses by a staff member whose surname blind index some patient shares, to a patient whose
     surname index is some staff member's: a superset of the same-surname rule (which pairs the two)
     in two hashed lookups per row, since the staff index is computed here (HMAC), not stored."""
     from accounts.models import User
 
+    staff = User.objects.exclude(last_name="")
+    if actors is not None:  # only their events are read: only their surnames matter
+        staff = staff.filter(pk__in=[a for a in actors if a is not None])
     by_index: dict[str, list[int]] = defaultdict(list)
-    for pk, last_name in User.objects.exclude(last_name="").values_list("pk", "last_name"):
+    for pk, last_name in staff.values_list("pk", "last_name"):
         index = F.surname_index(last_name)
         if index:
             by_index[index].append(pk)
@@ -125,7 +139,10 @@ def _without_open_order() -> Q:
 
 
 def candidates(
-    since: datetime.datetime, until: datetime.datetime, baselines: Mapping[tuple[str, int], rules.Baseline]
+    since: datetime.datetime,
+    until: datetime.datetime,
+    baselines: Mapping[tuple[str, int], rules.Baseline],
+    actors: Collection[int | None] | None = None,
 ) -> Q | None:
     """The events on which some access rule can fire, as a filter the database applies (None: all).
 
@@ -147,14 +164,14 @@ def candidates(
     """
     from records.models import Patient
 
-    heavy = heavy_buckets(since, until)
+    heavy = heavy_buckets(since, until, actors)
     if len(heavy) > HEAVY_BUCKETS_MAX:
         return None
     flagged = Patient.objects.filter(
         Q(is_confidential=True) | Q(staff_user__isnull=False) | Q(deceased_date__isnull=False)
     ).values("pk")
     weak = (
-        _same_surname_suspects()
+        _same_surname_suspects(actors)
         | _same_address_suspects()
         | _after_hours_suspects(baselines)
         | _search_then_open_suspects(since, until)
@@ -172,13 +189,20 @@ def candidates(
 
 
 def candidate_events(
-    since: datetime.datetime, until: datetime.datetime, baselines: Mapping[tuple[str, int], rules.Baseline]
+    since: datetime.datetime,
+    until: datetime.datetime,
+    baselines: Mapping[tuple[str, int], rules.Baseline],
+    actors: Collection[int | None] | None = None,
 ) -> Any:
-    """The candidate access events in (at, id) order, from the start of the window the first one needs."""
-    queryset = AccessEvent.objects.filter(at__gte=F.window_start(since), at__lt=until).annotate(
+    """The candidate access events in (at, id) order, from the start of the window the first one needs.
+
+    ``actors``: only these users' events (the running state of the rules is per user, so another
+    user's events change nothing for theirs): the sealer's judging of a batch (audit/detection/nearline.py).
+    """
+    queryset = AccessEvent.objects.filter(_of_actors(actors), at__gte=F.window_start(since), at__lt=until).annotate(
         hour_slot=F_("actor_id") * 24 + ExtractHour("at", tzinfo=F.zone())
     )
-    wanted = candidates(since, until, baselines)
+    wanted = candidates(since, until, baselines, actors)
     if wanted is not None:
         queryset = queryset.filter(wanted)
     # detail is read only for search results (a name search's "by"); other rows carry no detail.

@@ -19,7 +19,9 @@ What it does (bench/README.md has the figures):
    machine lands on both sides.
 4. Prints requests/s, p50/p95/p99 per page kind and overall, errors; the ratios subject/baseline and
    4 workers/1 worker; then checks that every successful chart response has its access events
-   (and nothing more), waits for the sealer (bounded) and runs ``verify_audit``. Exits non-zero if a
+   (and nothing more), waits for the sealer (bounded) to seal every event and, with the anomaly rules
+   at the sealer (``--rules-at sealer``, the default: production's mode on PostgreSQL), to judge every
+   sealed access, and runs ``verify_audit``. Exits non-zero if a
    check fails.
 
 Throughput and latency are measured once every user has signed in (sign-in and step-up are
@@ -177,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         default="healthcrypt.settings",
         help="settings of the subject server (a diagnostic, e.g. bench.load.settings_no_rules: the inline rules off)",
     )
+    parser.add_argument(
+        "--rules-at",
+        choices=["sealer", "request"],
+        default="sealer",
+        help="where the subject judges accesses (ANOMALY_RULES_AT; default sealer, production's on PostgreSQL)",
+    )
     args = parser.parse_args(argv)
     if args.users < 1 or args.rounds < 1 or args.duration < args.rounds:
         parser.error("need at least one user, one round and one second per round")
@@ -187,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     subject_db, base_db = f"{args.db_prefix}_subject", f"{args.db_prefix}_base"
     admin = f"{pg}/postgres"
     subject_env = environment(tmp, f"{pg}/{subject_db}", args.subject_settings)
+    # Production's mode on PostgreSQL (a separate sealer, no sealing on commit), set explicitly so that
+    # the caller's environment cannot change what is measured; the web workers and the sealer share it.
+    subject_env.update(ANOMALY_RULES_AT=args.rules_at, AUDIT_SEAL_ON_COMMIT="0")
     base_env = environment(tmp, f"{pg}/{base_db}", "bench.load.settings_baseline")
     servers: list[Server] = []
     sealer: subprocess.Popen[bytes] | None = None
@@ -340,6 +351,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"events still unsealed {SEAL_DELAY_LIMIT:.0f} s after the last request: {status['unsealed']}")
         if status["unsealed"]:
             failed.append(f"events still unsealed after {SEAL_DELAY_LIMIT:.0f} s")
+        # With the rules at the sealer, it must also have judged every sealed access within the same delay.
+        if status.get("rules_at") == "sealer":
+            if status["judged_after"] is not None:
+                print(
+                    f"every access judged by the sealer {status['judged_after']:.1f} s after the last request; "
+                    f"{status['access_alerts']} access alert(s), {status['rule_failures']} rule failure(s)"
+                )
+            else:
+                print(f"accesses still unjudged {SEAL_DELAY_LIMIT:.0f} s after the last request: {status['unjudged']}")
+                failed.append(f"accesses still unjudged after {SEAL_DELAY_LIMIT:.0f} s")
+        elif "rules_at" in status:
+            print(f"accesses judged: {status['rules_at']} (ANOMALY_RULES_AT / the rules-off switch)")
         if sealer is not None:
             sealer.terminate()
             sealer.wait(timeout=20)

@@ -325,6 +325,27 @@ def status(tag: str, *, wait: float = 0.0, since: float = 0.0) -> None:
     while left and time.time() < deadline:
         time.sleep(0.1)
         left = unsealed()
+    sealed_at = time.time()
+    judging: dict[str, Any] = {}
+    try:
+        from audit.detection.nearline import rules_at, unjudged
+    except ImportError:  # a commit from before the rules could run at the sealer
+        pass
+    else:
+        from audit.models import AlertSubject, RuleFailure
+
+        judging["rules_at"] = rules_at()
+        if judging["rules_at"] == "sealer":
+            pending = unjudged().count()
+            while pending and time.time() < deadline:
+                time.sleep(0.1)
+                pending = unjudged().count()
+            judging.update(
+                unjudged=pending,
+                judged_after=round(time.time() - since, 2) if since and not pending and not left else None,
+                access_alerts=AlertSubject.objects.filter(kind="access").count(),
+                rule_failures=RuleFailure.objects.count(),
+            )
     charts = AccessEvent.objects.filter(request_id__startswith=f"{tag}-chart-")
     result = {
         "chart_events": charts.count(),
@@ -332,7 +353,8 @@ def status(tag: str, *, wait: float = 0.0, since: float = 0.0) -> None:
         # One event per view (issue 11) once the event lists the sections it showed.
         "one_event_per_view": any(f.name == "sections" for f in AccessEvent._meta.get_fields()),
         "unsealed": left,
-        "sealed_after": round(time.time() - since, 2) if since and not left else None,
+        "sealed_after": round(sealed_at - since, 2) if since and not left else None,
+        **judging,
     }
     print(json.dumps(result))
 

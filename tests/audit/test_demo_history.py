@@ -41,6 +41,15 @@ def test_history_is_spread_over_weeks_verifies_and_is_written_once() -> None:
     assert (demo.count(), Alert.objects.count(), BreakGlassGrant.objects.count(), ChangeEvent.objects.count()) == counts
 
 
+def test_the_sealer_does_not_judge_the_history_again() -> None:
+    """The history is judged by seed_demo's own scan; with the rules at the sealer, the sealer starts
+    after it (audit/detection/nearline.py) instead of working through weeks of events again."""
+    from audit.detection import nearline
+
+    call_command("seed_demo", "--force", "--patients", "24", stdout=StringIO())
+    assert not nearline.unjudged().filter(session_ref="demo-history").exists()
+
+
 def test_history_needs_the_demo_users() -> None:
     from django.core.management import CommandError
 

@@ -2,7 +2,7 @@
 
 Two signed-in users against gunicorn on a throwaway PostgreSQL cluster of its own, the baseline and
 the subject one round each: every check of the real run (no failed request, every chart response
-recorded, the sealer caught up, verify_audit) must pass. Skipped where PostgreSQL's server binaries
+recorded, the sealer caught up with sealing and with judging the accesses, verify_audit) must pass. Skipped where PostgreSQL's server binaries
 are not installed.
 """
 
@@ -71,3 +71,5 @@ def test_load_test_runs_and_every_chart_response_is_recorded() -> None:
     assert "all checks passed" in result.stdout
     assert "chart views answered 200 (subject)" in result.stdout
     assert "verify_audit: exit 0" in result.stdout
+    # The subject runs with the anomaly rules at the sealer (production's mode on PostgreSQL): it caught up.
+    assert "every access judged by the sealer" in result.stdout

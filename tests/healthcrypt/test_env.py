@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcrypt.env import env_bool, env_float, env_int, env_list, env_secret, load_dev_secrets, read_env_file
+from healthcrypt.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    load_dev_secrets,
+    read_env_file,
+)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("ON", True), ("0", False), ("no", False)])
@@ -92,3 +101,12 @@ def test_dev_secrets_are_generated_once_private_and_then_reused(tmp_path: Path) 
     more = load_dev_secrets(path, ["AUDIT_HMAC_KEY"])
     assert more["SECRET_KEY"] == first["SECRET_KEY"]
     assert read_env_file(path)["AUDIT_HMAC_KEY"] == more["AUDIT_HMAC_KEY"]
+
+
+def test_env_choice_accepts_one_of_its_choices_and_refuses_anything_else() -> None:
+    choices = ("request", "sealer")
+    assert env_choice("ANOMALY_RULES_AT", "sealer", choices, environ={}) == "sealer"
+    assert env_choice("ANOMALY_RULES_AT", "sealer", choices, environ={"ANOMALY_RULES_AT": " Request "}) == "request"
+    assert env_choice("ANOMALY_RULES_AT", "request", choices, environ={"ANOMALY_RULES_AT": ""}) == "request"
+    with pytest.raises(ImproperlyConfigured, match="ANOMALY_RULES_AT must be one of request, sealer"):
+        env_choice("ANOMALY_RULES_AT", "sealer", choices, environ={"ANOMALY_RULES_AT": "nowhere"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import io
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import time_machine
@@ -157,6 +158,26 @@ def test_a_chart_with_many_rows_of_every_kind_stays_within_the_bound(
     assert chart.notes_page.total == 40
     assert (len(chart.medications), len(chart.administrations)) == (41, 40)  # the ward's aspirin too
     assert (len(chart.attachments), len(chart.procedures), len(chart.immunizations)) == (40, 40, 40)
+
+
+@pytest.mark.parametrize("role", ["physician", "nurse"])
+def test_with_the_rules_at_the_sealer_a_chart_costs_the_same_minus_the_rules_queries(
+    full_record: Ward,
+    chart_url: str,
+    role: str,
+    request: pytest.FixtureRequest,
+    client_for: Callable[[User], Client],
+    settings: Any,
+) -> None:
+    """ANOMALY_RULES_AT = "sealer" (audit/detection/nearline.py): the request writes its events and
+    judges nothing; the sealer judges them after sealing."""
+    client = client_for(request.getfixturevalue(role))
+    settings.ANOMALY_RULES_AT = "request"
+    in_request = count(client, chart_url)
+    settings.ANOMALY_RULES_AT = "sealer"
+    at_sealer = count(client, chart_url)
+    assert len(at_sealer) == len(in_request) - RULES, "\n".join(at_sealer)
+    assert len(at_sealer) <= CHART_QUERIES - RULES
 
 
 @pytest.mark.parametrize("role", ["physician", "nurse"])

@@ -3,8 +3,10 @@
 Requests insert their events unsealed (audit/chain.py); this links them into the hash chains
 (audit/sealer.py) and seals new direct database changes (audit/sealing.py). Run it with ``--loop``
 beside the web workers (docs/operations/database-roles.md has the systemd unit): every
-``--interval`` seconds (``AUDIT_SEAL_INTERVAL``, default 0.5) it seals whatever committed since. A
-failed round is logged and retried; SIGTERM/SIGINT stop it after the round in progress.
+``--interval`` seconds (``AUDIT_SEAL_INTERVAL``, default 0.5) it seals whatever committed since and,
+with ``ANOMALY_RULES_AT = "sealer"``, judges the access events it sealed with the anomaly rules
+(audit/detection/nearline.py). A failed round is logged and retried; SIGTERM/SIGINT stop it after the
+round in progress.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ class Command(BaseCommand):
         if report or (self.verbosity > 1 and (events.total or direct.sealed)):
             counts = ", ".join(f"{n} {stream}" for stream, n in events.sealed.items())
             self.stdout.write(f"Sealed {events.total} event(s) ({counts}).")
+            if events.judged is not None:
+                self.stdout.write(
+                    f"Judged {events.judged.judged} access(es): {len(events.judged.raised)} new alert(s), "
+                    f"{events.judged.failures} rule failure(s)."
+                )
             self.stdout.write(
                 f"Sealed {direct.sealed} direct change(s); {direct.unverified} without a valid application marker."
             )
