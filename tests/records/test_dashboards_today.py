@@ -397,9 +397,10 @@ def _busy_ward(n: int, physician: User, nurse: User, lab: User) -> None:
         order(physician, patient, lab.department, f"Pending {i}", priority=Order.Priority.URGENT)
 
 
-# Sign-in checks (about 9) plus, per panel that lists patients, its ids, one audited list access (chain
-# head and event in savepoints, about 6) and its rows: physician six such panels, nurse seven, lab two.
-@pytest.mark.parametrize(("role", "budget"), [(Role.PHYSICIAN, 45), (Role.NURSE, 56), (Role.LAB, 21)])
+# The request's own (session, user, authenticator) and its savepoint (4), then per panel that lists
+# patients its ids, one audited list access (one INSERT: sealed and judged off the request path) and its
+# rows: 20 for a physician, 24 for a nurse, 11 for the laboratory as measured (issue 11), with a little room.
+@pytest.mark.parametrize(("role", "budget"), [(Role.PHYSICIAN, 22), (Role.NURSE, 26), (Role.LAB, 12)])
 def test_clinical_dashboard_query_count_does_not_grow_with_rows(
     role: Role,
     budget: int,
