@@ -160,6 +160,9 @@ def accounts(mix: dict[str, int], out: Path) -> None:
 
 def mirror() -> None:
     """Plaintext copies of every row the baseline pages show, built with the read path's own row helpers."""
+    from django.db.models import Q
+    from django.utils import timezone
+
     from bench.load.baseline import models as plain
     from records.models import (
         FREQUENCY_LABELS,
@@ -219,8 +222,11 @@ def mirror() -> None:
                 staff_role=a.staff.role,
                 team_role=a.get_team_role_display(),
                 starts_at=a.starts_at,
+                ends_at=a.ends_at,
             )
-            for a in CareAssignment.objects.filter(ends_at__isnull=True).select_related("staff")
+            for a in CareAssignment.objects.filter(
+                Q(ends_at__isnull=True) | Q(ends_at__gt=timezone.now())
+            ).select_related("staff")
         )
         plain.PlainEncounter.objects.bulk_create(
             plain.PlainEncounter(

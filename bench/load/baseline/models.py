@@ -35,6 +35,7 @@ class PlainCare(models.Model):
     staff_role = models.CharField(max_length=20)
     team_role = models.CharField(max_length=40)
     starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True)  # lists and the chart keep the assignments in force now
 
     def __str__(self) -> str:
         return f"bench row #{self.pk}"

@@ -82,6 +82,11 @@ def _order(o: plain.PlainOrder) -> selectors.OrderRow:
     )
 
 
+def _in_force(now: datetime.datetime) -> Q:
+    """Care-team assignments in force at ``now`` (records.permissions.active_assignments)."""
+    return Q(starts_at__lte=now) & (Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+
+
 def _page(query: QuerySet[Any], number: object, per_page: int) -> tuple[selectors.Page, int]:
     total = query.count()
     page = selectors.Page(int(number) if str(number).isdigit() and int(str(number)) > 0 else 1, per_page, total)
@@ -122,7 +127,9 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         categories=frozenset(DataCategory),
         care_team=tuple(
             selectors.CareTeamRow(c.pk, c.staff_name, c.staff_role, c.team_role, c.starts_at)
-            for c in plain.PlainCare.objects.filter(patient_id=patient_id).order_by("starts_at")
+            for c in plain.PlainCare.objects.filter(_in_force(timezone.now()), patient_id=patient_id).order_by(
+                "starts_at"
+            )
         ),
         encounters=tuple(
             selectors.EncounterRow(
@@ -250,9 +257,7 @@ def _patients(ids: set[int] | list[int]) -> dict[int, selectors.PatientSummary]:
 
 def _cared_for(user: Any, now: datetime.datetime) -> Q:
     """The patients ``user`` cares for now (care team or attending), as results._cared_for."""
-    relation = Q(
-        patient_id__in=plain.PlainCare.objects.filter(staff_id=user.pk, starts_at__lte=now).values("patient_id")
-    )
+    relation = Q(patient_id__in=plain.PlainCare.objects.filter(_in_force(now), staff_id=user.pk).values("patient_id"))
     relation |= Q(
         patient_id__in=plain.PlainEncounter.objects.filter(
             status_code__in=OPEN_ENCOUNTERS, attending_id=user.pk
@@ -312,7 +317,7 @@ def _my_patients(request: HttpRequest) -> dict[str, Any]:
     policy = policy_for(user)
     assert policy is not None  # the dashboard checked it
     now = timezone.now()
-    relation = Q(pk__in=plain.PlainCare.objects.filter(staff_id=user.pk, starts_at__lte=now).values("patient_id"))
+    relation = Q(pk__in=plain.PlainCare.objects.filter(_in_force(now), staff_id=user.pk).values("patient_id"))
     relation |= Q(
         pk__in=plain.PlainEncounter.objects.filter(status_code__in=OPEN_ENCOUNTERS, attending_id=user.pk).values(
             "patient_id"
