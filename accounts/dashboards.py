@@ -55,14 +55,24 @@ def register_panel(
             _PANELS[role].append(Panel(template, context, shows_record, title))
 
 
+def registered_panels(role: Role) -> tuple[Panel, ...]:
+    """The panels registered for ``role``, in order (the load test's baseline builds the same ones)."""
+    return tuple(_PANELS[role])
+
+
+def step_up_panel(panel: Panel) -> dict[str, Any]:
+    """The "confirm it is you" card that stands in for a record panel until a fresh step-up."""
+    step_up_url = f"{reverse('accounts:step_up')}?{urlencode({'next': reverse('accounts:dashboard')})}"
+    return {"template": STEP_UP_PANEL, "data": {"title": panel.title, "step_up_url": step_up_url}}
+
+
 def panels_for(request: HttpRequest, role: Role) -> list[dict[str, Any]]:
     """The role's panels, built for this request; record panels only after a fresh step-up."""
     fresh = step_up_is_fresh(request)
-    step_up_url = f"{reverse('accounts:step_up')}?{urlencode({'next': reverse('accounts:dashboard')})}"
     panels = []
     for panel in _PANELS[role]:
         if panel.shows_record and not fresh:
-            panels.append({"template": STEP_UP_PANEL, "data": {"title": panel.title, "step_up_url": step_up_url}})
+            panels.append(step_up_panel(panel))
         else:
             panels.append({"template": panel.template, "data": panel.context(request)})
     return panels

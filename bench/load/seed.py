@@ -160,11 +160,33 @@ def accounts(mix: dict[str, int], out: Path) -> None:
 
 def mirror() -> None:
     """Plaintext copies of every row the baseline pages show, built with the read path's own row helpers."""
+    from django.db.models import Q
+    from django.utils import timezone
+
     from bench.load.baseline import models as plain
-    from records.models import FREQUENCY_LABELS, Allergy, ClinicalNote, Condition, Encounter, Medication, Observation
+    from records.models import (
+        FREQUENCY_LABELS,
+        Allergy,
+        Appointment,
+        Attachment,
+        BreakGlassGrant,
+        ClinicalNote,
+        Condition,
+        Encounter,
+        Immunization,
+        Medication,
+        MedicationAdministration,
+        Observation,
+        Procedure,
+    )
     from records.selectors import access
 
     plain_models = (
+        plain.PlainGrant,
+        plain.PlainAppointment,
+        plain.PlainEvent,
+        plain.PlainAttachment,
+        plain.PlainAdministration,
         plain.PlainNote,
         plain.PlainObservation,
         plain.PlainOrder,
@@ -200,8 +222,11 @@ def mirror() -> None:
                 staff_role=a.staff.role,
                 team_role=a.get_team_role_display(),
                 starts_at=a.starts_at,
+                ends_at=a.ends_at,
             )
-            for a in CareAssignment.objects.filter(ends_at__isnull=True).select_related("staff")
+            for a in CareAssignment.objects.filter(
+                Q(ends_at__isnull=True) | Q(ends_at__gt=timezone.now())
+            ).select_related("staff")
         )
         plain.PlainEncounter.objects.bulk_create(
             plain.PlainEncounter(
@@ -214,6 +239,11 @@ def mirror() -> None:
                 ends_at=e.ends_at,
                 reason=e.reason,
                 type_display=e.type_display,
+                kind_code=e.kind,
+                status_code=e.status,
+                department_id=e.department_id,
+                attending_id=e.attending_id,
+                location=e.location,
             )
             for e in Encounter.objects.select_related("department", "attending")
         )
@@ -242,6 +272,7 @@ def mirror() -> None:
         )
         plain.PlainMedication.objects.bulk_create(
             plain.PlainMedication(
+                id=m.pk,
                 patient_id=m.patient_id,
                 display=m.display,
                 code=m.code,
@@ -251,6 +282,8 @@ def mirror() -> None:
                 prescribed_at=m.prescribed_at,
                 allergy_override_reason=m.allergy_override_reason or "",
                 frequency=FREQUENCY_LABELS.get(m.frequency or "", ""),
+                status_code=m.status,
+                frequency_code=m.frequency or "",
             )
             for m in Medication.objects.select_related("prescribed_by")
         )
@@ -271,9 +304,12 @@ def mirror() -> None:
             )
             for patient_id, r in rows
         )
-        orders = [access._order_row(o) for o in Order.objects.select_related("department", "ordered_by")]
+        orders = [(o, access._order_row(o)) for o in Order.objects.select_related("department", "ordered_by")]
         plain.PlainOrder.objects.bulk_create(
             plain.PlainOrder(
+                kind_code=o.kind,
+                ordered_by_id=o.ordered_by_id,
+                department_id=o.department_id,
                 id=r.id,
                 patient_id=r.patient_id,
                 kind=r.kind,
@@ -288,7 +324,7 @@ def mirror() -> None:
                 ordered_at=r.ordered_at,
                 completed_at=r.completed_at,
             )
-            for r in orders
+            for o, r in orders
         )
         notes = [(n.patient_id, access._note_row(n)) for n in ClinicalNote.objects.select_related("author")]
         plain.PlainNote.objects.bulk_create(
@@ -302,7 +338,85 @@ def mirror() -> None:
             )
             for patient_id, r in notes
         )
-    print(f"mirrored {len(rows)} observations, {len(orders)} orders, {len(notes)} notes as plaintext")
+        given = [
+            (a.patient_id, a.medication_id, a.medication.display, a.dose, a.note, access._name(a.administered_by), a)
+            for a in MedicationAdministration.objects.select_related("medication", "administered_by")
+        ]
+        plain.PlainAdministration.objects.bulk_create(
+            plain.PlainAdministration(
+                patient_id=patient_id,
+                medication_id=medication_id,
+                medication=medication,
+                dose=dose,
+                note=note,
+                administered_by=by,
+                administered_at=a.administered_at,
+            )
+            for patient_id, medication_id, medication, dose, note, by, a in given
+        )
+        images = [(a.patient_id, access._attachment_row(a)) for a in Attachment.objects.select_related("uploaded_by")]
+        plain.PlainAttachment.objects.bulk_create(
+            plain.PlainAttachment(
+                id=r.id,
+                patient_id=patient_id,
+                kind=r.kind,
+                filename=r.filename,
+                content_type=r.content_type,
+                description=r.description,
+                size=r.size,
+                uploaded_by=r.uploaded_by,
+                uploaded_at=r.uploaded_at,
+                order_id=r.order_id,
+            )
+            for patient_id, r in images
+        )
+        events = [
+            *(
+                plain.PlainEvent(patient_id=p.patient_id, kind="procedure", display=p.display, at=p.performed_at)
+                for p in Procedure.objects.all()
+            ),
+            *(
+                plain.PlainEvent(patient_id=i.patient_id, kind="immunization", display=i.display, at=i.occurred_at)
+                for i in Immunization.objects.all()
+            ),
+        ]
+        plain.PlainEvent.objects.bulk_create(events)
+        appointments = list(Appointment.objects.select_related("department", "clinician"))
+        plain.PlainAppointment.objects.bulk_create(
+            plain.PlainAppointment(
+                id=a.pk,
+                patient_id=a.patient_id,
+                department_id=a.department_id,
+                department=a.department.name,
+                clinician_id=a.clinician_id,
+                clinician=access._name(a.clinician),
+                starts_at=a.starts_at,
+                duration_minutes=a.duration_minutes,
+                reason=a.reason,
+                status=a.status,
+                status_label=a.get_status_display(),
+                encounter_id=a.encounter_id,
+            )
+            for a in appointments
+        )
+        plain.PlainGrant.objects.bulk_create(
+            plain.PlainGrant(
+                id=g.pk,
+                user_id=g.user_id,
+                patient_id=g.patient_id,
+                reason=g.reason,
+                reason_label=g.get_reason_display(),
+                granted_at=g.granted_at,
+                expires_at=g.expires_at,
+                ended_at=g.ended_at,
+            )
+            for g in BreakGlassGrant.objects.all()
+        )
+    print(
+        f"mirrored {len(rows)} observations, {len(orders)} orders, {len(notes)} notes, {len(given)} administrations,"
+        f" {len(images)} images, {len(events)} procedures and immunizations, {len(appointments)} appointments"
+        " as plaintext"
+    )
 
 
 def status(tag: str, *, wait: float = 0.0, since: float = 0.0) -> None:
