@@ -283,15 +283,22 @@ def _identifiers(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def _references(value: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+    """Every ``reference`` string under ``value``, with its path. ``path`` is extended and restored
+    as the walk goes (a copy is yielded), and scalars are not walked into: a bundle is mostly strings."""
     if isinstance(value, dict):
         for key, child in value.items():
             if key == "reference" and isinstance(child, str):
                 yield [*path, key], child
-            else:
-                yield from _references(child, [*path, key])
+            elif isinstance(child, dict | list):
+                path.append(key)
+                yield from _references(child, path)
+                path.pop()
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            yield from _references(child, [*path, index])
+            if isinstance(child, dict | list):
+                path.append(index)
+                yield from _references(child, path)
+                path.pop()
 
 
 def _check_references(valid: ValidBundle, known: KnownTarget) -> list[Problem]:
