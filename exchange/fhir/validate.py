@@ -182,19 +182,23 @@ def parse_bundle(data: bytes) -> dict[str, Any]:
     return parsed
 
 
+_CONTAINERS = (dict, list)
+
+
 def _depth(value: Any) -> int:
-    """How many levels of objects and arrays are nested in ``value`` (0 for a scalar).
+    """How many levels of objects and arrays are nested in parsed JSON (0 for a scalar).
 
     Walked level by level, keeping only the containers of each level: a bundle is mostly strings,
-    and a stack of every value with its level cost as much as parsing the file."""
+    and a stack of every value with its level cost as much as parsing the file. ``json.loads`` makes
+    plain dicts and lists only, so their exact types are asked (the cheapest test)."""
     deepest = 0
-    level = [value] if isinstance(value, dict | list) else []
+    level = [value] if type(value) in _CONTAINERS else []
     while level:
         deepest += 1
         below: list[Any] = []
+        add = below.extend
         for item in level:
-            children = item.values() if isinstance(item, dict) else item
-            below.extend(child for child in children if isinstance(child, dict | list))
+            add([child for child in (item.values() if type(item) is dict else item) if type(child) in _CONTAINERS])
         level = below
     return deepest
 
