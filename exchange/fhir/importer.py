@@ -4,13 +4,17 @@ Each file is read and validated whole (exchange/fhir/validate.py) before its tra
 then every resource is written through records/services (``imported_patient_create``,
 ``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
 the importer. Rows of one kind are written together (one INSERT of the rows, one of their change
-events), in the order that lets later kinds point to earlier ones (encounters before their results). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
+events), in the order that lets later kinds point to earlier ones: the encounters in one call of
+``imported_entries_create``, then every other kind in a second (the service's checks asked once for
+all of them). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already
 imported is counted as present and not written again.
 
 Practitioner and Organization go to the exchange directory (exchange.models.DirectoryEntry): shared
 ``hospitalInformation*``/``practitionerInformation*`` bundles are imported first from a folder, so
-the conditional references of the patient bundles after them resolve.
+the conditional references of the patient bundles after them resolve. A bundle's directory entries
+are looked up in one query and the new ones added in one INSERT (with the signals ``save()`` sends,
+so each has its change history entry).
 """
 
 from __future__ import annotations
