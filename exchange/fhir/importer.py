@@ -4,13 +4,17 @@ Each file is read and validated whole (exchange/fhir/validate.py) before its tra
 then every resource is written through records/services (``imported_patient_create``,
 ``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
 the importer. Rows of one kind are written together (one INSERT of the rows, one of their change
-events), in the order that lets later kinds point to earlier ones (encounters before their results). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
+events), in the order that lets later kinds point to earlier ones: the encounters in one call of
+``imported_entries_create``, then every other kind in a second (the service's checks asked once for
+all of them). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already
 imported is counted as present and not written again.
 
 Practitioner and Organization go to the exchange directory (exchange.models.DirectoryEntry): shared
 ``hospitalInformation*``/``practitionerInformation*`` bundles are imported first from a folder, so
-the conditional references of the patient bundles after them resolve.
+the conditional references of the patient bundles after them resolve. A bundle's directory entries
+are looked up in one query and the new ones added in one INSERT (with the signals ``save()`` sends,
+so each has its change history entry).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models.signals import post_save, pre_save
 from tqdm import tqdm
 
 from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
@@ -192,9 +197,16 @@ class _BundleImport:
             self.valid.entries,
             key=lambda e: (_ORDER.get(e.resource_type, len(_ORDER)), e.resource_type, e.index),
         )
+        directory = [entry for entry in entries if entry.resource_type in DIRECTORY_TYPES]
+        try:
+            self.directory(directory)
+        except (ValidationError, PermissionDenied, RecordNotFound, IntegrityError) as error:
+            raise ImportFailed(Problem(f"entry[{directory[0].index}].resource", _refusal(error))) from error
         for entry in entries:
-            if self.pending and entry.resource_type != self.pending[0][0].resource_type:
-                self.flush()
+            if entry.resource_type in DIRECTORY_TYPES:
+                continue  # written above, all at once
+            if self.pending and self.pending[0][0].resource_type == "Encounter" and entry.resource_type != "Encounter":
+                self.flush()  # the encounters, whose keys the rows after them need
             try:
                 self.one(entry)
             except (ValidationError, PermissionDenied, RecordNotFound, IntegrityError) as error:
@@ -205,19 +217,16 @@ class _BundleImport:
         return self.counts
 
     def flush(self) -> None:
-        """Write the rows waiting (all of one resource type) through the records write path."""
+        """Write the rows waiting (the encounters, or then every other kind) through the records write path."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        first = pending[0][0]
         try:
-            by_model: dict[Any, list[Any]] = {}
-            for _, row in pending:
-                by_model.setdefault(type(row), []).append(row)
-            for rows in by_model.values():
-                imported_entries_create(actor=self.actor, entries=rows)
+            imported_entries_create(actor=self.actor, entries=[row for _, row in pending])
         except (ValidationError, PermissionDenied, RecordNotFound, IntegrityError) as error:
-            # The batch is refused whole (and with it the bundle): name the first of its entries.
+            # The service writes kind by kind, in the order of the rows; a kind is refused whole (and
+            # with it the bundle): name the first entry of the kind refused, the first without a key.
+            first = next((entry for entry, row in pending if row.pk is None), pending[0][0])
             raise ImportFailed(Problem(f"entry[{first.index}].resource", _refusal(error))) from error
         for entry, row in pending:
             if entry.resource_type == "Encounter" and type(row) is Encounter:
@@ -229,28 +238,74 @@ class _BundleImport:
         if kind not in IMPORTED_TYPES:
             self.count(kind).skipped += 1
             return
-        if kind in DIRECTORY_TYPES:
-            self.directory(entry)
-        elif kind == "Patient":
+        if kind == "Patient":
             self.patient(entry)
         else:
             self.record(entry)
 
-    def directory(self, entry: Entry) -> None:
+    def directory(self, entries: list[Entry]) -> None:
+        """Find or add the bundle's Practitioners and Organizations: one query for those already in
+        the directory, one INSERT of the others (their change history as if each were saved alone)."""
+        if not entries:
+            return
+        wanted: dict[tuple[str, str], Entry] = {}
+        for entry in entries:
+            wanted.setdefault((entry.resource_type, entry.resource_id), entry)
+        found = _directory_known(wanted)
+        new = [self._directory_row(entry) for key, entry in wanted.items() if key not in found]
+        created: set[tuple[str, str]] = set()
+        if new:
+            using = DirectoryEntry.objects.db
+            try:
+                with transaction.atomic(using=using):
+                    # The signals save() would send (django-auditlog's change history listens).
+                    for row in new:
+                        pre_save.send(DirectoryEntry, instance=row, raw=False, using=using, update_fields=None)
+                    DirectoryEntry.objects.bulk_create(new)
+                    for row in new:
+                        post_save.send(
+                            DirectoryEntry, instance=row, created=True, raw=False, using=using, update_fields=None
+                        )
+            except IntegrityError:
+                # Another import added one of them meanwhile: one by one, as get_or_create does.
+                for row in new:
+                    existing, was_created = DirectoryEntry.objects.get_or_create(
+                        kind=row.kind,
+                        source_id=row.source_id,
+                        defaults={
+                            "identifier_system": row.identifier_system,
+                            "identifier_value": row.identifier_value,
+                            "name": row.name,
+                        },
+                    )
+                    found[(row.kind, row.source_id)] = existing.pk
+                    if was_created:
+                        created.add((row.kind, row.source_id))
+            else:
+                for row in new:
+                    found[(row.kind, row.source_id)] = row.pk
+                    created.add((row.kind, row.source_id))
+        for entry in entries:
+            key = (entry.resource_type, entry.resource_id)
+            self.rows[entry.index] = found[key]
+            counts = self.count(entry.resource_type)
+            if key in created and wanted[key] is entry:
+                counts.imported += 1
+            else:
+                counts.present += 1
+
+    @staticmethod
+    def _directory_row(entry: Entry) -> DirectoryEntry:
         system, value = "", ""
         for identifier in entry.resource.get("identifier", [])[:1]:
             system, value = str(identifier.get("system", "")), str(identifier.get("value", ""))
-        row, created = DirectoryEntry.objects.get_or_create(
+        return DirectoryEntry(
             kind=entry.resource_type,
             source_id=entry.resource_id,
-            defaults={"identifier_system": system, "identifier_value": value, "name": _extracted(entry).fields["name"]},
+            identifier_system=system,
+            identifier_value=value,
+            name=_extracted(entry).fields["name"],
         )
-        self.rows[entry.index] = row.pk
-        counts = self.count(entry.resource_type)
-        if created:
-            counts.imported += 1
-        else:
-            counts.present += 1
 
     def patient(self, entry: Entry) -> None:
         source = source_index("Patient", entry.resource_id)
@@ -318,6 +373,15 @@ class _BundleImport:
             )
             self.pending.append((entry, part))
         self.count(entry.resource_type).imported += 1
+
+
+def _directory_known(wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The primary keys of the directory entries already there, by (kind, source id), in one query."""
+    keys = set(wanted)
+    rows = DirectoryEntry.objects.filter(
+        kind__in={kind for kind, _ in keys}, source_id__in={source_id for _, source_id in keys}
+    ).values_list("pk", "kind", "source_id")
+    return {(kind, source_id): pk for pk, kind, source_id in rows if (kind, source_id) in keys}
 
 
 def _extracted(entry: Entry) -> Extracted:

@@ -6,8 +6,9 @@ message, never a value from the file: a value may be a patient's name or identif
 1. the file's size (``FHIR_MAX_BUNDLE_BYTES``), before it is read;
 2. the JSON itself, and its nesting depth (``FHIR_MAX_JSON_DEPTH``);
 3. the bundle's shape (a ``transaction``, ``batch`` or ``collection`` Bundle with entries);
-4. each entry's resource against its own definition in the official R4 JSON schema
-   (``FHIR_SCHEMA_PATH``, compiled once per process with jsonschema-rs), then the whole bundle;
+4. the whole bundle against the official R4 JSON schema (``FHIR_SCHEMA_PATH``, compiled once per
+   process with jsonschema-rs); only if it fails, each entry's resource against its own definition
+   (to say which entry) and then the whole bundle again (for the bundle's own elements);
 5. the elements the importer needs for each type it imports (exchange/fhir/mapping.py), dates
    parsed for real (the schema's patterns accept 31 February);
 6. references: every ``urn:uuid:`` one resolves to an entry of the bundle, every conditional one
@@ -181,17 +182,24 @@ def parse_bundle(data: bytes) -> dict[str, Any]:
     return parsed
 
 
+_CONTAINERS = (dict, list)
+
+
 def _depth(value: Any) -> int:
+    """How many levels of objects and arrays are nested in parsed JSON (0 for a scalar).
+
+    Walked level by level, keeping only the containers of each level: a bundle is mostly strings,
+    and a stack of every value with its level cost as much as parsing the file. ``json.loads`` makes
+    plain dicts and lists only, so their exact types are asked (the cheapest test)."""
     deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item)
+    level = [value] if type(value) in _CONTAINERS else []
+    while level:
+        deepest += 1
+        below: list[Any] = []
+        add = below.extend
+        for item in level:
+            add([child for child in (item.values() if type(item) is dict else item) if type(child) in _CONTAINERS])
+        level = below
     return deepest
 
 
@@ -207,6 +215,11 @@ def validate_bundle(bundle: dict[str, Any], *, known: KnownTarget) -> ValidBundl
         raise BundleInvalid([Problem("entry", "is not a list")])
     schema, whole = _schema()
     types = frozenset(schema["discriminator"]["mapping"])
+    # One pass of the whole bundle first (what a valid bundle costs). Every entry's resource is one of
+    # the schema's ResourceList, each definition fixing its resourceType, so a bundle valid whole has
+    # every entry valid against its own type: the per-entry pass below, which says where a problem is,
+    # runs only for a bundle that is not (and then exactly as before, so the problems are the same).
+    schema_valid = whole.is_valid(bundle)
     valid = ValidBundle()
     for index, raw in enumerate(raw_entries):
         where = f"entry[{index}]"
@@ -218,7 +231,7 @@ def validate_bundle(bundle: dict[str, Any], *, known: KnownTarget) -> ValidBundl
         if not isinstance(resource_type, str) or resource_type not in types:
             problems.append(Problem(f"{where}.resource.resourceType", "is not a FHIR R4 resource type"))
             continue
-        errors = list(_validator_for(resource_type).iter_errors(resource))
+        errors = [] if schema_valid else list(_validator_for(resource_type).iter_errors(resource))
         for error in errors[:20]:
             problems.append(
                 Problem(
@@ -248,7 +261,7 @@ def validate_bundle(bundle: dict[str, Any], *, known: KnownTarget) -> ValidBundl
         valid.entries.append(entry)
         if entry.full_url:
             valid.by_full_url[entry.full_url] = entry
-    if not problems:
+    if not problems and not schema_valid:
         # The entries passed one by one; the bundle's own elements (fullUrl, request...) are checked whole.
         for error in list(whole.iter_errors(bundle))[:20]:
             problems.append(
@@ -274,15 +287,22 @@ def _identifiers(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def _references(value: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+    """Every ``reference`` string under ``value``, with its path. ``path`` is extended and restored
+    as the walk goes (a copy is yielded), and scalars are not walked into: a bundle is mostly strings."""
     if isinstance(value, dict):
         for key, child in value.items():
             if key == "reference" and isinstance(child, str):
                 yield [*path, key], child
-            else:
-                yield from _references(child, [*path, key])
+            elif isinstance(child, dict | list):
+                path.append(key)
+                yield from _references(child, path)
+                path.pop()
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            yield from _references(child, [*path, index])
+            if isinstance(child, dict | list):
+                path.append(index)
+                yield from _references(child, path)
+                path.pop()
 
 
 def _check_references(valid: ValidBundle, known: KnownTarget) -> list[Problem]:

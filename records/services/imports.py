@@ -118,45 +118,64 @@ def imported_entry_create(*, actor: Any, entry: _Imported) -> _Imported:
 
 @transaction.atomic
 def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list[_Imported]:
-    """Save imported rows of one kind (a bundle's encounters, or its results...) in one INSERT.
+    """Save imported rows (a bundle's encounters, or its results, diagnoses...) with one INSERT per kind.
 
-    Each entry is an unsaved model instance with its patient and ``source_id`` set. Every field is
-    validated (``full_clean``) before anything is written; the checks that would cost a query per
-    row are asked once for the batch (the patients exist, each encounter belongs to its row's
-    patient), and the database enforces the rest (unique row identities, check constraints), so a
-    refusal anywhere undoes the caller's whole transaction. One change event per row, naming field
-    names only, written together. No django-auditlog entry: that history is the safety net for
-    writes that bypass these services (audit/apps.py), and these rows come with their change events.
+    Each entry is an unsaved model instance with its patient and ``source_id`` set; rows of several
+    imported kinds may come together, and are written kind by kind in the order their first row
+    comes. Each kind's fields are validated (``full_clean``) before its rows are written; the checks
+    that would cost a query per row are asked once for all the rows (the patients exist, each
+    encounter belongs to its row's patient) and applied kind by kind, so a refusal is raised by the
+    same kind, in the same order, as if each kind were saved by a call of its own (the rows of the
+    kinds before it have their primary keys, the others not). The database enforces the rest (unique
+    row identities, check constraints), so a refusal anywhere undoes the caller's whole transaction.
+    One change event per row, naming field names only, written together per kind. No
+    django-auditlog entry: that history is the safety net for writes that bypass these services
+    (audit/apps.py), and these rows come with their change events.
     """
     _require(actor, Capability.IMPORT_RECORDS)
     if not entries:
         return []
-    model = type(entries[0])
-    category = IMPORT_CATEGORIES.get(model)
-    if category is None or any(type(entry) is not model for entry in entries):
-        raise TypeError("Imported rows are saved one kind at a time, of a kind that is imported")
+    kinds: dict[type[_Imported], list[_Imported]] = {}
     for entry in entries:
-        if not entry.source_id:
-            raise ValidationError({"source_id": "An imported row needs its source identifier."})
-        # Foreign keys are checked below for the whole batch; uniqueness and check constraints by
-        # the database when the rows are inserted.
-        entry.full_clean(exclude=["patient", "encounter"], validate_unique=False, validate_constraints=False)
+        if type(entry) not in IMPORT_CATEGORIES:
+            raise TypeError("Imported rows are saved through this service only for the kinds that are imported")
+        kinds.setdefault(type(entry), []).append(entry)
     patient_ids = {entry.patient_id for entry in entries}
-    if None in patient_ids or Patient.objects.filter(pk__in=patient_ids).count() != len(patient_ids):
-        raise RecordNotFound
+    patients = set(Patient.objects.filter(pk__in=patient_ids - {None}).values_list("pk", flat=True))
     wanted = {
         (encounter_id, entry.patient_id)
         for entry in entries
         if (encounter_id := getattr(entry, "encounter_id", None)) is not None
     }
-    if wanted:
-        found = set(
-            Encounter.objects.filter(pk__in={encounter for encounter, _ in wanted}).values_list("pk", "patient_id")
-        )
-        if not wanted <= found:
+    owners = (
+        set(Encounter.objects.filter(pk__in={encounter for encounter, _ in wanted}).values_list("pk", "patient_id"))
+        if wanted
+        else set()
+    )
+    saved: list[_Imported] = []
+    for model, rows in kinds.items():
+        for entry in rows:
+            if not entry.source_id:
+                raise ValidationError({"source_id": "An imported row needs its source identifier."})
+            # Foreign keys are checked below for the whole batch; uniqueness and check constraints by
+            # the database when the rows are inserted.
+            entry.full_clean(exclude=["patient", "encounter"], validate_unique=False, validate_constraints=False)
+        if any(entry.patient_id not in patients for entry in rows):
+            raise RecordNotFound
+        if any(
+            (encounter_id := getattr(entry, "encounter_id", None)) is not None
+            and (encounter_id, entry.patient_id) not in owners
+            for entry in rows
+        ):
             # A bundle may hold several patients: a result must not land in another patient's encounter.
             raise ValidationError({"encounter": "The encounter belongs to another patient."})
-    saved = model._default_manager.bulk_create(entries)
+        saved.extend(_insert_kind(actor, model, rows))
+    return saved
+
+
+def _insert_kind(actor: Any, model: type[_Imported], rows: list[_Imported]) -> list[_Imported]:
+    """One INSERT of validated rows of one kind, and one of their change events."""
+    inserted: list[_Imported] = list(model._default_manager.bulk_create(rows))
     fields = tuple(
         field.name
         for field in model._meta.concrete_fields
@@ -165,9 +184,9 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
     patient_rows_changed.send(
         sender=model,
         actor=actor,
-        category=category,
+        category=IMPORT_CATEGORIES[model],
         action="import",
         fields=fields,
-        rows=[(entry.patient_id, entry.pk) for entry in saved],
+        rows=[(entry.patient_id, entry.pk) for entry in inserted],
     )
-    return saved
+    return inserted

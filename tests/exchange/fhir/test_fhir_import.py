@@ -163,21 +163,25 @@ def test_reimport_creates_no_duplicates(importer_user: User) -> None:
 
 
 def test_an_error_midway_writes_nothing_of_that_bundle(importer_user: User, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Rows are written one kind at a time; the third batch fails, after the patient, the encounters
-    # and the rows of another kind were written in the bundle's transaction.
+    # The encounters are written first, then every other kind (one INSERT per kind); the second
+    # call fails after writing its first kind, after the patient, the encounters and those rows were
+    # written in the bundle's transaction.
     real = importer.imported_entries_create
     calls = {"n": 0}
 
-    def failing(**kwargs: Any) -> Any:
+    def failing(*, actor: Any, entries: list[Any]) -> Any:
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:
+            first_kind = [row for row in entries if type(row) is type(entries[0])]
+            assert len(first_kind) < len(entries)
+            real(actor=actor, entries=first_kind)
             raise ValidationError({"value": "injected"})
-        return real(**kwargs)
+        return real(actor=actor, entries=entries)
 
     monkeypatch.setattr(importer, "imported_entries_create", failing)
     summary = import_paths([SMALL], actor=importer_user, progress=False)
 
-    assert calls["n"] == 3
+    assert calls["n"] == 2
     assert len(summary.failed) == 1
     assert summary.failed[0].problems[0].path.startswith("entry[")
     assert Patient.objects.count() == 0
@@ -306,4 +310,55 @@ def test_command_imports_and_exits_non_zero_when_a_file_fails(importer_user: Use
     bad = _broken("broken reference", tmp_path)
     with pytest.raises(CommandError, match="1 bundle"):
         call_command("import_fhir", str(SMALL), str(bad), "--actor", importer_user.username, "--no-progress")
+    assert Patient.objects.count() == 1
+
+
+def _directory_count(bundle: dict[str, Any]) -> int:
+    return sum(1 for e in bundle["entry"] if e["resource"]["resourceType"] in DIRECTORY_TYPES)
+
+
+def test_directory_rows_are_written_together_each_with_its_change_history(importer_user: User) -> None:
+    from auditlog.models import LogEntry
+
+    def history() -> int:
+        return LogEntry.objects.get_for_model(DirectoryEntry).filter(action=LogEntry.Action.CREATE).count()
+
+    summary = import_paths([SMALL], actor=importer_user, progress=False)
+    rows = DirectoryEntry.objects.count()
+
+    assert not summary.failed
+    assert rows == _directory_count(_load(SMALL))
+    assert sum(summary.counts[name].imported for name in DIRECTORY_TYPES) == rows
+    assert history() == rows
+    again = import_paths([SMALL], actor=importer_user, progress=False)
+    assert sum(again.counts[name].present for name in DIRECTORY_TYPES) == rows
+    assert (DirectoryEntry.objects.count(), history()) == (rows, rows)
+
+
+def test_a_practitioner_twice_in_one_bundle_is_one_row_imported_once(importer_user: User, tmp_path: Path) -> None:
+    bundle = _load(SMALL)
+    practitioner = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Practitioner")
+    bundle["entry"].append({**practitioner, "fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001"})
+
+    summary = import_paths([_write(tmp_path, "twice.json", bundle)], actor=importer_user, progress=False)
+
+    assert not summary.failed
+    assert DirectoryEntry.objects.filter(kind="Practitioner").count() == summary.counts["Practitioner"].imported
+    assert summary.counts["Practitioner"].present == 1
+
+
+def test_a_directory_row_added_meanwhile_by_another_import_is_found_not_duplicated(
+    importer_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another import adds one of the bundle's practitioners after this one looked the directory up:
+    # the INSERT of all of them fails on the unique source id, and they are found or added one by one.
+    practitioner = next(e["resource"] for e in _load(SMALL)["entry"] if e["resource"]["resourceType"] == "Practitioner")
+    DirectoryEntry.objects.create(kind="Practitioner", source_id=practitioner["id"])
+    monkeypatch.setattr(importer, "_directory_known", lambda wanted: {})
+
+    summary = import_paths([SMALL], actor=importer_user, progress=False)
+
+    assert not summary.failed, summary.failed[0].problems[:3] if summary.failed else None
+    assert DirectoryEntry.objects.count() == _directory_count(_load(SMALL))
+    assert summary.counts["Practitioner"].present == 1
     assert Patient.objects.count() == 1

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.models import ChangeEvent
 from records.crypto import source_index
-from records.models import ClinicalNote, Condition, Encounter, Patient
+from records.models import ClinicalNote, Condition, Encounter, Observation, Patient
 from records.services import (
     DuplicatePatient,
     RecordNotFound,
@@ -137,7 +137,8 @@ def test_a_batch_with_one_bad_row_writes_none_of_it(front_desk: User) -> None:
     rows[1].patient_id = 987654  # no such patient
     with pytest.raises(RecordNotFound):
         imported_entries_create(actor=front_desk, entries=rows)
-    with pytest.raises(TypeError):
+    # Kinds come together; the second one's refusal undoes the first one's rows too.
+    with pytest.raises(ValidationError):
         imported_entries_create(
             actor=front_desk,
             entries=[*_conditions(mine, 1), Encounter(patient=mine, kind="ambulatory", starts_at=timezone.now())],
@@ -157,3 +158,53 @@ def test_a_row_the_database_refuses_undoes_the_whole_batch(front_desk: User) -> 
         imported_entries_create(actor=front_desk, entries=[good, backwards])
     assert not Encounter.objects.exists()
     assert not ChangeEvent.objects.filter(category="encounters").exists()
+
+
+def _observation(patient: Patient, encounter: Encounter, source_id: str) -> Observation:
+    return Observation(
+        patient=patient,
+        encounter=encounter,
+        category="vital-signs",
+        loinc_code="8302-2",
+        display="Body height",
+        value="180",
+        unit="cm",
+        effective_at=timezone.now(),
+        source_id=source_id,
+    )
+
+
+def test_rows_of_several_kinds_are_written_kind_by_kind_with_the_checks_asked_once(front_desk: User) -> None:
+    patient = _patient(front_desk)
+    encounter = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+    with CaptureQueriesContext(connection) as one_kind:
+        imported_entries_create(actor=front_desk, entries=_conditions(patient, 3))
+    conditions = _conditions(patient, 3, first=3)
+    observations = [_observation(patient, encounter, f"o{number}") for number in range(3)]
+    with CaptureQueriesContext(connection) as two_kinds:
+        saved = imported_entries_create(actor=front_desk, entries=[*conditions, *observations])
+
+    # The second kind costs its INSERT and its change events' INSERT (and the encounters' check), no more.
+    assert len(two_kinds) <= len(one_kind) + 3, "\n".join(q["sql"] for q in two_kinds.captured_queries)
+    assert [type(row) for row in saved] == [Condition] * 3 + [Observation] * 3
+    assert all(row.pk for row in saved)
+    assert ChangeEvent.objects.filter(category="observations", action="import").count() == 3
+    assert ChangeEvent.objects.filter(category="conditions", action="import").count() == 6
+
+
+def test_a_refusal_of_a_later_kind_leaves_the_rows_of_that_kind_without_keys(front_desk: User) -> None:
+    # What the importer relies on to name the entry refused: the kinds before it were saved, it was not.
+    mine = _patient(front_desk)
+    other = _patient(front_desk, source_id=source_index("Patient", "b"), mrn="IMP-2", family_name="Other")
+    theirs = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=other, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+    conditions = _conditions(mine, 2)
+    observation = _observation(mine, theirs, "o")
+    with pytest.raises(ValidationError):
+        imported_entries_create(actor=front_desk, entries=[*conditions, observation])
+    assert all(row.pk for row in conditions)
+    assert observation.pk is None
+    assert not Condition.objects.exists()
