@@ -121,16 +121,20 @@ def seal_stream(model: type[Chained], *, batch: int = BATCH) -> int:
     return sealed
 
 
-def seal_events(*, batch: int = BATCH) -> SealerRun:
+def seal_events(*, batch: int = BATCH, judge: bool = True) -> SealerRun:
     """Seal every stream the requests write (access, change, auth); then, with ``ANOMALY_RULES_AT =
     "sealer"``, judge the access events sealed and not judged yet (after the sealing committed: a
-    rule never rolls sealing back nor holds its locks; a failure there is logged, never raised)."""
+    rule never rolls sealing back nor holds its locks; a failure there is logged, never raised).
+
+    ``judge`` False: seal only (the loop judges every ``ANOMALY_RULES_JUDGE_INTERVAL`` seconds, not
+    every round; what is sealed meanwhile is judged by the next judging round)."""
     from audit.detection.nearline import judge_after_sealing
 
     run = SealerRun()
     for model in SEALED_BY_SEALER:
         run.sealed[model.STREAM] = seal_stream(model, batch=batch)
-    run.judged = judge_after_sealing(run.sealed.get(AccessEvent.STREAM, 0))
+    if judge:
+        run.judged = judge_after_sealing(run.sealed.get(AccessEvent.STREAM, 0))
     return run
 
 

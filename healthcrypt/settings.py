@@ -369,6 +369,17 @@ AUDIT_SEAL_MAX_DELAY = env_int("AUDIT_SEAL_MAX_DELAY", 10, minimum=1)
 ANOMALY_RULES_AT = env_choice(
     "ANOMALY_RULES_AT", "request" if AUDIT_SEAL_ON_COMMIT else "sealer", ("request", "sealer")
 )
+# With "sealer": the sealer loop judges at most this often (seconds), whatever it sealed meanwhile. Each
+# judgement reads its actors' hour so far, whatever the number of new accesses: judging every sealing round
+# (0.5 s) cost the database more than all the requests did under the load test (issue 11). An alert comes
+# at most about this much later; it must stay below AUDIT_SEAL_MAX_DELAY (verify_audit reports accesses
+# left unjudged for longer).
+ANOMALY_RULES_JUDGE_INTERVAL = env_float("ANOMALY_RULES_JUDGE_INTERVAL", 5.0, minimum=0.01)
+if ANOMALY_RULES_JUDGE_INTERVAL >= AUDIT_SEAL_MAX_DELAY:
+    raise ImproperlyConfigured(
+        "ANOMALY_RULES_JUDGE_INTERVAL must be shorter than AUDIT_SEAL_MAX_DELAY (accesses older than the "
+        "delay and still unjudged are reported by verify_audit)."
+    )
 # Events are kept at least this long (ASTM E2147); the application itself never deletes any.
 AUDIT_RETENTION_YEARS = max(10, env_int("AUDIT_RETENTION_YEARS", 10))
 # Where `manage.py audit_checkpoint` appends signed checkpoints: a directory on storage the database

@@ -15,6 +15,8 @@ from django.db import DatabaseError
 from accounts.models import User
 from audit.management.commands import seal_audit
 from audit.models import AccessEvent
+from audit.sealer import SealerRun
+from audit.sealing import SealResult
 from records.selectors import chart_for
 from tests.factories import PatientFactory, assign
 
@@ -40,12 +42,12 @@ def test_the_loop_retries_a_failed_round_and_stops_on_sigterm(
     real = seal_audit.seal_events
     rounds: list[str] = []
 
-    def flaky() -> Any:
+    def flaky(**kwargs: Any) -> Any:
         if not rounds:
             rounds.append("failed")
             raise DatabaseError("connection lost")
         rounds.append("sealed")
-        return real()
+        return real(**kwargs)
 
     def sleep(seconds: float) -> None:
         assert seconds == 0.25
@@ -65,3 +67,33 @@ def test_the_loop_retries_a_failed_round_and_stops_on_sigterm(
     assert "every 0.25 s" in out.getvalue()
     assert "audit sealing round failed; retrying" in caplog.text
     assert not AccessEvent.objects.filter(seq__isnull=True).exists()
+
+
+def test_the_loop_seals_every_round_and_judges_every_judge_interval(
+    monkeypatch: pytest.MonkeyPatch, restore_signals: None
+) -> None:
+    """Judging reads each actor's hour so far: the loop does it every ANOMALY_RULES_JUDGE_INTERVAL seconds
+    (and on its first round), sealing every round in between."""
+    monkeypatch.setattr("django.conf.settings.ANOMALY_RULES_JUDGE_INTERVAL", 2.0, raising=False)
+    clock = [100.0]
+    judged: list[bool] = []
+
+    def seal(**kwargs: Any) -> Any:
+        judged.append(kwargs["judge"])
+        return SealerRun()
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if len(judged) == 9:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
+
+    monkeypatch.setattr(seal_audit, "seal_events", seal)
+    monkeypatch.setattr(seal_audit, "seal_direct_changes", SealResult)
+    monkeypatch.setattr(seal_audit.time, "sleep", sleep)
+    monkeypatch.setattr(seal_audit.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    call_command("seal_audit", "--loop", "--interval", "0.5", stdout=out)
+
+    # Rounds at 100.0, 100.5 ... 104.0: judged at 100, 102 and 104.
+    assert judged == [True, False, False, False, True, False, False, False, True]
+    assert "judging accesses every 2 s" in out.getvalue()

@@ -4,8 +4,8 @@ Requests insert their events unsealed (audit/chain.py); this links them into the
 (audit/sealer.py) and seals new direct database changes (audit/sealing.py). Run it with ``--loop``
 beside the web workers (docs/operations/database-roles.md has the systemd unit): every
 ``--interval`` seconds (``AUDIT_SEAL_INTERVAL``, default 0.5) it seals whatever committed since and,
-with ``ANOMALY_RULES_AT = "sealer"``, judges the access events it sealed with the anomaly rules
-(audit/detection/nearline.py). A failed round is logged and retried; SIGTERM/SIGINT stop it after the
+with ``ANOMALY_RULES_AT = "sealer"``, every ``ANOMALY_RULES_JUDGE_INTERVAL`` seconds (default 5) judges
+the access events sealed since with the anomaly rules (audit/detection/nearline.py). A failed round is logged and retried; SIGTERM/SIGINT stop it after the
 round in progress.
 """
 
@@ -53,10 +53,19 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(f"Sealing audit events every {interval:g} s; stop with SIGTERM or Ctrl+C.")
+        judge_every = float(settings.ANOMALY_RULES_JUDGE_INTERVAL)
+        self.stdout.write(
+            f"Sealing audit events every {interval:g} s (judging accesses every {judge_every:g} s); "
+            "stop with SIGTERM or Ctrl+C."
+        )
+        judged_at: float | None = None
         while not stopping:
             try:
-                self._round(report=False)
+                # Judging reads each actor's hour so far: every few seconds, not every round (settings.py).
+                judge = judged_at is None or time.monotonic() - judged_at >= judge_every
+                self._round(report=False, judge=judge)
+                if judge:
+                    judged_at = time.monotonic()
             except (DatabaseError, SealerConflict):
                 # The database went away or a batch conflicted: nothing was half-sealed (one transaction per
                 # batch). Drop the connection and try again next round.
@@ -64,8 +73,8 @@ class Command(BaseCommand):
                 connections.close_all()
             time.sleep(interval)
 
-    def _round(self, *, report: bool) -> None:
-        events = seal_events()
+    def _round(self, *, report: bool, judge: bool = True) -> None:
+        events = seal_events(judge=judge)
         direct = seal_direct_changes()
         if report or (self.verbosity > 1 and (events.total or direct.sealed)):
             counts = ", ".join(f"{n} {stream}" for stream, n in events.sealed.items())
