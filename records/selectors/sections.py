@@ -278,7 +278,7 @@ def _statement(sections: Sequence[Section], names: Sequence[str], alias: str) ->
         (position, name) for position, param in enumerate(params) for name, value in adapted.items() if param == value
     )
     found = {name for _, name in bindings}
-    inlined = any(str(value) in sql for value in adapted.values()) or str(PATIENT_PLACEHOLDER) in sql
+    inlined = any(str(value) in sql for value in adapted.values())
     # Other placeholders may go unused (the care team's clock, when the care team is not shown); the
     # patient never: a shape that does not bind the patient would show one patient's rows to all.
     if "patient_id" not in found or inlined:
