@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -107,16 +107,12 @@ def _scan_accesses(
     events: Collection[int] | None = None,
     event_actors: Collection[int | None] | None = None,
 ) -> Outcome:
-    from accounts.models import User
-
     outcome = Outcome()
     rule_set = [r for r in rules.ACCESS_RULES if only is None or r.name == only]
     if not rule_set:
         return outcome
     baselines = _baselines(event_actors)
-    actors: dict[int, tuple[int | None, str]] = {}
-    own: dict[int, tuple[int, str]] = {}
-    patients: dict[int, rules.PatientFacts] = {}
+    facts = _FactCache()
     windows: dict[int, F.ActorWindow] = defaultdict(F.ActorWindow)
     for chunk in _chunks(candidate_events(since, until, baselines, event_actors).iterator(chunk_size=CHUNK), CHUNK):
         outcome.candidates += len(chunk)
@@ -131,59 +127,87 @@ def _scan_accesses(
             for row, ids in F.group_accesses(chunk)
             if row["at"] >= since and (events is None or ids[0] in events)
         ]
-        if not groups:
-            continue
-        new_actors = {row["actor_id"] for row, _ in groups if row["actor_id"] and row["actor_id"] not in actors}
-        if new_actors:
-            for pk, actor_department, last_name in User.objects.filter(pk__in=new_actors).values_list(
-                "pk", "department_id", "last_name"
-            ):
-                actors[pk] = (actor_department, last_name)
-        new_patients = {row["patient_id"] for row, _ in groups if row["patient_id"] not in patients}
-        if new_patients or new_actors:
-            found, owned = F.patients_and_own_records(new_patients, new_actors)
-            patients.update(found)
-            own.update(owned)
-        order_pairs = [
-            (row["patient_id"], actors.get(row["actor_id"], (None, ""))[0])
-            for row, _ in groups
-            if row["actor_role"] in rules.ORDER_ROLES
-        ]
-        orders = F.orders_for((p for p, _ in order_pairs), (d for _, d in order_pairs if d)) if order_pairs else {}
-        actor_facts_cache: dict[int, rules.ActorFacts] = {}
-        # One transaction per chunk: each alert is still raised in its own savepoint (alert_raise),
-        # but the chunk's alerts commit together instead of one commit (and disk flush) each.
-        with transaction.atomic():
-            for row, ids in groups:
-                patient = patients.get(row["patient_id"], rules.PatientFacts())
-                window = judged_windows.get(ids[0], (1, True, False))
-                if (
-                    row["explanation"] not in rules.WEAK_EXPLANATIONS
-                    and row["actor_role"] not in rules.ORDER_ROLES
-                    and not (patient.confidential or patient.deceased or patient.staff_user_id is not None)
-                    and window[0] <= rules.BULK_FLOOR
-                ):
-                    # No access rule can fire (see candidates()): in a busy hour, only counted.
-                    outcome.judged += 1
-                    continue
-                access = F.access_of(row, ids)
-                actor_id = access.actor_id or 0
-                me = actor_facts_cache.get(actor_id)
-                if me is None:
-                    department_id, last_name = actors.get(actor_id, (None, ""))
-                    me = actor_facts_cache[actor_id] = F.actor_facts(department_id, last_name, own.get(actor_id))
-                facts = F.facts_of(
-                    access,
-                    actor=me,
-                    patient=patient,
-                    baselines=baselines,
-                    orders=orders,
-                    window=window,
-                )
-                judge_access(access, facts, outcome, rule_set=rule_set)
+        judge_groups(groups, judged_windows, baselines, rule_set, outcome, facts)
         if progress is not None:
             progress(len(chunk))
     return outcome
+
+
+class _FactCache:
+    """What a run has read about actors and patients so far (each read once per run)."""
+
+    def __init__(self) -> None:
+        self.actors: dict[int, tuple[int | None, str]] = {}
+        self.own: dict[int, tuple[int, str]] = {}
+        self.patients: dict[int, rules.PatientFacts] = {}
+
+
+def judge_groups(
+    groups: list[tuple[Any, list[int]]],
+    judged_windows: Mapping[int, tuple[int, bool, bool]],
+    baselines: Mapping[tuple[str, int], rules.Baseline],
+    rule_set: list[rules.Rule],
+    outcome: Outcome,
+    cache: _FactCache | None = None,
+) -> None:
+    """Judge accesses (``groups``: the row to judge and its event ids, from ``F.group_accesses``) whose
+    running state (``judged_windows``: patients this hour, new this hour, found by name, by first event
+    id) is known: the facts in set-based queries (actors, patients and own records, orders: one query
+    each), then the inline rules. The bulk scan's and the sealer's judging (audit/detection/running.py)."""
+    from accounts.models import User
+
+    if not groups:
+        return
+    cache = cache or _FactCache()
+    actors, own, patients = cache.actors, cache.own, cache.patients
+    new_actors = {row["actor_id"] for row, _ in groups if row["actor_id"] and row["actor_id"] not in actors}
+    if new_actors:
+        for pk, actor_department, last_name in User.objects.filter(pk__in=new_actors).values_list(
+            "pk", "department_id", "last_name"
+        ):
+            actors[pk] = (actor_department, last_name)
+    new_patients = {row["patient_id"] for row, _ in groups if row["patient_id"] not in patients}
+    if new_patients or new_actors:
+        found, owned = F.patients_and_own_records(new_patients, new_actors)
+        patients.update(found)
+        own.update(owned)
+    order_pairs = [
+        (row["patient_id"], actors.get(row["actor_id"], (None, ""))[0])
+        for row, _ in groups
+        if row["actor_role"] in rules.ORDER_ROLES
+    ]
+    orders = F.orders_for((p for p, _ in order_pairs), (d for _, d in order_pairs if d)) if order_pairs else {}
+    actor_facts_cache: dict[int, rules.ActorFacts] = {}
+    # One transaction per chunk: each alert is still raised in its own savepoint (alert_raise),
+    # but the chunk's alerts commit together instead of one commit (and disk flush) each.
+    with transaction.atomic():
+        for row, ids in groups:
+            patient = patients.get(row["patient_id"], rules.PatientFacts())
+            window = judged_windows.get(ids[0], (1, True, False))
+            if (
+                row["explanation"] not in rules.WEAK_EXPLANATIONS
+                and row["actor_role"] not in rules.ORDER_ROLES
+                and not (patient.confidential or patient.deceased or patient.staff_user_id is not None)
+                and window[0] <= rules.BULK_FLOOR
+            ):
+                # No access rule can fire (see candidates()): in a busy hour, only counted.
+                outcome.judged += 1
+                continue
+            access = F.access_of(row, ids)
+            actor_id = access.actor_id or 0
+            me = actor_facts_cache.get(actor_id)
+            if me is None:
+                department_id, last_name = actors.get(actor_id, (None, ""))
+                me = actor_facts_cache[actor_id] = F.actor_facts(department_id, last_name, own.get(actor_id))
+            facts = F.facts_of(
+                access,
+                actor=me,
+                patient=patient,
+                baselines=baselines,
+                orders=orders,
+                window=window,
+            )
+            judge_access(access, facts, outcome, rule_set=rule_set)
 
 
 def scan_grants(*, since: datetime.datetime, until: datetime.datetime, only: str | None = None) -> Outcome:

@@ -16,7 +16,6 @@ hold its locks.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from typing import Literal
 
@@ -26,8 +25,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.chain import SEAL_PARTITION, AuditChainHead
-from audit.detection.bulk import scan_accesses
+from audit.detection import running
 from audit.detection.inline import Outcome, rule_failure_record
+from audit.detection.running import judge_batch
 from audit.models import AccessEvent, RulesCursor
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 STREAM = AccessEvent.STREAM
 BATCH = 2000  # access events judged per transaction (the sealer's batch size)
 ROUNDS = 5  # batches judged per sealer round at most: a backlog is worked off over the next rounds
-_TICK = datetime.timedelta(microseconds=1)
 
 RulesAt = Literal["request", "sealer", "off"]
 
@@ -93,26 +92,24 @@ def _judge_batch(batch: int, outcome: Outcome) -> int:
         rows = list(
             AccessEvent.objects.filter(partition=SEAL_PARTITION, seq__gt=cursor.last_seq)
             .order_by("seq")
-            .values_list("id", "actor_id", "at", "seq")[:batch]
+            .values(*running.COLUMNS, "seq")[:batch]
         )
         if not rows:
             return 0
+        first, last = cursor.last_seq + 1, int(rows[-1]["seq"])
+        in_time = sorted(rows, key=lambda row: (row["at"], row["id"]))
         try:
             with transaction.atomic():
-                found = scan_accesses(
-                    since=min(row[2] for row in rows),
-                    until=max(row[2] for row in rows) + _TICK,
-                    events={row[0] for row in rows},
-                    actors={row[1] for row in rows},
-                )
+                found = judge_batch(in_time, first, last)
         except Exception as exc:
             # As inline: the facts could not be gathered; the failure is the record, and the batch
             # is not retried forever (``scan_access`` can judge it again once the cause is fixed).
             found = Outcome(failures=1)
-            rule_failure_record("facts", STREAM, rows[0][0], exc)
-        cursor.last_seq = int(rows[-1][3] or cursor.last_seq)  # never NULL: seq > the cursor
+            rule_failure_record("facts", STREAM, rows[0]["id"], exc)
+        cursor.last_seq = last
         cursor.updated_at = timezone.now()
         cursor.save(update_fields=["last_seq", "updated_at"])
+    running.judged(row["id"] for row in rows)
     for rule, n in found.findings.items():
         outcome.findings[rule] += n
     outcome.raised += found.raised

@@ -194,10 +194,10 @@ def test_a_failing_rule_stops_neither_sealing_nor_judging_the_rest(
 def test_failing_fact_gathering_is_recorded_and_the_cursor_moves_on(
     at_sealer: None, nurse: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(**kwargs: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError
 
-    monkeypatch.setattr(nearline, "scan_accesses", broken)
+    monkeypatch.setattr(nearline, "judge_batch", broken)
     open_chart(nurse, on_ward(nurse, is_confidential=True))
     seal_events()
     failure = RuleFailure.objects.get()
