@@ -1,9 +1,9 @@
 """The access rules run by the sealer, off the request path (``ANOMALY_RULES_AT = "sealer"``).
 
 After the sealer has linked a batch of access events and COMMITTED it (audit/sealer.py), it judges the
-access events sealed since the last judgement with the bulk engine (audit/detection/bulk.py), restricted
-to exactly those events and to their actors' streams: the same candidate filter, the same facts, the
-same rules as ``scan_access`` and as the request (docs/decisions/0009-anomaly-rules.md).
+access events sealed since the last judgement: the same facts and the same rules as ``scan_access`` and
+as the request, with the rules' running state kept in memory between rounds (audit/detection/running.py:
+each actor's window read once, then only what is new; docs/decisions/0009-anomaly-rules.md).
 
 A durable cursor (``RulesCursor``: the chain ``seq`` of the last access event judged) is moved in the
 transaction that writes that judgement's alerts. So a crash between sealing and judging leaves it
