@@ -9,7 +9,12 @@ row onto the single ``direct`` chain (audit/chain.py). From then on, deleting or
 breaks the match with its seal, and deleting the seal breaks the chain; verify_audit reports both.
 
 "Not yet sealed" is an anti-join, not "id above the last sealed id": a long transaction can commit a
-row with a lower id after higher ones were sealed, and it must still be sealed.
+row with a lower id after higher ones were sealed, and it must still be sealed. Over the whole table
+that anti-join grows with it (every clinical write adds a row: millions a year), so the sealer's loop
+runs it over the most recent ``RECENT`` ids only, an index range whatever the table's size, and over
+the whole table every ``AUDIT_SEAL_FULL_INTERVAL`` seconds (and ``seal_audit`` without ``--loop``,
+``verify_audit`` and ``audit_checkpoint`` always do): a row committed later than ``RECENT`` newer ids
+is sealed by the next full pass.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from audit.chain import lock_head, seal_and_insert
 from audit.models import DirectChange, DirectChangeSeal
@@ -28,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 PARTITION = 0  # one chain: one sealer at a time, and a total order of what it sealed
 BATCH = 1000
+# Ids below the last sealed one a recent pass still looks at: rows of transactions that committed late.
+RECENT = 1_000
 # The columns a seal copies from its direct change, and compares when verifying.
 COPIED = (
     "table_name",
@@ -50,10 +57,22 @@ class SealResult:
     unverified_ids: list[int] = field(default_factory=list)
 
 
-def unsealed() -> QuerySet[DirectChange]:
-    """Direct changes without a seal, oldest first (an anti-join: see the module docstring)."""
+def unsealed(*, above: int | None = None) -> QuerySet[DirectChange]:
+    """Direct changes without a seal, oldest first (an anti-join: see the module docstring); ``above``:
+    only those with a greater id (a recent pass)."""
     seals = DirectChangeSeal.objects.filter(direct_change_id=OuterRef("pk"))
-    return DirectChange.objects.filter(~Exists(seals)).order_by("id")
+    rows = DirectChange.objects.all()
+    if above is not None:
+        # The same range on both sides, so that the anti-join reads two index ranges, not a whole table.
+        rows, seals = rows.filter(id__gt=above), seals.filter(direct_change_id__gt=above)
+    return rows.filter(~Exists(seals)).order_by("id")
+
+
+def recent_floor() -> int | None:
+    """Where a recent pass starts: ``RECENT`` ids below the last sealed change (None: none sealed yet,
+    look at everything)."""
+    last = DirectChangeSeal.objects.aggregate(last=Max("direct_change_id"))["last"]
+    return None if last is None else int(last) - RECENT
 
 
 def seal_for(change: DirectChange) -> DirectChangeSeal:
@@ -68,17 +87,19 @@ def seal_for(change: DirectChange) -> DirectChangeSeal:
     )
 
 
-def seal_direct_changes(*, batch: int = BATCH) -> SealResult:
-    """Seal every direct change that has none yet, in batches of ``batch``, one transaction each.
+def seal_direct_changes(*, batch: int = BATCH, recent: bool = False) -> SealResult:
+    """Seal every direct change that has none yet, in batches of ``batch``, one transaction each;
+    ``recent``: only among the last ``RECENT`` ids and above (the loop's rounds between full passes).
 
     Idempotent, and safe to run concurrently: the chain head is locked before the unsealed rows are
     read, so a second sealer waits and then finds nothing left to seal.
     """
     result = SealResult()
-    while unsealed().exists():  # checked first, so that nothing is locked or created when idle
+    above = recent_floor() if recent else None
+    while unsealed(above=above).exists():  # checked first, so that nothing is locked or created when idle
         with transaction.atomic():
             lock_head(DirectChangeSeal.STREAM, PARTITION)
-            changes = list(unsealed()[:batch])
+            changes = list(unsealed(above=above)[:batch])
             if not changes:
                 break
             seals = [seal_for(change) for change in changes]

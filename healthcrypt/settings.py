@@ -360,6 +360,9 @@ AUDIT_SEAL_ON_COMMIT = env_bool("AUDIT_SEAL_ON_COMMIT", DATABASES["default"]["EN
 # `verify_audit` reports it (the sealer is down or stuck). Seconds.
 AUDIT_SEAL_INTERVAL = env_float("AUDIT_SEAL_INTERVAL", 0.5, minimum=0.01)
 AUDIT_SEAL_MAX_DELAY = env_int("AUDIT_SEAL_MAX_DELAY", 10, minimum=1)
+# The loop looks for unsealed direct changes among the most recent ids every round, and over the whole
+# table every this many seconds (audit/sealing.py: a row whose transaction committed very late).
+AUDIT_SEAL_FULL_INTERVAL = env_float("AUDIT_SEAL_FULL_INTERVAL", 60.0, minimum=0.01)
 # Where the anomaly rules judge each access (docs/decisions/0009-anomaly-rules.md, "Where the rules run"):
 # "request" (in the request that read the chart) or "sealer" (by the sealer, right after it sealed the
 # access: an alert up to a sealing interval later, no rule work on the request path). Default: "sealer"
@@ -370,8 +373,9 @@ ANOMALY_RULES_AT = env_choice(
     "ANOMALY_RULES_AT", "request" if AUDIT_SEAL_ON_COMMIT else "sealer", ("request", "sealer")
 )
 # With "sealer": the sealer loop judges at most this often (seconds), whatever it sealed meanwhile. Each
-# judgement reads its actors' hour so far, whatever the number of new accesses: judging every sealing round
-# (0.5 s) cost the database more than all the requests did under the load test (issue 11). An alert comes
+# judgement reads its batch's baselines, actors, patients and orders, whatever the number of new accesses
+# (it once re-read their hour so far: judged every sealing round, 0.5 s, that cost the database more than
+# all the requests did under the load test, issue 11; audit/detection/running.py). An alert comes
 # at most about this much later; it must stay below AUDIT_SEAL_MAX_DELAY (verify_audit reports accesses
 # left unjudged for longer).
 ANOMALY_RULES_JUDGE_INTERVAL = env_float("ANOMALY_RULES_JUDGE_INTERVAL", 5.0, minimum=0.01)

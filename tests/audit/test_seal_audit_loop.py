@@ -72,11 +72,18 @@ def test_the_loop_retries_a_failed_round_and_stops_on_sigterm(
 def test_the_loop_seals_every_round_and_judges_every_judge_interval(
     monkeypatch: pytest.MonkeyPatch, restore_signals: None
 ) -> None:
-    """Judging reads each actor's hour so far: the loop does it every ANOMALY_RULES_JUDGE_INTERVAL seconds
-    (and on its first round), sealing every round in between."""
+    """Judging reads facts per batch: the loop does it every ANOMALY_RULES_JUDGE_INTERVAL seconds (and on
+    its first round), sealing every round in between; direct changes are looked for among the recent ids
+    every round and over the whole table every AUDIT_SEAL_FULL_INTERVAL seconds (and first)."""
     monkeypatch.setattr("django.conf.settings.ANOMALY_RULES_JUDGE_INTERVAL", 2.0, raising=False)
+    monkeypatch.setattr("django.conf.settings.AUDIT_SEAL_FULL_INTERVAL", 3.0, raising=False)
     clock = [100.0]
     judged: list[bool] = []
+    recent: list[bool] = []
+
+    def seal_direct(**kwargs: Any) -> SealResult:
+        recent.append(kwargs["recent"])
+        return SealResult()
 
     def seal(**kwargs: Any) -> Any:
         judged.append(kwargs["judge"])
@@ -88,7 +95,7 @@ def test_the_loop_seals_every_round_and_judges_every_judge_interval(
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
 
     monkeypatch.setattr(seal_audit, "seal_events", seal)
-    monkeypatch.setattr(seal_audit, "seal_direct_changes", SealResult)
+    monkeypatch.setattr(seal_audit, "seal_direct_changes", seal_direct)
     monkeypatch.setattr(seal_audit.time, "sleep", sleep)
     monkeypatch.setattr(seal_audit.time, "monotonic", lambda: clock[0])
     out = io.StringIO()
@@ -96,4 +103,6 @@ def test_the_loop_seals_every_round_and_judges_every_judge_interval(
 
     # Rounds at 100.0, 100.5 ... 104.0: judged at 100, 102 and 104.
     assert judged == [True, False, False, False, True, False, False, False, True]
+    # The whole direct-change table at 100 and 103, the recent ids in between.
+    assert recent == [False, True, True, True, True, True, False, True, True]
     assert "judging accesses every 2 s" in out.getvalue()

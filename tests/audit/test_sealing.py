@@ -113,6 +113,28 @@ def test_sealing_is_idempotent_and_picks_up_rows_committed_late_with_a_lower_id(
     assert problems == []
 
 
+def test_a_recent_pass_looks_only_at_recent_ids_and_a_full_pass_seals_a_very_late_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audit import sealing
+
+    monkeypatch.setattr(sealing, "RECENT", 100)
+    assert seal_direct_changes(recent=True).sealed == 0  # nothing sealed yet: looks at everything
+    direct_change(id=1000)
+    assert seal_direct_changes(recent=True).sealed == 1
+    near = direct_change(id=950)  # committed late, within the recent window: sealed by the next round
+    far = direct_change(id=800)  # committed very late, beyond it
+    assert sealing.recent_floor() == 900  # the last sealed id less RECENT
+    assert seal_direct_changes(recent=True).sealed == 1
+    assert DirectChangeSeal.objects.filter(direct_change_id=near.pk).exists()
+    assert not DirectChangeSeal.objects.filter(direct_change_id=far.pk).exists()
+    # The loop's full pass (every AUDIT_SEAL_FULL_INTERVAL seconds), seal_audit and verify_audit seal it.
+    assert seal_direct_changes().sealed == 1
+    assert DirectChangeSeal.objects.filter(direct_change_id=far.pk).exists()
+    problems, _ = verify_all()
+    assert problems == []
+
+
 def test_idle_sealer_creates_no_chain() -> None:
     out = StringIO()
     call_command("seal_audit", stdout=out)

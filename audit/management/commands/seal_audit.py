@@ -5,8 +5,10 @@ Requests insert their events unsealed (audit/chain.py); this links them into the
 beside the web workers (docs/operations/database-roles.md has the systemd unit): every
 ``--interval`` seconds (``AUDIT_SEAL_INTERVAL``, default 0.5) it seals whatever committed since and,
 with ``ANOMALY_RULES_AT = "sealer"``, every ``ANOMALY_RULES_JUDGE_INTERVAL`` seconds (default 5) judges
-the access events sealed since with the anomaly rules (audit/detection/nearline.py). A failed round is logged and retried; SIGTERM/SIGINT stop it after the
-round in progress.
+the access events sealed since with the anomaly rules (audit/detection/nearline.py). Direct changes are
+looked for among the most recent ids every round and over the whole table every
+``AUDIT_SEAL_FULL_INTERVAL`` seconds (default 60; audit/sealing.py). A failed round is logged and
+retried; SIGTERM/SIGINT stop it after the round in progress.
 """
 
 from __future__ import annotations
@@ -58,14 +60,20 @@ class Command(BaseCommand):
             f"Sealing audit events every {interval:g} s (judging accesses every {judge_every:g} s); "
             "stop with SIGTERM or Ctrl+C."
         )
+        full_every = float(settings.AUDIT_SEAL_FULL_INTERVAL)
         judged_at: float | None = None
+        full_at: float | None = None
         while not stopping:
             try:
-                # Judging reads each actor's hour so far: every few seconds, not every round (settings.py).
+                # Judging reads facts per batch: every few seconds, not every round (settings.py); the
+                # whole direct-change table is looked at every minute, the recent ids every round.
                 judge = judged_at is None or time.monotonic() - judged_at >= judge_every
-                self._round(report=False, judge=judge)
+                full = full_at is None or time.monotonic() - full_at >= full_every
+                self._round(report=False, judge=judge, full=full)
                 if judge:
                     judged_at = time.monotonic()
+                if full:
+                    full_at = time.monotonic()
             except (DatabaseError, SealerConflict):
                 # The database went away or a batch conflicted: nothing was half-sealed (one transaction per
                 # batch). Drop the connection and try again next round.
@@ -73,9 +81,9 @@ class Command(BaseCommand):
                 connections.close_all()
             time.sleep(interval)
 
-    def _round(self, *, report: bool, judge: bool = True) -> None:
+    def _round(self, *, report: bool, judge: bool = True, full: bool = True) -> None:
         events = seal_events(judge=judge)
-        direct = seal_direct_changes()
+        direct = seal_direct_changes(recent=not full)
         if report or (self.verbosity > 1 and (events.total or direct.sealed)):
             counts = ", ".join(f"{n} {stream}" for stream, n in events.sealed.items())
             self.stdout.write(f"Sealed {events.total} event(s) ({counts}).")
