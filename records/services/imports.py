@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.roles import Capability, DataCategory
+from healthcrypt.bulk import bulk_insert
 from records.crypto import mrn_index
 from records.models import (
     Allergy,
@@ -175,7 +176,7 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
 
 def _insert_kind(actor: Any, model: type[_Imported], rows: list[_Imported]) -> list[_Imported]:
     """One INSERT of validated rows of one kind, and one of their change events."""
-    inserted: list[_Imported] = list(model._default_manager.bulk_create(rows))
+    inserted: list[_Imported] = bulk_insert(model, rows)
     fields = tuple(
         field.name
         for field in model._meta.concrete_fields
