@@ -8,16 +8,20 @@
   can set a setting; only the test runner's flush creates that role, and its existence outside a test
   database is itself reported (:func:`guard_problems`).
 - Direct changes (PostgreSQL): triggers on every clinical table write one ``audit_directchange`` row
-  per row changed (and one per TRUNCATE), with the login (``session_user``, not ``current_user``,
-  which inside a SECURITY DEFINER function is the owner), address, backend pid, transaction id,
-  application_name and the application's actor marker (records/db.py). The application seals those
+  per row changed (and one per TRUNCATE): a row trigger for UPDATE and DELETE, and for INSERT (and
+  COPY) one statement-level trigger that writes a row for each row of the statement's transition
+  table (audit 0015; a bulk INSERT of n rows is one trigger call, not n). Each row carries the login
+  (``session_user``, not ``current_user``, which inside a SECURITY DEFINER function is the owner),
+  address, backend pid, transaction id, application_name and the application's actor marker
+  (records/db.py). The application seals those
   rows into a chain and checks the marker's MAC (audit/sealing.py).
 - Cannot be redirected: every function is SECURITY DEFINER with ``search_path = pg_catalog, pg_temp``
   and names every object it uses with its schema, so a temporary table or function of the caller's
   cannot stand in for ``public.audit_directchange``.
 - Cannot be silenced quietly: every trigger is ``ENABLE ALWAYS``, so ``session_replication_role =
   replica`` does not switch it off; :func:`guard_problems` reports a missing or disabled trigger, a
-  trigger that calls another function, and a function whose body or settings were changed; it runs
+  trigger that calls another function or fires differently (fewer events, another level, a WHEN
+  condition, a column list, no transition table), and a function whose body or settings were changed; it runs
   in ``verify_audit`` and as a system check. When the migrating role is a superuser, an event trigger
   also records DDL on the guarded objects (``ALTER TABLE ... DISABLE TRIGGER``, ``DROP TRIGGER``,
   ``CREATE OR REPLACE FUNCTION``) into ``audit_directchange`` as operation ``DDL``.

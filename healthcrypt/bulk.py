@@ -18,7 +18,7 @@ through ``bulk_create`` unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.db import connections, models
 
@@ -41,13 +41,13 @@ def bulk_insert(model: type[_M], rows: Sequence[_M]) -> list[_M]:
         or len(rows) < MIN_ROWS
         or not isinstance(pk, models.AutoField)
         or model._meta.parents
-        or any(type(row) is not model or row._is_pk_set() for row in rows)
+        or any(type(row) is not model or row.pk is not None for row in rows)
         or any(field.db_default is not models.NOT_PROVIDED or field.generated for field in fields)
     ):
         return list(model._default_manager.bulk_create(rows))
     for row in rows:
         # What bulk_create checks first: a related object assigned but not saved is refused.
-        row._prepare_related_fields_for_save(operation_name="bulk_create")
+        row._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
     # Every value prepared before COPY starts, so that a refusal (an unbound encrypted value, a
     # validation error of a field) happens before anything is sent.
     values = [[field.pre_save(row, True) for field in fields] for row in rows]

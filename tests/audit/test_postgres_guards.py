@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from audit import guards
@@ -172,11 +173,25 @@ def test_a_multi_row_insert_by_the_application_role_records_one_direct_change_pe
             assert attacker.execute(insert, [physician.pk, patient.pk, 0]).fetchall() == []  # no rows, no record
             txid = attacker.execute("SELECT txid_current()").fetchone()[0]
             inserted = sorted(row for (row,) in attacker.execute(insert, [physician.pk, patient.pk, 3]).fetchall())
+            # COPY, as healthcrypt/bulk.py writes an import's rows (keys drawn first): the same trigger.
+            keys = [
+                key
+                for (key,) in attacker.execute(
+                    "SELECT nextval(pg_get_serial_sequence('records_careassignment', 'id')) FROM generate_series(1, 2)"
+                )
+            ]
+            copy_sql = (
+                "COPY records_careassignment (id, staff_id, patient_id, team_role, starts_at, created_at) FROM STDIN"
+            )
+            with attacker.cursor().copy(copy_sql) as copy:
+                for key in sorted(keys):
+                    copy.write_row((key, physician.pk, patient.pk, "nurse", timezone.now(), timezone.now()))
+            inserted += sorted(keys)
     rows = list(DirectChange.objects.filter(pk__gt=0).order_by("id")[before:])
     assert [(r.table_name, r.operation, r.row_id) for r in rows] == [
         ("records_careassignment", "INSERT", row_id) for row_id in inserted
     ]
-    assert len(rows) == 3
+    assert len(rows) == 5
     assert {(r.db_user, r.txid, r.actor_marker, r.command) for r in rows} == {(app_role, txid, "", "")}
     assert all(r.backend_pid for r in rows)
     seal_direct_changes()
@@ -351,7 +366,10 @@ def test_a_guard_trigger_redefined_to_fire_less_is_reported(restore_guards: None
         "EXECUTE FUNCTION public.healthcrypt_record_rows_inserted()",
     ):
         as_owner(statement)
-    for table, trigger in (("records_order", "records_order_row_change"), ("records_allergy", "records_allergy_insert_change")):
+    for table, trigger in (
+        ("records_order", "records_order_row_change"),
+        ("records_allergy", "records_allergy_insert_change"),
+    ):
         as_owner(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
     problems = guards.guard_problems(connection)
     assert len(problems) == 2

@@ -12,13 +12,13 @@ from django.utils import timezone
 from audit.models import DirectChange
 from healthcrypt.bulk import bulk_insert
 from records.db import mark_actor
-from records.models import Encounter, Observation
+from records.models import Encounter, Observation, Patient
 from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def _observations(patient: object, count: int) -> list[Observation]:
+def _observations(patient: Patient, count: int) -> list[Observation]:
     return [
         Observation(
             patient=patient,
@@ -40,7 +40,8 @@ def test_rows_get_their_keys_in_order_and_their_values_bound_to_their_row() -> N
     inserted = bulk_insert(Observation, rows)
     assert inserted == rows
     keys = [row.pk for row in rows]
-    assert keys == sorted(keys) and len(set(keys)) == 3
+    assert keys == sorted(keys)
+    assert len(set(keys)) == 3
     assert all(not row._state.adding for row in rows)
     stored = {row.pk: row for row in Observation.objects.filter(pk__in=keys)}
     for i, key in enumerate(keys):
