@@ -119,7 +119,8 @@ def imported_entry_create(*, actor: Any, entry: _Imported) -> _Imported:
 
 @transaction.atomic
 def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list[_Imported]:
-    """Save imported rows (a bundle's encounters, or its results, diagnoses...) with one INSERT per kind.
+    """Save imported rows (a bundle's encounters, or its results, diagnoses...) with one INSERT per kind
+    (a COPY on PostgreSQL: healthcrypt/bulk.py).
 
     Each entry is an unsaved model instance with its patient and ``source_id`` set; rows of several
     imported kinds may come together, and are written kind by kind in the order their first row
@@ -175,7 +176,7 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
 
 
 def _insert_kind(actor: Any, model: type[_Imported], rows: list[_Imported]) -> list[_Imported]:
-    """One INSERT of validated rows of one kind, and one of their change events."""
+    """One INSERT (COPY on PostgreSQL) of validated rows of one kind, and one of their change events."""
     inserted: list[_Imported] = bulk_insert(model, rows)
     fields = tuple(
         field.name
