@@ -67,9 +67,10 @@ def bulk_insert(model: type[_M], rows: Sequence[_M]) -> list[_M]:
             "FROM pg_catalog.generate_series(1, %s)",
             [quote(table), pk.column, len(rows)],
         )
-        keys = sorted(key for (key,) in cursor.fetchall())
-        if len(keys) != len(rows):
-            raise RuntimeError("The database did not give one key per row to insert")
+        drawn = [key for (key,) in cursor.fetchall()]
+        if len(drawn) != len(rows) or any(type(key) is not int for key in drawn):
+            raise RuntimeError(f"The database did not give one key per row to insert into {table}")
+        keys = sorted(drawn)
         # Names from the model's own fields, quoted; the values travel as COPY data, never as SQL.
         # Django's error wrapping, as for its own statements: a refused row is an IntegrityError.
         with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {quote(table)} ({columns}) FROM STDIN") as copy:
