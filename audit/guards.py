@@ -8,16 +8,20 @@
   can set a setting; only the test runner's flush creates that role, and its existence outside a test
   database is itself reported (:func:`guard_problems`).
 - Direct changes (PostgreSQL): triggers on every clinical table write one ``audit_directchange`` row
-  per row changed (and one per TRUNCATE), with the login (``session_user``, not ``current_user``,
-  which inside a SECURITY DEFINER function is the owner), address, backend pid, transaction id,
-  application_name and the application's actor marker (records/db.py). The application seals those
+  per row changed (and one per TRUNCATE): a row trigger for UPDATE and DELETE, and for INSERT (and
+  COPY) one statement-level trigger that writes a row for each row of the statement's transition
+  table (audit 0015; a bulk INSERT of n rows is one trigger call, not n). Each row carries the login
+  (``session_user``, not ``current_user``, which inside a SECURITY DEFINER function is the owner),
+  address, backend pid, transaction id, application_name and the application's actor marker
+  (records/db.py). The application seals those
   rows into a chain and checks the marker's MAC (audit/sealing.py).
 - Cannot be redirected: every function is SECURITY DEFINER with ``search_path = pg_catalog, pg_temp``
   and names every object it uses with its schema, so a temporary table or function of the caller's
   cannot stand in for ``public.audit_directchange``.
 - Cannot be silenced quietly: every trigger is ``ENABLE ALWAYS``, so ``session_replication_role =
   replica`` does not switch it off; :func:`guard_problems` reports a missing or disabled trigger, a
-  trigger that calls another function, and a function whose body or settings were changed; it runs
+  trigger that calls another function or fires differently (fewer events, another level, a WHEN
+  condition, a column list, no transition table), and a function whose body or settings were changed; it runs
   in ``verify_audit`` and as a system check. When the migrating role is a superuser, an event trigger
   also records DDL on the guarded objects (``ALTER TABLE ... DISABLE TRIGGER``, ``DROP TRIGGER``,
   ``CREATE OR REPLACE FUNCTION``) into ``audit_directchange`` as operation ``DDL``.
@@ -181,6 +185,37 @@ END;
 """,
 )
 
+# The rows of one INSERT, at once (statement level, from the statement's transition table): one row per
+# inserted row, with exactly the columns ROW_CHANGE writes for it, in the order of the rows' ids. A
+# bulk INSERT of n rows (an import) then costs one trigger call and one INSERT ... SELECT instead of n
+# of each. ``inserted_rows`` is an ephemeral relation of the trigger: the parser resolves it before
+# any schema, so no table of the caller's can stand in for it. UPDATE and DELETE stay row-level
+# (ROW_CHANGE): transition tables hold one event per trigger.
+ROWS_INSERTED = Function(
+    "healthcrypt_record_rows_inserted",
+    "trigger",
+    """
+BEGIN
+    INSERT INTO public.audit_directchange
+        (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
+         application_name, command)
+    SELECT
+        pg_catalog.now(), TG_TABLE_NAME, TG_OP, inserted.id,
+        pg_catalog.left(COALESCE(pg_catalog.current_setting('healthcrypt.actor', true), ''), 200),
+        SESSION_USER,
+        COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
+        pg_catalog.pg_backend_pid(),
+        pg_catalog.txid_current(),
+        pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
+        ''
+    FROM inserted_rows AS inserted
+    ORDER BY inserted.id;
+    RETURN NULL;
+END;
+""",
+)
+INSERTED_ROWS = "inserted_rows"
+
 # DDL on our objects (event triggers, superuser only). Reports the command and the object, never
 # the statement text (a DEFAULT could hold anything). It copies the actor marker as the row triggers
 # do: a migration run by the application marks its transaction (records/db.py: marked_migration), so
@@ -234,7 +269,7 @@ RECORD_DDL = Function(
     RECORD_DDL.volatility,
 )
 
-FUNCTIONS = (MAINTENANCE, APPEND_ONLY, ROW_CHANGE)
+FUNCTIONS = (MAINTENANCE, APPEND_ONLY, ROW_CHANGE, ROWS_INSERTED)
 
 
 def expected_triggers() -> list[tuple[str, str, str]]:
@@ -245,19 +280,45 @@ def expected_triggers() -> list[tuple[str, str, str]]:
         triggers.append((table, f"{table}_no_truncate", APPEND_ONLY.name))
     for table in CLINICAL_TABLES:
         triggers.append((table, f"{table}_row_change", ROW_CHANGE.name))
+        triggers.append((table, f"{table}_insert_change", ROWS_INSERTED.name))
         triggers.append((table, f"{table}_truncate_change", ROW_CHANGE.name))
     return triggers
 
 
+# pg_trigger.tgtype bits (PostgreSQL's catalog/pg_trigger.h).
+_ROW, _BEFORE, _INSERT, _DELETE, _UPDATE, _TRUNCATE = 1, 2, 4, 8, 16, 32
+
+
+@dataclass(frozen=True)
+class Shape:
+    """When a guard trigger fires: what ``pg_trigger`` must say for it to catch every change it guards."""
+
+    sql: str  # after CREATE TRIGGER name, with {t} for the table
+    tgtype: int
+    new_table: str | None = None  # the transition table's name (REFERENCING NEW TABLE AS ...)
+
+
+_SHAPES = {
+    "_append_only": Shape("BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW", _ROW | _BEFORE | _UPDATE | _DELETE),
+    "_no_truncate": Shape("BEFORE TRUNCATE ON {t} FOR EACH STATEMENT", _BEFORE | _TRUNCATE),
+    "_row_change": Shape("AFTER UPDATE OR DELETE ON {t} FOR EACH ROW", _ROW | _UPDATE | _DELETE),
+    "_insert_change": Shape(
+        f"AFTER INSERT ON {{t}} REFERENCING NEW TABLE AS {INSERTED_ROWS} FOR EACH STATEMENT", _INSERT, INSERTED_ROWS
+    ),
+    "_truncate_change": Shape("AFTER TRUNCATE ON {t} FOR EACH STATEMENT", _TRUNCATE),
+}
+
+
+def trigger_shape(trigger: str) -> Shape:
+    """The shape of the guard trigger named ``trigger`` (by its suffix)."""
+    for suffix, shape in _SHAPES.items():
+        if trigger.endswith(suffix):
+            return shape
+    raise KeyError(trigger)
+
+
 def _pg_trigger_sql(table: str, trigger: str, function: str) -> str:
-    if trigger.endswith("_append_only"):
-        when = "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"
-    elif trigger.endswith("_no_truncate"):
-        when = "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"
-    elif trigger.endswith("_row_change"):
-        when = "AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW"
-    else:
-        when = "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"
+    when = trigger_shape(trigger).sql
     return f"CREATE TRIGGER {trigger} {when.format(t=f'public.{table}')} EXECUTE FUNCTION public.{function}()"
 
 
@@ -436,7 +497,8 @@ def _pg_guard_problems(connection: Any) -> list[str]:
     problems: list[str] = []
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.relname, t.tgname, t.tgenabled, p.proname, pn.nspname "
+            "SELECT c.relname, t.tgname, t.tgenabled, p.proname, pn.nspname, t.tgtype, t.tgnewtable, t.tgoldtable, "
+            "t.tgqual IS NOT NULL OR t.tgnargs <> 0 OR pg_catalog.cardinality(t.tgattr::pg_catalog.int2[]) <> 0 "
             "FROM pg_catalog.pg_trigger t "
             "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' "
@@ -445,7 +507,8 @@ def _pg_guard_problems(connection: Any) -> list[str]:
             "WHERE NOT t.tgisinternal"
         )
         found = {
-            (table, trigger): (enabled, f"{schema}.{function}") for table, trigger, enabled, function, schema in cursor
+            (table, trigger): (enabled, f"{schema}.{function}", (tgtype, new_table, old_table, narrowed))
+            for table, trigger, enabled, function, schema, tgtype, new_table, old_table, narrowed in cursor
         }
         expected = expected_triggers()
         for table in PARTITIONED_TABLES:  # every partition is guarded as its table is
@@ -457,12 +520,20 @@ def _pg_guard_problems(connection: Any) -> list[str]:
             if (table, trigger) not in found:
                 problems.append(f"guard trigger {trigger} on {table} is missing")
                 continue
-            enabled, calls = found[(table, trigger)]
+            enabled, calls, (tgtype, new_table, old_table, narrowed) = found[(table, trigger)]
             if enabled != "A":
                 state = {"D": "disabled", "O": "not ENABLE ALWAYS (replica sessions skip it)", "R": "replica-only"}
                 problems.append(f"guard trigger {trigger} on {table} is {state.get(enabled, enabled)}")
             if calls != f"public.{function}":
                 problems.append(f"guard trigger {trigger} on {table} calls {calls}, not public.{function}")
+            # Same name, same function, but firing on fewer events, at another level, under a WHEN
+            # condition or a column list, or without its transition table, it would miss changes.
+            shape = trigger_shape(trigger)
+            if tgtype != shape.tgtype or new_table != shape.new_table or old_table is not None or narrowed:
+                problems.append(
+                    f"guard trigger {trigger} on {table} was redefined: it does not fire as installed "
+                    f"({shape.sql.format(t=table)})"
+                )
         cursor.execute(
             "SELECT p.proname, p.prosecdef, p.proconfig, p.prosrc FROM pg_catalog.pg_proc p "
             "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'public' "

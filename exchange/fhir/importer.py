@@ -3,8 +3,8 @@
 Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens;
 then every resource is written through records/services (``imported_patient_create``,
 ``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
-the importer. Rows of one kind are written together (one INSERT of the rows, one of their change
-events), in the order that lets later kinds point to earlier ones: the encounters in one call of
+the importer. Rows of one kind are written together (one INSERT of the rows, a COPY on PostgreSQL,
+and one INSERT of their change events), in the order that lets later kinds point to earlier ones: the encounters in one call of
 ``imported_entries_create``, then every other kind in a second (the service's checks asked once for
 all of them). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already

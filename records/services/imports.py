@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.roles import Capability, DataCategory
+from healthcrypt.bulk import bulk_insert
 from records.crypto import mrn_index
 from records.models import (
     Allergy,
@@ -118,7 +119,8 @@ def imported_entry_create(*, actor: Any, entry: _Imported) -> _Imported:
 
 @transaction.atomic
 def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list[_Imported]:
-    """Save imported rows (a bundle's encounters, or its results, diagnoses...) with one INSERT per kind.
+    """Save imported rows (a bundle's encounters, or its results, diagnoses...) with one INSERT per kind
+    (a COPY on PostgreSQL: healthcrypt/bulk.py).
 
     Each entry is an unsaved model instance with its patient and ``source_id`` set; rows of several
     imported kinds may come together, and are written kind by kind in the order their first row
@@ -174,8 +176,8 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
 
 
 def _insert_kind(actor: Any, model: type[_Imported], rows: list[_Imported]) -> list[_Imported]:
-    """One INSERT of validated rows of one kind, and one of their change events."""
-    inserted: list[_Imported] = list(model._default_manager.bulk_create(rows))
+    """One INSERT (COPY on PostgreSQL) of validated rows of one kind, and one of their change events."""
+    inserted: list[_Imported] = bulk_insert(model, rows)
     fields = tuple(
         field.name
         for field in model._meta.concrete_fields

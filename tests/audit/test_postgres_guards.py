@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from audit import guards
@@ -152,6 +153,49 @@ def test_temp_table_shadowing_does_not_capture_the_triggers_rows(app_role: str, 
     }
     assert {r.db_user for r in rows} == {app_role}
     assert not CareAssignment.objects.filter(pk=assignment.pk).exists()
+
+
+def test_a_multi_row_insert_by_the_application_role_records_one_direct_change_per_row(
+    app_role: str, physician: User
+) -> None:
+    patient = PatientFactory()
+    before = DirectChange.objects.count()
+    insert = (
+        "INSERT INTO records_careassignment (staff_id, patient_id, team_role, starts_at, created_at) "
+        "SELECT %s, %s, 'attending', now(), now() FROM generate_series(1, %s) RETURNING id"
+    )
+    with raw_connection(app_role) as attacker:
+        # A table of the caller's named like the trigger's transition table cannot stand in for it.
+        attacker.execute("CREATE TEMP TABLE inserted_rows (id bigint)")
+        attacker.execute("INSERT INTO inserted_rows VALUES (-1)")
+        attacker.execute("SET search_path = pg_temp, public")
+        with attacker.transaction():
+            assert attacker.execute(insert, [physician.pk, patient.pk, 0]).fetchall() == []  # no rows, no record
+            txid = attacker.execute("SELECT txid_current()").fetchone()[0]
+            inserted = sorted(row for (row,) in attacker.execute(insert, [physician.pk, patient.pk, 3]).fetchall())
+            # COPY, as healthcrypt/bulk.py writes an import's rows (keys drawn first): the same trigger.
+            keys = [
+                key
+                for (key,) in attacker.execute(
+                    "SELECT nextval(pg_get_serial_sequence('records_careassignment', 'id')) FROM generate_series(1, 2)"
+                )
+            ]
+            copy_sql = (
+                "COPY records_careassignment (id, staff_id, patient_id, team_role, starts_at, created_at) FROM STDIN"
+            )
+            with attacker.cursor().copy(copy_sql) as copy:
+                for key in sorted(keys):
+                    copy.write_row((key, physician.pk, patient.pk, "nurse", timezone.now(), timezone.now()))
+            inserted += sorted(keys)
+    rows = list(DirectChange.objects.filter(pk__gt=0).order_by("id")[before:])
+    assert [(r.table_name, r.operation, r.row_id) for r in rows] == [
+        ("records_careassignment", "INSERT", row_id) for row_id in inserted
+    ]
+    assert len(rows) == 5
+    assert {(r.db_user, r.txid, r.actor_marker, r.command) for r in rows} == {(app_role, txid, "", "")}
+    assert all(r.backend_pid for r in rows)
+    seal_direct_changes()
+    assert not any(seal_of(r).verified for r in rows)
 
 
 # --- Attack 2: forging or replaying the application's marker ----------------------------------------
@@ -307,6 +351,30 @@ def test_replaced_function_and_replica_only_trigger_are_reported(restore_guards:
         problems
     )
     assert any("records_order_row_change on records_order is not ENABLE ALWAYS" in p for p in problems)
+
+
+def test_a_guard_trigger_redefined_to_fire_less_is_reported(restore_guards: None) -> None:
+    assert guards.guard_problems(connection) == []
+    # Same names, same functions, same ENABLE ALWAYS: only when they fire differs.
+    for statement in (
+        "DROP TRIGGER records_order_row_change ON records_order",
+        "CREATE TRIGGER records_order_row_change AFTER DELETE ON records_order FOR EACH ROW "
+        "EXECUTE FUNCTION public.healthcrypt_record_row_change()",
+        "DROP TRIGGER records_allergy_insert_change ON records_allergy",
+        "CREATE TRIGGER records_allergy_insert_change AFTER INSERT ON records_allergy "
+        "REFERENCING NEW TABLE AS inserted_rows FOR EACH STATEMENT WHEN (false) "
+        "EXECUTE FUNCTION public.healthcrypt_record_rows_inserted()",
+    ):
+        as_owner(statement)
+    for table, trigger in (
+        ("records_order", "records_order_row_change"),
+        ("records_allergy", "records_allergy_insert_change"),
+    ):
+        as_owner(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
+    problems = guards.guard_problems(connection)
+    assert len(problems) == 2
+    assert "guard trigger records_order_row_change on records_order was redefined" in problems[0]
+    assert "guard trigger records_allergy_insert_change on records_allergy was redefined" in problems[1]
 
 
 def test_maintenance_role_outside_a_test_database_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
