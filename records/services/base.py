@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 
 from accounts.roles import Capability, DataCategory, has_capability
 from records.db import mark_actor
@@ -68,10 +68,50 @@ def _require_relationship(actor: Any, patient_id: int, category: DataCategory) -
     return decision.explanation
 
 
-def _save(instance: Any, actor: Any = None) -> None:
-    instance.full_clean()
-    mark_actor(actor)
+def _save(instance: Any, actor: Any = None, *, marked: bool = False, known: Iterable[str] = ()) -> None:
+    """Validate and save ``instance`` in a transaction marked as the application's.
+
+    ``marked``: the caller's ``_require`` marked this transaction already, in the same savepoint with
+    nothing rolled back since (the marker is a setting of the transaction: two queries spared).
+    ``known``: foreign keys whose target the caller has just read (the relationship check found the
+    patient; the actor is the signed-in user; the order was locked), so that validation does not ask
+    the database again whether they exist. A new row's ``row_uid`` is a fresh uuid4: it is not looked
+    up for uniqueness either. Everything else is validated as ``full_clean`` does (fields, ``clean``,
+    unique checks and constraints, including those that involve the known keys), and the database's
+    own constraints hold regardless. Issue 11: a set of three vitals cost 47 queries, 15 of them these.
+    """
+    _validate(instance, set(known))
+    if not marked:
+        mark_actor(actor)
     instance.save()
+
+
+def _validate(instance: Any, known: set[str]) -> None:
+    """``full_clean``, but with the field checks of ``known`` foreign keys (and a new row's fresh
+    ``row_uid``) left out; unique checks and constraints still cover the known keys."""
+    fresh = {"row_uid"} if instance._state.adding and any(f.name == "row_uid" for f in instance._meta.fields) else set()
+    skip = known | fresh
+    errors: dict[str, Any] = {}
+    try:
+        instance.clean_fields(exclude=skip)
+    except ValidationError as e:
+        errors = e.update_error_dict(errors)
+    try:
+        instance.clean()
+    except ValidationError as e:
+        errors = e.update_error_dict(errors)
+    # As full_clean: a field that already failed is not checked for uniqueness.
+    failed = {name for name in errors if name != NON_FIELD_ERRORS} | fresh
+    try:
+        instance.validate_unique(exclude=failed)
+    except ValidationError as e:
+        errors = e.update_error_dict(errors)
+    try:
+        instance.validate_constraints(exclude=failed)
+    except ValidationError as e:
+        errors = e.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
 
 
 def _worklist_order(actor: Any, order_id: int) -> Order:

@@ -90,7 +90,11 @@ def observation_record(
         effective_at=effective_at or timezone.now(),
         recorded_by=actor,
     )
-    _save(observation, actor)
+    # _require marked the transaction; the order, the actor and (through the relationship check or
+    # the order) the patient were just read. A system caller's patient was not: it is validated.
+    patient_read = actor is not None or order_id is not None
+    known = ("order", "recorded_by", "patient") if patient_read else ("order", "recorded_by")
+    _save(observation, actor, marked=True, known=known)
     _changed(
         Observation,
         actor=actor,
