@@ -32,6 +32,7 @@ from records.services.clinical import (
     note_amend,
     note_write,
     observation_record,
+    vitals_record,
 )
 from records.services.imports import imported_entries_create, imported_entry_create, imported_patient_create
 from records.services.interfaces import (
@@ -102,4 +103,5 @@ __all__ = [
     "patient_register",
     "patient_update_demographics",
     "possible_duplicates",
+    "vitals_record",
 ]

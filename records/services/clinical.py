@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -71,6 +72,72 @@ def observation_record(
     else:
         _require(actor, Capability.RECORD_VITALS)
         _require_relationship(actor, patient_id, D.OBSERVATIONS)
+    return _observation_create(
+        actor=actor,
+        patient_id=patient_id,
+        patient_read=actor is not None or order_id is not None,
+        category=category,
+        display=display,
+        value=value,
+        unit=unit,
+        loinc_code=loinc_code,
+        effective_at=effective_at,
+        order_id=order_id,
+        encounter_id=encounter_id,
+    )
+
+
+@transaction.atomic
+def vitals_record(
+    *,
+    actor: Any,
+    patient_id: int,
+    readings: Sequence[tuple[str, str, str, str]],
+    effective_at: datetime.datetime | None = None,
+) -> list[Observation]:
+    """Record a set of vital signs taken together: (LOINC code, display, unit, value) per reading.
+
+    All of it or none of it, with one capability and relationship check and one savepoint for the set
+    (each reading through ``observation_record`` checked the relationship again, in a savepoint of its
+    own: issue 11); each reading is then stored, flagged and recorded as ``observation_record`` does.
+    """
+    _require(actor, Capability.RECORD_VITALS)
+    _require_relationship(actor, patient_id, D.OBSERVATIONS)
+    taken_at = effective_at or timezone.now()  # one time for the set: the chart shows it as one row
+    return [
+        _observation_create(
+            actor=actor,
+            patient_id=patient_id,
+            patient_read=actor is not None,
+            category=Observation.Category.VITAL_SIGNS,
+            display=display,
+            value=value,
+            unit=unit,
+            loinc_code=loinc,
+            effective_at=taken_at,
+            order_id=None,
+            encounter_id=None,
+        )
+        for loinc, display, unit, value in readings
+    ]
+
+
+def _observation_create(
+    *,
+    actor: Any,
+    patient_id: int,
+    patient_read: bool,
+    category: str,
+    display: str,
+    value: str,
+    unit: str,
+    loinc_code: str,
+    effective_at: datetime.datetime | None,
+    order_id: int | None,
+    encounter_id: int | None,
+) -> Observation:
+    """Store one observation once the caller has checked the capability (marking the transaction) and
+    the relationship or order; ``patient_read``: that check read the patient's row."""
     # A known numeric test (records/terminology.py) takes a number in its unit, and is flagged; a
     # result typed with a listed test's exact name but no code is that test.
     if not loinc_code and (named := lab_test_by_name(display)) is not None:
@@ -92,7 +159,6 @@ def observation_record(
     )
     # _require marked the transaction; the order, the actor and (through the relationship check or
     # the order) the patient were just read. A system caller's patient was not: it is validated.
-    patient_read = actor is not None or order_id is not None
     known = ("order", "recorded_by", "patient") if patient_read else ("order", "recorded_by")
     _save(observation, actor, marked=True, known=known)
     _changed(

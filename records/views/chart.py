@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import capability_required, step_up_required
@@ -188,21 +186,17 @@ def note_amend(request: HttpRequest, patient_id: int, note_id: int) -> HttpRespo
 @require_POST
 @capability_required(C.RECORD_VITALS)
 def vitals_new(request: HttpRequest, patient_id: int) -> HttpResponse:
-    @transaction.atomic  # one set of vitals: all of it or none of it
     def save(data: dict[str, Any]) -> None:
-        taken_at = timezone.now()  # one time for the set: the chart shows it as one row
-        for name, (loinc, display, unit) in forms.VitalsForm.FIELDS.items():
-            if data.get(name) is not None:
-                services.observation_record(
-                    actor=request.user,
-                    patient_id=patient_id,
-                    category="vital-signs",
-                    display=display,
-                    value=str(data[name]),
-                    unit=unit,
-                    loinc_code=loinc,
-                    effective_at=taken_at,
-                )
+        # One set of vitals, one time: all of it or none of it (vitals_record is one transaction).
+        services.vitals_record(
+            actor=request.user,
+            patient_id=patient_id,
+            readings=[
+                (loinc, display, unit, str(data[name]))
+                for name, (loinc, display, unit) in forms.VitalsForm.FIELDS.items()
+                if data.get(name) is not None
+            ],
+        )
 
     return _chart_write(
         request,
