@@ -150,12 +150,27 @@ END;
 """,  # noqa: S608  (constants of this module, no input)
 )
 
+# What a guard records of each changed row: the columns of ``audit_directchange`` and, after the row's
+# id, the same values for the row trigger and the statement trigger (``{row_id}``), so that the two
+# cannot drift apart. The functions' text is compared with what is installed (guard_problems).
+_CHANGE_INSERT = """    INSERT INTO public.audit_directchange
+        (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
+         application_name, command)"""
+_CHANGE_VALUES = """        pg_catalog.now(), TG_TABLE_NAME, TG_OP, {row_id},
+        pg_catalog.left(COALESCE(pg_catalog.current_setting('healthcrypt.actor', true), ''), 200),
+        SESSION_USER,
+        COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
+        pg_catalog.pg_backend_pid(),
+        pg_catalog.txid_current(),
+        pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
+        ''"""
+
 # One row per changed row; one row with no row id per TRUNCATE (statement level). The test runner's
 # flush truncates every table between tests, in maintenance: that is not recorded.
 ROW_CHANGE = Function(
     "healthcrypt_record_row_change",
     "trigger",
-    """
+    f"""
 DECLARE
     changed_id bigint;
 BEGIN
@@ -167,18 +182,9 @@ BEGIN
     ELSE
         changed_id := NEW.id;
     END IF;
-    INSERT INTO public.audit_directchange
-        (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
-         application_name, command)
+{_CHANGE_INSERT}
     VALUES (
-        pg_catalog.now(), TG_TABLE_NAME, TG_OP, changed_id,
-        pg_catalog.left(COALESCE(pg_catalog.current_setting('healthcrypt.actor', true), ''), 200),
-        SESSION_USER,
-        COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
-        pg_catalog.pg_backend_pid(),
-        pg_catalog.txid_current(),
-        pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
-        ''
+{_CHANGE_VALUES.format(row_id="changed_id")}
     );
     RETURN NULL;
 END;
@@ -194,25 +200,16 @@ END;
 ROWS_INSERTED = Function(
     "healthcrypt_record_rows_inserted",
     "trigger",
-    """
+    f"""
 BEGIN
-    INSERT INTO public.audit_directchange
-        (at, table_name, operation, row_id, actor_marker, db_user, client_addr, backend_pid, txid,
-         application_name, command)
+{_CHANGE_INSERT}
     SELECT
-        pg_catalog.now(), TG_TABLE_NAME, TG_OP, inserted.id,
-        pg_catalog.left(COALESCE(pg_catalog.current_setting('healthcrypt.actor', true), ''), 200),
-        SESSION_USER,
-        COALESCE(pg_catalog.host(pg_catalog.inet_client_addr()), ''),
-        pg_catalog.pg_backend_pid(),
-        pg_catalog.txid_current(),
-        pg_catalog.left(COALESCE(pg_catalog.current_setting('application_name', true), ''), 64),
-        ''
+{_CHANGE_VALUES.format(row_id="inserted.id")}
     FROM inserted_rows AS inserted
     ORDER BY inserted.id;
     RETURN NULL;
 END;
-""",
+""",  # noqa: S608  (constants of this module, no input)
 )
 INSERTED_ROWS = "inserted_rows"
 
