@@ -165,11 +165,15 @@ class ActorWindow:
         patient_id, at = row["patient_id"], row["at"]
         if row["action"] == "search_result" and patient_id is not None:
             if (row.get("detail") or {}).get("by") in rules.NAME_SEARCHES:
-                self.found[patient_id] = at
+                self.searched(patient_id, at)
             return None
         if not rules.judged(row["action"], sections_of(row), patient_id):
             return None
         return self.opened(patient_id, at)
+
+    def searched(self, patient_id: int, at: datetime.datetime) -> None:
+        """A name search found the patient at ``at``."""
+        self.found[patient_id] = at
 
     def opened(self, patient_id: int, at: datetime.datetime) -> tuple[int, bool, bool]:
         """Take one judged access (the caller has judged it): (patients this hour, new, found by name)."""

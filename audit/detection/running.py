@@ -36,7 +36,7 @@ from audit import facts as F
 from audit import rules
 from audit.detection.bulk import _baselines, _without_jit, judge_groups
 from audit.detection.inline import Outcome
-from audit.models import AccessEvent, sections_of
+from audit.models import AccessEvent
 
 COLUMNS = (*F.EVENT_COLUMNS, "detail")
 _TICK = datetime.timedelta(microseconds=1)
@@ -45,26 +45,25 @@ KEEP = rules.BULK_WINDOW + rules.SEARCH_OPEN_WINDOW
 
 
 @dataclass
-class ActorState:
-    """One actor's running state: patients opened per clock hour, patients found by a name search."""
+class ActorState(F.ActorWindow):
+    """One actor's running state: ``F.ActorWindow`` (what an event counts for, the same results for
+    events fed in order), fed in any order: patients opened per clock hour rather than the current
+    hour only, and the latest name search of each patient."""
 
     hours: dict[datetime.datetime, set[int]] = field(default_factory=dict)
-    found: dict[int, datetime.datetime] = field(default_factory=dict)
     last_at: datetime.datetime | None = None
 
     def feed(self, row: Mapping[str, Any]) -> tuple[int, bool, bool] | None:
-        """As ``F.ActorWindow.feed`` (the same results for events fed in order), in any order."""
-        patient_id, at = row["patient_id"], row["at"]
-        if self.last_at is None or at > self.last_at:
-            self.last_at = at
-        if row["action"] == "search_result" and patient_id is not None:
-            if (row.get("detail") or {}).get("by") in rules.NAME_SEARCHES:
-                previous = self.found.get(patient_id)
-                if previous is None or at > previous:
-                    self.found[patient_id] = at
-            return None
-        if not rules.judged(row["action"], sections_of(row), patient_id):
-            return None
+        if self.last_at is None or row["at"] > self.last_at:
+            self.last_at = row["at"]
+        return super().feed(row)
+
+    def searched(self, patient_id: int, at: datetime.datetime) -> None:
+        previous = self.found.get(patient_id)
+        if previous is None or at > previous:
+            self.found[patient_id] = at
+
+    def opened(self, patient_id: int, at: datetime.datetime) -> tuple[int, bool, bool]:
         patients = self.hours.setdefault(rules.hour_bucket(at), set())
         new = patient_id not in patients
         patients.add(patient_id)
