@@ -48,6 +48,8 @@ EVENT_COLUMNS = (
     "explanation",
     "at",
 )
+# The same and ``detail`` (a name search's "by"): the rows the running state is fed, in a scan and in the sealer.
+STREAM_COLUMNS = (*EVENT_COLUMNS, "detail")
 
 
 def surname_index(last_name: str) -> str:

@@ -206,4 +206,4 @@ def candidate_events(
     if wanted is not None:
         queryset = queryset.filter(wanted)
     # detail is read only for search results (a name search's "by"); other rows carry no detail.
-    return queryset.order_by("at", "id").values(*F.EVENT_COLUMNS, "detail")
+    return queryset.order_by("at", "id").values(*F.STREAM_COLUMNS)

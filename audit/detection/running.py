@@ -38,7 +38,7 @@ from audit.detection.bulk import _baselines, _without_jit, judge_groups
 from audit.detection.inline import Outcome
 from audit.models import AccessEvent
 
-COLUMNS = (*F.EVENT_COLUMNS, "detail")
+COLUMNS = F.STREAM_COLUMNS
 _TICK = datetime.timedelta(microseconds=1)
 # How long an idle actor's state is kept, and how far back late events are still counted in their hour.
 KEEP = rules.BULK_WINDOW + rules.SEARCH_OPEN_WINDOW
@@ -188,16 +188,15 @@ def judge_batch(batch: Sequence[Mapping[str, Any]], first: int, last: int) -> Ou
     if not batch:
         return outcome
     current = state()
-    try:
-        with _without_jit():
+    with _without_jit():
+        try:
             windows = current.advance(batch, first, last)
-    except Exception:
-        reset()  # half-fed: start afresh rather than count some events twice
-        raise
-    groups = list(F.group_accesses(batch))
-    if groups:
-        actors = {row["actor_id"] for row in batch}
-        with _without_jit():
+        except Exception:
+            reset()  # half-fed: start afresh rather than count some events twice
+            raise
+        groups = list(F.group_accesses(batch))
+        if groups:
+            actors = {row["actor_id"] for row in batch}
             judge_groups(groups, windows, _baselines(actors), list(rules.ACCESS_RULES), outcome)
     return outcome
 
