@@ -21,19 +21,17 @@ then decryption); nothing here checks a policy.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, QuerySet, Value
 from django.db.models.expressions import RawSQL
-from django.db.models.sql.compiler import SQLCompiler
 
+from healthcrypt import shaped
 from healthcrypt.fields import EncryptedField, Sealed
 from records.models import FREQUENCY_LABELS, Encounter, Medication, Order
 from records.selectors.access import _labels
@@ -232,59 +230,36 @@ def _union(sections: Sequence[Section]) -> tuple[QuerySet[Any], dict[str, tuple[
 #
 # Building and compiling the union (a dozen branches of ~40 expressions) cost more than running it:
 # most of a chart's read time under load (issue 11). The chart and the emergency summary ask for the
-# same few shapes over and over, differing only in the patient and the clock, so a shape is built
-# once with *placeholder* values, compiled, and its SQL kept (per process and database connection);
-# each read then binds the real values to the placeholders' parameter positions and converts the
-# rows with the compiler that made the SQL. A shape whose placeholders do not all come out as
-# parameters (inlined in the SQL text, or missing) is never kept: it is read the ordinary way.
+# same few shapes over and over, differing only in the patient and the clock, so a shape is compiled
+# once with placeholder values and its SQL kept (healthcrypt/shaped.py). A shape whose placeholders do
+# not all come out as parameters (inlined in the SQL text, or missing) is never kept: it is read the
+# ordinary way.
 
-# Values no real row or request can have: a negative id and an instant in 1901.
-PATIENT_PLACEHOLDER = -7_351_942_017
-NOW_PLACEHOLDER = datetime.datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=datetime.UTC)
-_PLACEHOLDER_FIELDS: dict[str, tuple[Any, models.Field[Any, Any]]] = {
-    "patient_id": (PATIENT_PLACEHOLDER, models.BigIntegerField()),
-    "now": (NOW_PLACEHOLDER, models.DateTimeField()),
-}
 _STATEMENTS = "_healthcrypt_section_statements"
+# The placeholders' values (healthcrypt/shaped.py), named here for the tests.
+PATIENT_PLACEHOLDER = shaped.PLACEHOLDERS["patient_id"][0]
+NOW_PLACEHOLDER = shaped.PLACEHOLDERS["now"][0]
 
 
 @dataclass(frozen=True)
 class _Statement:
-    sql: str
-    params: tuple[Any, ...]
-    bindings: tuple[tuple[int, str], ...]  # parameter position -> placeholder name
-    compiler: SQLCompiler
+    compiled: shaped.Compiled
     layouts: Mapping[str, tuple[Section, _Layout]]
     sections: tuple[Section, ...]
-
-
-def _adapt(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
-    return _PLACEHOLDER_FIELDS[name][1].get_db_prep_value(value, connection, prepared=False)
 
 
 def _statement(sections: Sequence[Section], names: Sequence[str], alias: str) -> _Statement | None:
     """Compile the union of ``sections`` (built with the placeholders of ``names``) for reuse, or None."""
     if not sections:
         return None
-    connection = connections[alias]
     union, layouts = _union(sections)
-    compiler = union.query.get_compiler(using=alias)
-    try:
-        sql, params = compiler.as_sql()
-    except EmptyResultSet:
-        return None
-    adapted = {name: _adapt(name, _PLACEHOLDER_FIELDS[name][0], connection) for name in names}
-    bindings = tuple(
-        (position, name) for position, param in enumerate(params) for name, value in adapted.items() if param == value
-    )
-    found = {name for _, name in bindings}
-    inlined = any(str(value) in sql for value in adapted.values())
     # Other placeholders may go unused (the care team's clock, when the care team is not shown); the
     # patient never: a shape that does not bind the patient would show one patient's rows to all.
-    if "patient_id" not in found or inlined:
+    compiled = shaped.compile_shape(union, names, required=("patient_id",), alias=alias)
+    if compiled is None:
         logger.warning("A section union's placeholders are not all parameters; it is not kept (%s)", sorted(layouts))
         return None
-    return _Statement(sql, tuple(params), bindings, compiler, layouts, tuple(sections))
+    return _Statement(compiled, layouts, tuple(sections))
 
 
 def sections_read_shaped(
@@ -293,25 +268,17 @@ def sections_read_shaped(
     """:func:`sections_read` of ``build(**values)``, compiled once per ``key`` (see above).
 
     ``build`` must return the same sections, in the same order, for any values of its keyword
-    arguments (the names in ``_PLACEHOLDER_FIELDS``); ``key`` names everything else that shapes them
-    (which sections, which scope). The result is the same as ``sections_read(build(**values))``.
+    arguments (names of ``healthcrypt.shaped.PLACEHOLDERS``); ``key`` names everything else that shapes
+    them (which sections, which scope). The result is the same as ``sections_read(build(**values))``.
     ``values`` must hold ``patient_id``: a shape that does not filter by it is never kept.
     """
-    connection = connections[alias]
-    statements: dict[Hashable, _Statement | None] = connection.__dict__.setdefault(_STATEMENTS, {})
+    statements: dict[Hashable, _Statement | None] = shaped.kept(alias, _STATEMENTS)
     if key not in statements:
-        placeholders = {name: _PLACEHOLDER_FIELDS[name][0] for name in values}
-        statements[key] = _statement(build(**placeholders), tuple(values), alias)
+        statements[key] = _statement(build(**shaped.placeholders(values)), tuple(values), alias)
     statement = statements[key]
     if statement is None:
         return sections_read(build(**values))
-    params = list(statement.params)
-    for position, name in statement.bindings:
-        params[position] = _adapt(name, values[name], connection)
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, params)
-        fetched = cursor.fetchall()
-    rows = statement.compiler.results_iter(results=[fetched], tuple_expected=True)
+    rows = statement.compiled.converted(values, connections[alias])
     return _collect(rows, statement.layouts, statement.sections, _empty(statement.sections))
 
 
