@@ -26,6 +26,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
+from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in the stubs
 from django.db.models.sql.compiler import SQLCompiler
 
 # Values no real row or request can have: negative ids (distinct, so that each is found at its own
@@ -99,19 +100,31 @@ def kept(alias: str, cache: str) -> dict[Hashable, Any]:
     return shapes
 
 
-def first_instance(compiled: Compiled, values: Mapping[str, Any], alias: str) -> Any:
-    """The first row of a compiled model query as a model instance (with its annotations), or None:
-    what ``QuerySet.first()`` would return for a query whose filter finds at most one row. Only for
-    a query of one model's columns and annotations (no ``select_related``)."""
+def instances(compiled: Compiled, values: Mapping[str, Any], alias: str) -> list[Any]:
+    """The rows of a compiled model query as model instances, with their ``select_related`` rows and
+    annotations: what iterating the query would give (Django's ModelIterable, without the related
+    objects a queryset may be told it already knows, which a kept shape never is)."""
     compiler = compiled.compiler
+    klass_info = compiler.klass_info
+    if klass_info is None:
+        raise TypeError("instances reads a model query's rows")
+    select = compiler.select
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    attnames = [column[0].target.attname for column in select[start:end]]
+    populators = get_related_populators(klass_info, select, alias)
+    found = []
     for row in compiled.converted(values, connections[alias]):
-        klass_info = compiler.klass_info
-        if klass_info is None or klass_info.get("related_klass_infos"):
-            raise TypeError("first_instance reads one model's rows, without select_related")
-        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-        attnames = [column[0].target.attname for column in compiler.select[start:end]]
         instance = klass_info["model"].from_db(alias, attnames, row[start:end])
+        for populator in populators:
+            populator.populate(row, instance)
         for name, position in compiler.annotation_col_map.items():
             setattr(instance, name, row[position])
-        return instance
-    return None
+        found.append(instance)
+    return found
+
+
+def first_instance(compiled: Compiled, values: Mapping[str, Any], alias: str) -> Any:
+    """The first instance :func:`instances` reads, or None: ``QuerySet.first()`` for a query whose
+    filter finds at most one row (its SQL has no ORDER BY or LIMIT of ``first()``'s)."""
+    found = instances(compiled, values, alias)
+    return found[0] if found else None

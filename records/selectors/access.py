@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import BooleanField, Count, ExpressionWrapper, Field, Model, Q, QuerySet, Subquery
 
 from accounts.models import User
+from healthcrypt import shaped
 from records.models import Attachment, BreakGlassGrant, ClinicalNote, Observation, Order, Patient
 from records.permissions import AccessDecision
 from records.selectors.read_models import (
@@ -127,6 +128,31 @@ def _page_number(raw: object) -> int:
         return 1
 
 
+def _page_query(
+    rows: QuerySet[Any], ordering: tuple[str, ...], number: int, per_page: int, also: QuerySet[Any] | None
+) -> QuerySet[Any]:
+    """Page ``number`` of ``rows``, the section's total and the rows of ``also``, as one query."""
+    start = (number - 1) * per_page
+    on_page = rows.order_by(*ordering).values("pk")[start : start + per_page]
+    wanted = Q(pk__in=on_page)
+    extra: dict[str, Any] = {}
+    if also is not None:
+        wanted |= Q(pk__in=also.values("pk"))
+        extra["in_also"] = ExpressionWrapper(Q(pk__in=also.values("pk")), output_field=BooleanField())
+    # Counted in the same statement (an uncorrelated subquery, run once), not in a query of its own.
+    total = rows.order_by().values("patient_id").annotate(n=Count("pk")).values("n")
+    query: QuerySet[Any] = (
+        rows.filter(wanted)
+        .annotate(
+            section_total=Subquery(total),
+            on_page=ExpressionWrapper(Q(pk__in=on_page), output_field=BooleanField()),
+            **extra,
+        )
+        .order_by(*ordering)
+    )
+    return query
+
+
 def _paged(
     rows: QuerySet[Any],
     ordering: tuple[str, ...],
@@ -143,31 +169,77 @@ def _paged(
     shows the last page, as before, at the cost of a count and one more read in that case only.
     """
     number = _page_number(raw_page)
-    start = (number - 1) * per_page
-    on_page = rows.order_by(*ordering).values("pk")[start : start + per_page]
-    wanted = Q(pk__in=on_page)
-    extra: dict[str, Any] = {}
-    if also is not None:
-        wanted |= Q(pk__in=also.values("pk"))
-        extra["in_also"] = ExpressionWrapper(Q(pk__in=also.values("pk")), output_field=BooleanField())
-    # Counted in the same statement (an uncorrelated subquery, run once), not in a query of its own.
-    total = rows.order_by().values("patient_id").annotate(n=Count("pk")).values("n")
-    found = list(
-        rows.filter(wanted)
-        .annotate(
-            section_total=Subquery(total),
-            on_page=ExpressionWrapper(Q(pk__in=on_page), output_field=BooleanField()),
-            **extra,
-        )
-        .order_by(*ordering)
-    )
-    page_rows = [r for r in found if r.on_page]
-    if not page_rows and number > 1:
-        last = Page(1, per_page, rows.count()).num_pages
-        if last < number:
-            return _paged(rows, ordering, last, per_page, also=also)
+    found = list(_page_query(rows, ordering, number, per_page, also))
+    if _past_the_end(found, number):
+        return _last_page(rows, ordering, number, per_page, also)
+    return _page_of(found, number, per_page, also is not None)
+
+
+def _past_the_end(found: list[Any], number: int) -> bool:
+    return number > 1 and not any(r.on_page for r in found)
+
+
+def _page_of(found: list[Any], number: int, per_page: int, with_also: bool) -> tuple[Page, list[Any], list[Any]]:
+    """The page, its rows and ``also``'s, from the rows of :func:`_page_query`."""
     count = found[0].section_total if found else 0
-    return Page(number, per_page, count or 0), page_rows, [r for r in found if also is not None and r.in_also]
+    also_rows = [r for r in found if with_also and r.in_also]
+    return Page(number, per_page, count or 0), [r for r in found if r.on_page], also_rows
+
+
+def _last_page(
+    rows: QuerySet[Any], ordering: tuple[str, ...], number: int, per_page: int, also: QuerySet[Any] | None
+) -> tuple[Page, list[Any], list[Any]]:
+    """For a page past the end (an old link): the last page instead."""
+    last = Page(1, per_page, rows.count()).num_pages
+    if last < number:
+        return _paged(rows, ordering, last, per_page, also=also)
+    return _page_of(list(_page_query(rows, ordering, number, per_page, also)), number, per_page, also is not None)
+
+
+# The pages of a chart's sections compiled once per shape (healthcrypt/shaped.py): building and
+# compiling a page's query (three subqueries) cost about 2 ms of CPU, running it far less (issue 11).
+# Kept for the first pages only: the page number is in the SQL (OFFSET), so each page is its own
+# shape, and a number from the URL must not grow the cache without bound.
+_PAGE_SHAPES = "_healthcrypt_page_shapes"
+KEPT_PAGES = 5
+
+
+def _paged_shaped(
+    key: Hashable,
+    build: Callable[..., tuple[QuerySet[Any], QuerySet[Any] | None]],
+    values: Mapping[str, Any],
+    ordering: tuple[str, ...],
+    raw_page: object,
+    per_page: int,
+) -> tuple[Page, list[Any], list[Any]]:
+    """:func:`_paged` of ``build(**values)`` (the section's rows and ``also``), compiled once per
+    ``key`` and page. ``build`` must give the same query for any values (names of
+    ``healthcrypt.shaped.PLACEHOLDERS``); ``key`` names everything else that shapes it. Every value
+    must be bound in the SQL, or the shape is not kept and the query is built each time."""
+    number = _page_number(raw_page)
+    if number > KEPT_PAGES:
+        rows, also = build(**values)
+        return _paged(rows, ordering, number, per_page, also=also)
+    shapes = shaped.kept(DEFAULT_DB_ALIAS, _PAGE_SHAPES)
+    page_key = (key, ordering, per_page, number)
+    if page_key not in shapes:
+        rows, also = build(**shaped.placeholders(values))
+        query = _page_query(rows, ordering, number, per_page, also)
+        shapes[page_key] = (
+            shaped.compile_shape(query, values, required=values, alias=DEFAULT_DB_ALIAS),
+            also is not None,
+        )
+        if shapes[page_key][0] is None:
+            logger.warning("A section page's values are not all parameters; it is not kept (%s)", key)
+    compiled, with_also = shapes[page_key]
+    if compiled is None:
+        rows, also = build(**values)
+        return _paged(rows, ordering, number, per_page, also=also)
+    found = shaped.instances(compiled, values, DEFAULT_DB_ALIAS)
+    if _past_the_end(found, number):
+        rows, also = build(**values)
+        return _last_page(rows, ordering, number, per_page, also)
+    return _page_of(found, number, per_page, with_also)
 
 
 def _summary(p: Patient) -> PatientSummary:

@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.roles import DataCategory
@@ -34,6 +34,7 @@ from records.selectors.access import (
     _note_row,
     _observation_row,
     _paged,
+    _paged_shaped,
     _record,
     _with_staff,
 )
@@ -121,17 +122,33 @@ def chart_for(
     else:
         small = sections_read_shaped(("chart", visible), build, values)
     sections.update(_small_rows(small))
+    # The paged sections: one query each, compiled once per shape (records/selectors/access.py
+    # _paged_shaped), except when scoped to an order's rows (the order's ids are in the query).
+    by_order = decision.explanation == "order"
     if D.OBSERVATIONS in visible:
-        observations = Observation.objects.filter(patient_id=patient_id)
-        if decision.explanation == "order":
-            observations = observations.filter(order_id__in=decision.order_ids)
-        observations = _with_staff(observations, "recorded_by")
         newest_first = ("-effective_at", "-id")
-        # The trend lines read each vital sign's newest readings: in the same query as the page.
-        scan = observations.filter(category=Observation.Category.VITAL_SIGNS).order_by(*newest_first)[:TREND_SCAN]
-        page, rows, scanned = _paged(
-            observations, newest_first, observations_page, OBSERVATIONS_PER_PAGE, also=scan if trends else None
-        )
+
+        def observation_rows(patient_id: int) -> tuple[QuerySet[Observation], QuerySet[Observation] | None]:
+            observations = Observation.objects.filter(patient_id=patient_id)
+            if by_order:
+                observations = observations.filter(order_id__in=decision.order_ids)
+            observations = _with_staff(observations, "recorded_by")
+            # The trend lines read each vital sign's newest readings: in the same query as the page.
+            scan = observations.filter(category=Observation.Category.VITAL_SIGNS).order_by(*newest_first)
+            return observations, scan[:TREND_SCAN] if trends else None
+
+        if by_order:
+            in_order, scan = observation_rows(patient_id)
+            page, rows, scanned = _paged(in_order, newest_first, observations_page, OBSERVATIONS_PER_PAGE, also=scan)
+        else:
+            page, rows, scanned = _paged_shaped(
+                ("chart observations", trends),
+                observation_rows,
+                {"patient_id": patient_id},
+                newest_first,
+                observations_page,
+                OBSERVATIONS_PER_PAGE,
+            )
         sections["observations_page"] = page
         sections["observations"] = tuple(_observation_row(o) for o in rows)
         if trends:
@@ -140,10 +157,20 @@ def chart_for(
             # model instance, its values opened once.
             sections["vital_trends"] = vital_trends([trend_row(o) for o in scanned])
     if D.NOTES in visible:
-        notes = ClinicalNote.objects.filter(patient_id=patient_id)
-        if decision.explanation == "order":
-            notes = notes.filter(order_id__in=decision.order_ids)
-        page, rows, _ = _paged(_with_staff(notes, "author"), ("-signed_at", "-id"), notes_page, NOTES_PER_PAGE)
+        signed = ("-signed_at", "-id")
+
+        def note_rows(patient_id: int) -> tuple[QuerySet[ClinicalNote], None]:
+            notes = ClinicalNote.objects.filter(patient_id=patient_id)
+            if by_order:
+                notes = notes.filter(order_id__in=decision.order_ids)
+            return _with_staff(notes, "author"), None
+
+        if by_order:
+            page, rows, _ = _paged(note_rows(patient_id)[0], signed, notes_page, NOTES_PER_PAGE)
+        else:
+            page, rows, _ = _paged_shaped(
+                "chart notes", note_rows, {"patient_id": patient_id}, signed, notes_page, NOTES_PER_PAGE
+            )
         sections["notes_page"] = page
         sections["notes"] = tuple(_note_row(n) for n in rows)
     return Chart(

@@ -11,17 +11,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.roles import Role
 from healthcrypt import shaped
+from healthcrypt.crypto import DecryptionError
 from records import permissions
-from records.models import Encounter, Patient
+from records.models import Encounter, Observation, Patient
 from records.permissions import chart_access
-from records.services import care_assignment_end, encounter_admit
+from records.selectors import access
+from records.selectors.access import _with_staff
+from records.services import care_assignment_end, encounter_admit, observation_record
 from tests.factories import DepartmentFactory, PatientFactory, UserFactory, assign
+from tests.records.test_sections_union import set_raw
 
 pytestmark = pytest.mark.django_db
 
@@ -157,8 +162,10 @@ def test_a_shape_whose_value_is_written_into_the_sql_is_not_kept() -> None:
     assert kept is not None
 
 
-def test_first_instance_refuses_a_query_with_related_rows() -> None:
+def test_first_instance_reads_related_rows_as_the_queryset_does(patient_user: User) -> None:
     patient = PatientFactory()
+    patient.portal_user = patient_user
+    patient.save(update_fields=["portal_user"])
     compiled = shaped.compile_shape(
         Patient.objects.filter(pk=shaped.PLACEHOLDERS["patient_id"][0]).select_related("portal_user"),
         ("patient_id",),
@@ -166,5 +173,124 @@ def test_first_instance_refuses_a_query_with_related_rows() -> None:
         alias=DEFAULT_DB_ALIAS,
     )
     assert compiled is not None
-    with pytest.raises(TypeError):
-        shaped.first_instance(compiled, {"patient_id": patient.pk}, DEFAULT_DB_ALIAS)
+    row = shaped.first_instance(compiled, {"patient_id": patient.pk}, DEFAULT_DB_ALIAS)
+    with CaptureQueriesContext(connection) as queries:
+        assert row.portal_user.username == patient_user.username
+    assert queries.captured_queries == []
+    assert shaped.first_instance(compiled, {"patient_id": -1}, DEFAULT_DB_ALIAS) is None
+
+
+# --- A chart's pages compiled once per shape (records/selectors/access.py _paged_shaped) ---------------
+
+
+def _observations(doctor: User, patient: Patient, n: int, *, vital: bool = True) -> None:
+    start = timezone.now() - datetime.timedelta(hours=n + 1)
+    for i in range(n):
+        observation_record(
+            actor=doctor,
+            patient_id=patient.pk,
+            category=Observation.Category.VITAL_SIGNS if vital else Observation.Category.LABORATORY,
+            display=f"{patient.family_name} reading {i}",
+            value=str(60 + i),
+            unit="/min",
+            loinc_code="8867-4",
+            effective_at=start + datetime.timedelta(hours=i),
+        )
+
+
+def _rows(patient_id: int) -> tuple[Any, Any]:
+    observations = _with_staff(Observation.objects.filter(patient_id=patient_id), "recorded_by")
+    return observations, observations.order_by("-effective_at", "-id")[:4]
+
+
+def _seen(paged: tuple[Any, list[Any], list[Any]]) -> tuple[Any, list[Any], list[Any]]:
+    page, rows, also = paged
+    return (
+        (page.number, page.total),
+        [(o.pk, str(o.display), o.recorded_by.last_name) for o in rows],
+        [o.pk for o in also],
+    )
+
+
+@pytest.fixture
+def _no_kept_pages() -> Iterator[None]:
+    connections[DEFAULT_DB_ALIAS].__dict__.pop(access._PAGE_SHAPES, None)
+    yield
+    connections[DEFAULT_DB_ALIAS].__dict__.pop(access._PAGE_SHAPES, None)
+
+
+NEWEST = ("-effective_at", "-id")
+
+
+@pytest.mark.usefixtures("_no_kept_pages")
+def test_a_kept_page_reads_what_the_fresh_query_reads_for_every_patient_and_page() -> None:
+    doctor = UserFactory(role=Role.PHYSICIAN, username="doc")
+    first, second, empty = (PatientFactory(family_name=name) for name in ("Firstname", "Secondname", "Emptyname"))
+    for patient in (first, second):
+        assign(doctor, patient)
+    _observations(doctor, first, 7)
+    _observations(doctor, second, 3)
+    for patient in (first, second, empty, first):
+        for number in (1, 2, 3, 9, "x"):
+            with CaptureQueriesContext(connection) as queries:
+                kept = access._paged_shaped("test", _rows, {"patient_id": patient.pk}, NEWEST, number, 3)
+            fresh = access._paged(*_rows(patient.pk)[:1], NEWEST, number, 3, also=_rows(patient.pk)[1])
+            assert _seen(kept) == _seen(fresh)
+            readings = {first: 7, second: 3}.get(patient, 0)
+            past_the_end = str(number).isdigit() and int(str(number)) > 1 and (int(str(number)) - 1) * 3 >= readings
+            if not past_the_end:
+                assert len(queries.captured_queries) == 1
+    shapes = shaped.kept(DEFAULT_DB_ALIAS, access._PAGE_SHAPES)
+    assert all(compiled is not None for compiled, _ in shapes.values())
+    # The patient is bound: the second patient's page shows only their readings.
+    _, rows, also = access._paged_shaped("test", _rows, {"patient_id": second.pk}, NEWEST, 1, 3)
+    assert [str(o.display) for o in rows] == ["Secondname reading 2", "Secondname reading 1", "Secondname reading 0"]
+    assert {o.patient_id for o in also} == {second.pk}
+    # A page past the end shows the last page, as the fresh query does.
+    page, rows, _ = access._paged_shaped("test", _rows, {"patient_id": first.pk}, NEWEST, 9, 3)
+    assert (page.number, [str(o.display) for o in rows]) == (3, ["Firstname reading 0"])
+
+
+@pytest.mark.usefixtures("_no_kept_pages")
+def test_a_page_number_from_the_url_does_not_grow_the_kept_shapes() -> None:
+    patient = PatientFactory()
+    for number in range(1, 60):
+        access._paged_shaped("test", _rows, {"patient_id": patient.pk}, NEWEST, number, 3)
+    access._paged_shaped("test", _rows, {"patient_id": patient.pk}, NEWEST, 10**12, 3)
+    assert len(shaped.kept(DEFAULT_DB_ALIAS, access._PAGE_SHAPES)) == access.KEPT_PAGES
+
+
+@pytest.mark.usefixtures("_no_kept_pages")
+def test_a_page_that_bakes_the_patient_in_is_never_kept(caplog: pytest.LogCaptureFixture) -> None:
+    doctor = UserFactory(role=Role.PHYSICIAN, username="doc")
+    mine, theirs = PatientFactory(family_name="Minename"), PatientFactory(family_name="Theirname")
+    for patient in (mine, theirs):
+        assign(doctor, patient)
+        _observations(doctor, patient, 2)
+
+    def baked(patient_id: int) -> tuple[Any, Any]:
+        return _rows(mine.pk if patient_id < 0 else patient_id)
+
+    for patient in (mine, theirs):
+        _, rows, _ = access._paged_shaped("baked", baked, {"patient_id": patient.pk}, NEWEST, 1, 5)
+        assert {o.patient_id for o in rows} == {patient.pk}
+    assert [compiled for compiled, _ in shaped.kept(DEFAULT_DB_ALIAS, access._PAGE_SHAPES).values()] == [None]
+    assert "not kept" in caplog.text
+
+
+@pytest.mark.usefixtures("_no_kept_pages")
+def test_a_kept_page_still_refuses_a_value_copied_from_another_patients_row() -> None:
+    doctor = UserFactory(role=Role.PHYSICIAN, username="doc")
+    mine, theirs = PatientFactory(), PatientFactory()
+    for patient in (mine, theirs):
+        assign(doctor, patient)
+        _observations(doctor, patient, 1)
+    access._paged_shaped("test", _rows, {"patient_id": theirs.pk}, NEWEST, 1, 5)  # kept
+    set_raw(
+        "UPDATE records_observation SET value = (SELECT value FROM records_observation WHERE patient_id = %s) "
+        "WHERE patient_id = %s",
+        [theirs.pk, mine.pk],
+    )
+    _, rows, _ = access._paged_shaped("test", _rows, {"patient_id": mine.pk}, NEWEST, 1, 5)
+    with pytest.raises(DecryptionError):
+        str(rows[0].value)
