@@ -2,7 +2,7 @@
 
 Each simulated user signs in for real with one load account (password, then a TOTP code computed
 from the account's secret), answers a step-up prompt if a page asks for one, then works without
-pause: physicians and nurses mostly open charts of their own patients, everyone searches by
+pause (or, in the paced rounds, with a pause between pages: LOAD_THINK): physicians and nurses mostly open charts of their own patients, everyone searches by
 surname or MRN (posted), nurses record vitals, the laboratory enters results, all look at their
 dashboard. CSRF tokens are read from the forms, as a browser does.
 
@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from django_otp.oath import totp
-from locust import constant, events
+from locust import between, constant, events
 from locust.contrib.fasthttp import FastHttpUser
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["LOAD_PLAN"]).read_text()) if "LOAD_PLAN" in os.environ else {}
 COUNTS = {k: int(v) for k, _, v in (p.partition(":") for p in os.environ.get("LOAD_COUNTS", "").split(",") if p)}
 TAG = os.environ.get("LOAD_TAG", "load")
+# LOAD_THINK "low,high": each user pauses between low and high seconds between pages (the paced rounds);
+# unset, users work without pause (the saturation rounds).
+THINK = tuple(float(x) for x in os.environ["LOAD_THINK"].split(",")) if os.environ.get("LOAD_THINK") else ()
 STEPS = Path(os.environ.get("LOAD_STEPS", "/tmp/load-steps"))  # noqa: S108 - the driver always sets it
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 RECORDS: list[tuple[str, float, float, bool]] = []  # (kind, start, seconds, ok) of every request
@@ -78,7 +81,7 @@ def _account(role: str) -> dict[str, Any]:
 class Staff(FastHttpUser):
     abstract = True
     role = ""
-    wait_time = constant(0)
+    wait_time = between(*THINK) if THINK else constant(0)
     default_headers = HEADERS
     network_timeout = 60.0
     connection_timeout = 10.0

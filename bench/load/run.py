@@ -1,6 +1,7 @@
 """Load test: signed-in staff of several roles against gunicorn, with a plaintext baseline in the same run.
 
     .venv/bin/python -m bench.load.run --users 16 --duration 60 [--workers 4] [--rounds 2] [--patients 250]
+        [--paced 60 --think 0.5,1.5]
 
 What it does (bench/README.md has the figures):
 
@@ -16,7 +17,9 @@ What it does (bench/README.md has the figures):
    no audit); a third server runs the subject with one worker, for the scaling figure.
 3. Runs locust (bench/load/locustfile.py) against each in interleaved rounds (``--rounds`` of
    ``--duration / --rounds`` seconds each, the order rotated every round), so that drift on the
-   machine lands on both sides.
+   machine lands on both sides. The users work without pause: 16 users keep 16 requests in flight,
+   the servers saturated. With ``--paced``, more interleaved rounds of baseline and subject follow
+   with the same users pausing ``--think`` seconds between pages: latency at a working pace.
 4. Prints requests/s, p50/p95/p99 per page kind and overall, errors; the ratios subject/baseline and
    4 workers/1 worker; then checks that every successful chart response has its access events
    (and nothing more), waits for the sealer (bounded) to seal every event and, with the anomaly rules
@@ -74,6 +77,7 @@ def locust_round(
     plan: Path,
     tag: str,
     steps: Path,
+    think: tuple[float, float] | None = None,
 ) -> Round:
     """``seconds`` of work measured after every user has signed in (``sign_in`` seconds are allowed for it)."""
     counts = role_counts(users)
@@ -86,6 +90,7 @@ def locust_round(
         "LOAD_OUT": str(out),
         "LOAD_STEPS": str(steps),
         "LOAD_REFERER": f"https://127.0.0.1:{server.port}/",
+        "LOAD_THINK": f"{think[0]},{think[1]}" if think else "",
     }
     cmd = [
         str(BIN / "locust"),
@@ -165,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1-worker server (and its ratio)")
     parser.add_argument(
+        "--paced",
+        type=int,
+        default=0,
+        help="seconds per case (split over --rounds) of paced rounds after the saturation rounds: the same users"
+        " pausing --think seconds between pages; latency at a working pace rather than at saturation (default 0: none)",
+    )
+    parser.add_argument("--think", default="0.5,1.5", help="a paced user's pause between pages, 'low,high' seconds")
+    parser.add_argument(
         "--pg",
         default=os.environ.get("LOAD_PG", "private"),
         help="'private' (default): a throwaway cluster of its own; or a server URL, e.g. postgres://postgres@127.0.0.1:5432"
@@ -188,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.users < 1 or args.rounds < 1 or args.duration < args.rounds:
         parser.error("need at least one user, one round and one second per round")
+    try:
+        low, high = (float(x) for x in args.think.split(","))
+    except ValueError:
+        parser.error("--think is 'low,high' in seconds, e.g. 0.5,1.5")
+    if not 0 <= low <= high:
+        parser.error("--think needs 0 <= low <= high")
+    think = (low, high)
 
     tmp = Path(tempfile.mkdtemp(prefix="hc-load-"))
     cluster = PrivateCluster(tmp, args.pg_port) if args.pg == "private" else None
@@ -284,6 +304,26 @@ def main(argv: list[str] | None = None) -> int:
                         steps=steps[name],
                     )
                 )
+        # The paced rounds: baseline and subject (4 workers) only, the same users pausing between pages.
+        paced = {name: Case(f"{name} (paced)") for name in ("baseline", "subject")} if args.paced else {}
+        paced_seconds = args.paced // args.rounds
+        for index in range(args.rounds if paced else 0):
+            for name in list(paced)[index % 2 :] + list(paced)[: index % 2]:
+                print(f"paced round {index + 1}/{args.rounds}: {name} ({paced_seconds} s, think {args.think} s)")
+                paced[name].rounds.append(
+                    locust_round(
+                        f"{name}-paced",
+                        by_name[name],
+                        users=args.users,
+                        seconds=paced_seconds,
+                        sign_in=sign_in,
+                        tmp=tmp,
+                        plan=plan,
+                        tag=tag,
+                        steps=steps[name],
+                        think=think,
+                    )
+                )
         last_request = time.time()
         # The sealer must catch up within a bounded delay after the last request (servers still up).
         status = json.loads(
@@ -326,17 +366,29 @@ def main(argv: list[str] | None = None) -> int:
             f"p95 {pct(subject.durations(), 95):5.0f} / {pct(base.durations(), 95):5.0f} ms  "
             f"p99 {pct(subject.durations(), 99):5.0f} / {pct(base.durations(), 99):5.0f} ms  (target p99 < 250 ms)"
         )
+        if paced:
+            subject_paced, base_paced = paced["subject"], paced["baseline"]
+            for case in paced.values():
+                print_case(case)
+            print(f"\npaced (think {args.think} s), subject / baseline:")
+            print(f"  throughput {paired(subject_paced, base_paced):.2f}x (the users' pace bounds both)")
+            print(
+                f"  all            p50 {pct(subject_paced.durations(), 50):5.0f} / {pct(base_paced.durations(), 50):5.0f} ms  "
+                f"p95 {pct(subject_paced.durations(), 95):5.0f} / {pct(base_paced.durations(), 95):5.0f} ms  "
+                f"p99 {pct(subject_paced.durations(), 99):5.0f} / {pct(base_paced.durations(), 99):5.0f} ms"
+            )
         if "subject-1w" in cases:
             print(
                 f"  {args.workers} workers / 1 worker (subject): {paired(subject, cases['subject-1w']):.2f}x  (target >= 1.7x)"
             )
         # Sign-in requests count too: a refused sign-in or a 503 behind it is a failure of the run.
-        errors = sum(sum(r.failures.values()) for c in cases.values() for r in c.rounds)
+        errors = sum(sum(r.failures.values()) for c in [*cases.values(), *paced.values()] for r in c.rounds)
         if errors:
             failed.append(f"{errors} failed requests")
 
         # Every successful chart response must have its access events, and no chart view any other.
-        chart_ok = sum(r.chart_ok for name in cases if name != "baseline" for r in cases[name].rounds)
+        subject_cases = [c for name, c in cases.items() if name != "baseline"] + ([paced["subject"]] if paced else [])
+        chart_ok = sum(r.chart_ok for case in subject_cases for r in case.rounds)
         print(
             f"\nchart views answered 200 (subject): {chart_ok}; recorded: {status['chart_views']} views in "
             f"{status['chart_events']} access events"
