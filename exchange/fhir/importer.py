@@ -13,8 +13,8 @@ imported is counted as present and not written again.
 Practitioner and Organization go to the exchange directory (exchange.models.DirectoryEntry): shared
 ``hospitalInformation*``/``practitionerInformation*`` bundles are imported first from a folder, so
 the conditional references of the patient bundles after them resolve. A bundle's directory entries
-are looked up in one query and the new ones added in one INSERT (with the signals ``save()`` sends,
-so each has its change history entry).
+are looked up in one query and the new ones added in one INSERT, their change history entries
+(django-auditlog's, as ``save()`` would have written them) in another (audit/history.py).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models.signals import post_save, pre_save
 from tqdm import tqdm
 
+from audit.history import log_created
 from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
 from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_bundle, validate_bundle
 from exchange.models import DirectoryEntry
@@ -258,14 +258,10 @@ class _BundleImport:
             using = DirectoryEntry.objects.db
             try:
                 with transaction.atomic(using=using):
-                    # The signals save() would send (django-auditlog's change history listens).
-                    for row in new:
-                        pre_save.send(DirectoryEntry, instance=row, raw=False, using=using, update_fields=None)
                     DirectoryEntry.objects.bulk_create(new)
-                    for row in new:
-                        post_save.send(
-                            DirectoryEntry, instance=row, created=True, raw=False, using=using, update_fields=None
-                        )
+                    # Each row's change history, as save() would have had django-auditlog write it,
+                    # in one INSERT (audit/history.py).
+                    log_created(DirectoryEntry, new)
             except IntegrityError:
                 # Another import added one of them meanwhile: one by one, as get_or_create does.
                 for row in new:
