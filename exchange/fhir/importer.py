@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from audit.history import log_created
 from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
-from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_bundle, validate_bundle
+from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_valid_bundle
 from exchange.models import DirectoryEntry
 from records.crypto import source_index
 from records.models import (
@@ -136,7 +136,7 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
             result = FileResult(path)
             summary.files.append(result)
             try:
-                valid = validate_bundle(read_bundle(path), known=known_target)
+                valid = read_valid_bundle(path, known=known_target)
                 result.resources = len(valid.entries)
                 with transaction.atomic():
                     counts = import_bundle(valid, actor=actor, progress=resource_bar)
