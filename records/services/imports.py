@@ -130,7 +130,7 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
     same kind, in the same order, as if each kind were saved by a call of its own (the rows of the
     kinds before it have their primary keys, the others not). The database enforces the rest (unique
     row identities, check constraints), so a refusal anywhere undoes the caller's whole transaction.
-    One change event per row, naming field names only, written together per kind. No
+    One change event per row, naming field names only, all written together after the rows. No
     django-auditlog entry: that history is the safety net for writes that bypass these services
     (audit/apps.py), and these rows come with their change events.
     """
@@ -155,6 +155,7 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
         else set()
     )
     saved: list[_Imported] = []
+    groups: list[tuple[type, DataCategory, tuple[str, ...], list[tuple[int, int]]]] = []
     for model, rows in kinds.items():
         for entry in rows:
             if not entry.source_id:
@@ -171,24 +172,19 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
         ):
             # A bundle may hold several patients: a result must not land in another patient's encounter.
             raise ValidationError({"encounter": "The encounter belongs to another patient."})
-        saved.extend(_insert_kind(actor, model, rows))
+        inserted: list[_Imported] = bulk_insert(model, rows)
+        groups.append((model, IMPORT_CATEGORIES[model], _event_fields(model), [(e.patient_id, e.pk) for e in inserted]))
+        saved.extend(inserted)
+    # The change events of every kind written above, in one INSERT, in this transaction: if it fails,
+    # none of the rows stays (the caller's transaction is undone with the error).
+    patient_rows_changed.send(sender=type(entries[0]), actor=actor, action="import", groups=groups)
     return saved
 
 
-def _insert_kind(actor: Any, model: type[_Imported], rows: list[_Imported]) -> list[_Imported]:
-    """One INSERT (COPY on PostgreSQL) of validated rows of one kind, and one of their change events."""
-    inserted: list[_Imported] = bulk_insert(model, rows)
-    fields = tuple(
+def _event_fields(model: type[_Imported]) -> tuple[str, ...]:
+    """The field names a change event of an imported row names (values never)."""
+    return tuple(
         field.name
         for field in model._meta.concrete_fields
         if not field.primary_key and field.name not in ("patient", "row_uid", "source_id", "created_at")
     )
-    patient_rows_changed.send(
-        sender=model,
-        actor=actor,
-        category=IMPORT_CATEGORIES[model],
-        action="import",
-        fields=fields,
-        rows=[(entry.patient_id, entry.pk) for entry in inserted],
-    )
-    return inserted

@@ -20,6 +20,7 @@ from records.services import (
     imported_entries_create,
     imported_entry_create,
     imported_patient_create,
+    imports,
 )
 
 pytestmark = pytest.mark.django_db
@@ -208,3 +209,54 @@ def test_a_refusal_of_a_later_kind_leaves_the_rows_of_that_kind_without_keys(fro
     assert all(row.pk for row in conditions)
     assert observation.pk is None
     assert not Condition.objects.exists()
+
+
+def test_the_change_events_of_several_kinds_are_one_insert_each_naming_its_kind(front_desk: User) -> None:
+    patient = _patient(front_desk)
+    encounter = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+    rows = [*_conditions(patient, 2), *[_observation(patient, encounter, f"o{n}") for n in range(3)]]
+    with CaptureQueriesContext(connection) as queries:
+        saved = imported_entries_create(actor=front_desk, entries=rows)
+
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "audit_changeevent"')]
+    assert len(inserts) == 1
+    events = ChangeEvent.objects.filter(action="import", object_type__in=["Condition", "Observation"]).order_by("pk")
+    assert [(e.object_type, e.category, e.object_id, e.patient_id, e.actor_id) for e in events] == [
+        (
+            type(row).__name__,
+            "conditions" if type(row) is Condition else "observations",
+            row.pk,
+            patient.pk,
+            front_desk.pk,
+        )
+        for row in saved
+    ]
+    assert {tuple(e.fields) for e in events if e.object_type == "Condition"} == {
+        tuple(sorted(imports._event_fields(Condition)))
+    }
+    assert {tuple(e.fields) for e in events if e.object_type == "Observation"} == {
+        tuple(sorted(imports._event_fields(Observation)))
+    }
+
+
+def test_rows_whose_change_events_cannot_be_written_are_not_kept(
+    front_desk: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit import services as audit_services
+
+    patient = _patient(front_desk)
+    encounter = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+
+    def unavailable(rows: object) -> None:
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(audit_services, "insert_unsealed", unavailable)
+    rows = [*_conditions(patient, 2), _observation(patient, encounter, "o")]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        imported_entries_create(actor=front_desk, entries=rows)
+    assert not Condition.objects.exists()
+    assert not Observation.objects.exists()
