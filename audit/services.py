@@ -109,11 +109,13 @@ def change_event_groups_record(
     the order given; each event as :func:`change_event_record` writes it."""
     ctx = context.current()
     who = _actor_fields(actor)
+    at = timezone.now()  # one instant for the batch, as for an access's events
     events: list[ChangeEvent] = []
     for object_type, category, fields, rows in groups:
         names = sorted(fields)
         events.extend(
             ChangeEvent(
+                at=at,
                 **who,
                 patient_id=patient_id,
                 category=category,
