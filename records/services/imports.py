@@ -124,7 +124,9 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
 
     Each entry is an unsaved model instance with its patient and ``source_id`` set; rows of several
     imported kinds may come together, and are written kind by kind in the order their first row
-    comes. Each kind's fields are validated (``full_clean``) before its rows are written; the checks
+    comes. A row may point to an encounter of the same call before it has a key (``row.encounter =
+    the unsaved encounter``) if the encounters come first: it gets the key when they are written, and
+    the encounter must be the row's patient's. Each kind's fields are validated (``full_clean``) before its rows are written; the checks
     that would cost a query per row are asked once for all the rows (the patients exist, each
     encounter belongs to its row's patient) and applied kind by kind, so a refusal is raised by the
     same kind, in the same order, as if each kind were saved by a call of its own (the rows of the
@@ -154,6 +156,8 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
         if wanted
         else set()
     )
+    # Encounters of this call, by identity: a row may point to one of them before it has a key.
+    batch_encounters = {id(entry) for entry in entries if type(entry) is Encounter}
     saved: list[_Imported] = []
     groups: list[tuple[type, DataCategory, tuple[str, ...], list[tuple[int, int]]]] = []
     for model, rows in kinds.items():
@@ -172,6 +176,8 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
         ):
             # A bundle may hold several patients: a result must not land in another patient's encounter.
             raise ValidationError({"encounter": "The encounter belongs to another patient."})
+        if any(not _new_encounter_ok(entry, batch_encounters) for entry in rows):
+            raise ValidationError({"encounter": "The encounter belongs to another patient or was not written first."})
         inserted: list[_Imported] = bulk_insert(model, rows)
         groups.append((model, IMPORT_CATEGORIES[model], _event_fields(model), [(e.patient_id, e.pk) for e in inserted]))
         saved.extend(inserted)
@@ -179,6 +185,19 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
     # none of the rows stays (the caller's transaction is undone with the error).
     patient_rows_changed.send(sender=type(entries[0]), actor=actor, action="import", groups=groups)
     return saved
+
+
+def _new_encounter_ok(entry: Any, batch_encounters: set[int]) -> bool:
+    """A row that holds an unsaved encounter (no ``encounter_id`` yet) instead of a key: the encounter
+    must be one of this call's, already written (its kind came first), and of the row's patient.
+    Rows with a key were checked against the database with the others."""
+    if getattr(entry, "encounter_id", None) is not None:
+        return True
+    # The related row assigned (Django keeps it in the instance's field cache), never a query.
+    encounter: Any = entry._state.fields_cache.get("encounter")
+    if encounter is None:
+        return True  # no encounter
+    return id(encounter) in batch_encounters and encounter.pk is not None and encounter.patient_id == entry.patient_id
 
 
 def _event_fields(model: type[_Imported]) -> tuple[str, ...]:
