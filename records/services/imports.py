@@ -93,7 +93,8 @@ def imported_patient_create(
     for name, value in details.items():
         setattr(patient, name, value)
     _set_indexes(patient)
-    _save(patient, actor)
+    # _require marked the transaction, in this savepoint, and nothing was rolled back since.
+    _save(patient, actor, marked=True)
     _changed(
         Patient,
         actor=actor,
