@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.roles import Capability, DataCategory
-from healthcrypt.bulk import bulk_insert
+from healthcrypt.bulk import bulk_insert, draw_keys
 from records.crypto import mrn_index
 from records.models import (
     Allergy,
@@ -159,6 +159,8 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
     )
     # Encounters of this call, by identity: a row may point to one of them before it has a key.
     batch_encounters = {id(entry) for entry in entries if type(entry) is Encounter}
+    # Every kind's keys in one statement (PostgreSQL's COPY path), before the first kind is checked.
+    keys = draw_keys(list(kinds.items()))
     saved: list[_Imported] = []
     groups: list[tuple[type, DataCategory, tuple[str, ...], list[tuple[int, int]]]] = []
     for model, rows in kinds.items():
@@ -179,7 +181,7 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
             raise ValidationError({"encounter": "The encounter belongs to another patient."})
         if any(not _new_encounter_ok(entry, batch_encounters) for entry in rows):
             raise ValidationError({"encounter": "The encounter belongs to another patient or was not written first."})
-        inserted: list[_Imported] = bulk_insert(model, rows)
+        inserted: list[_Imported] = bulk_insert(model, rows, keys=keys.get(model))
         groups.append((model, IMPORT_CATEGORIES[model], _event_fields(model), [(e.patient_id, e.pk) for e in inserted]))
         saved.extend(inserted)
     # The change events of every kind written above, in one INSERT, in this transaction: if it fails,
