@@ -65,10 +65,11 @@ def draw_keys(
     tables = [quote(model._meta.db_table) for model, _ in wanted]
     columns = [model._meta.pk.column for model, _ in wanted]
     with connection.cursor() as cursor:
+        # Each sequence looked up once per batch (not once per key), then a key per row from it.
         cursor.execute(
-            "SELECT g.k, pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(g.t, g.c)) "
-            "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[]) AS g(k, t, c, n) "
-            "CROSS JOIN LATERAL pg_catalog.generate_series(1, g.n)",
+            "WITH g AS MATERIALIZED (SELECT k, pg_catalog.pg_get_serial_sequence(t, c)::pg_catalog.regclass AS s, n "
+            "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[]) AS u(k, t, c, n)) "
+            "SELECT g.k, pg_catalog.nextval(g.s) FROM g CROSS JOIN LATERAL pg_catalog.generate_series(1, g.n)",
             [list(range(len(wanted))), tables, columns, [count for _, count in wanted]],
         )
         drawn: list[list[int]] = [[] for _ in wanted]
