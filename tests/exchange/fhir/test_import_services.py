@@ -218,7 +218,7 @@ def test_the_change_events_of_several_kinds_are_one_insert_each_naming_its_kind(
     encounter = imported_entry_create(
         actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
     )
-    rows = [*_conditions(patient, 2), *[_observation(patient, encounter, f"o{n}") for n in range(3)]]
+    rows: list[Any] = [*_conditions(patient, 2), *[_observation(patient, encounter, f"o{n}") for n in range(3)]]
     with CaptureQueriesContext(connection) as queries:
         saved = imported_entries_create(actor=front_desk, entries=rows)
 
@@ -257,7 +257,7 @@ def test_rows_whose_change_events_cannot_be_written_are_not_kept(
         raise RuntimeError("audit store unavailable")
 
     monkeypatch.setattr(audit_services, "insert_unsealed", unavailable)
-    rows = [*_conditions(patient, 2), _observation(patient, encounter, "o")]
+    rows: list[Any] = [*_conditions(patient, 2), _observation(patient, encounter, "o")]
     with pytest.raises(RuntimeError), transaction.atomic():
         imported_entries_create(actor=front_desk, entries=rows)
     assert not Condition.objects.exists()
@@ -268,7 +268,7 @@ def test_rows_may_point_to_an_encounter_written_first_in_the_same_call(front_des
     patient = _patient(front_desk)
     first = Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e1")
     second = Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e2")
-    rows = [_observation(patient, first, "o1"), _observation(patient, second, "o2")]
+    rows: list[Any] = [_observation(patient, first, "o1"), _observation(patient, second, "o2")]
     rows.append(Condition(patient=patient, encounter=second, display="x", recorded_at=timezone.now(), source_id="c"))
     with CaptureQueriesContext(connection) as queries:
         imported_entries_create(actor=front_desk, entries=[first, second, *rows])
@@ -291,7 +291,7 @@ def test_a_row_pointing_to_an_unsaved_encounter_it_may_not_use_writes_nothing(fr
         source_id="e",
     )
     row = _observation(mine, encounter, "o")
-    entries: list[Any] = {
+    entries: list[Any] = {  # type: ignore[assignment]
         "another patient's encounter": [encounter, row],
         "an encounter not in the call": [row],
         "encounters last": [row, encounter],
@@ -318,7 +318,7 @@ def test_a_bundle_is_written_in_one_call_of_the_service(front_desk: User, monkey
         (p for p in samples.glob("*.json") if not p.name.startswith(importer.SHARED_PREFIXES)),
         key=lambda p: p.stat().st_size,
     )
-    real = importer.imported_entries_create
+    real = importer.imported_entries_create  # type: ignore[attr-defined]
     calls: list[int] = []
 
     def counted(*, actor: Any, entries: list[Any]) -> Any:
