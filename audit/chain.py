@@ -224,6 +224,49 @@ def insert_unsealed(rows: Sequence[_C]) -> list[_C]:
     return created
 
 
+# Column types whose values travel as JSON themselves (not as text) in _insert's JSON rows.
+_JSON_TYPES = frozenset({"jsonb", "json"})
+_DIFFERS = object()
+
+
+def _with_slots(selected: list[str], shared: list[bool]) -> list[Any]:
+    """The SELECT list in column order: the shared columns' casts, a slot for each differing one."""
+    parts = iter(selected)
+    return [next(parts) if same else _DIFFERS for same in shared]
+
+
+def _json_rows(arrays: list[tuple[str, list[Any]]]) -> str | None:
+    """The differing columns' prepared values as a JSON array of rows, or None when a value has no
+    exact JSON form here (then they travel as arrays): text, integers, booleans, NULL, aware instants
+    (ISO 8601 with their offset, which the database parses to the same microsecond), and the value of
+    a JSON column dumped by the standard encoder."""
+    from psycopg.types.json import Jsonb  # PostgreSQL only (the caller's branch)
+
+    columns: list[list[Any]] = []
+    for db_type, column in arrays:
+        if db_type in _JSON_TYPES:
+            out = []
+            for value in column:
+                # Django's Jsonb adapter with the default encoder; NULL would become JSON null here.
+                if type(value) is not Jsonb or value.obj is None or getattr(value, "dumps", None) is not json.dumps:
+                    return None
+                out.append(value.obj)
+            columns.append(out)
+            continue
+        out = []
+        for value in column:
+            kind = type(value)
+            # int subclasses too: psycopg's Int8 and the like, which the fields prepare for bigint columns.
+            if value is None or kind is str or isinstance(value, int):
+                out.append(value)
+            elif kind is datetime.datetime and value.tzinfo is not None:
+                out.append(value.isoformat())
+            else:
+                return None
+        columns.append(out)
+    return json.dumps([list(row) for row in zip(*columns, strict=True)], separators=(",", ":"))
+
+
 def _insert(model: type[_C], rows: Sequence[_C]) -> list[_C]:
     """``bulk_create`` of stamped rows; on PostgreSQL, a column whose value every row shares is sent once.
 
@@ -263,17 +306,33 @@ def _insert(model: type[_C], rows: Sequence[_C]) -> list[_C]:
             selected.append(f"(%s)::{db_type}")
             params.append(field.get_db_prep_save(column[0], connection))
         else:
-            selected.append(f"u.c{len(arrays)}")
             arrays.append((db_type, [field.get_db_prep_save(value, connection) for value in column]))
-    # The array parameters come after the shared ones in the statement: SELECT list first, then FROM.
-    params.extend(array for _, array in arrays)
     # Names and types from the model's own fields, quoted; every value is a parameter.
     table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
     columns = ", ".join(quote(field.column) for field in fields)
-    unnest = ", ".join(f"(%s)::{db_type}[]" for db_type, _ in arrays)
-    aliases = ", ".join(f"c{i}" for i in range(len(arrays)))
-    select = ", ".join(selected)
-    sql = f"INSERT INTO {table} ({columns}) SELECT {select} FROM unnest({unnest}) AS u({aliases}) RETURNING {pk}"  # noqa: S608
+    as_json = _json_rows(arrays)
+    if as_json is not None:
+        # The differing columns as one JSON document of rows (json.dumps in C, one value to quote),
+        # each value read back as text (``->>``, NULL for null) and cast to its column's type as an
+        # array element would be, a JSON column's value taken as it is; in the order of the rows.
+        differing = iter(
+            f"(u.e->{i})::{db_type}" if db_type in _JSON_TYPES else f"(u.e->>{i})::{db_type}"
+            for i, (db_type, _) in enumerate(arrays)
+        )
+        select = ", ".join(part if part != _DIFFERS else next(differing) for part in _with_slots(selected, shared))
+        params.append(as_json)
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
+            f"FROM json_array_elements((%s)::json) WITH ORDINALITY AS u(e, n) ORDER BY u.n RETURNING {pk}"
+        )
+    else:
+        # The array parameters come after the shared ones in the statement: SELECT list first, then FROM.
+        params.extend(array for _, array in arrays)
+        slots = iter(f"u.c{i}" for i in range(len(arrays)))
+        select = ", ".join(part if part != _DIFFERS else next(slots) for part in _with_slots(selected, shared))
+        unnest = ", ".join(f"(%s)::{db_type}[]" for db_type, _ in arrays)
+        aliases = ", ".join(f"c{i}" for i in range(len(arrays)))
+        sql = f"INSERT INTO {table} ({columns}) SELECT {select} FROM unnest({unnest}) AS u({aliases}) RETURNING {pk}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         keys = [key for (key,) in cursor.fetchall()]

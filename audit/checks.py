@@ -12,7 +12,13 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from accounts.signals import auth_event
 from audit.guards import MAINTENANCE_ROLE, guard_problems
-from records.signals import break_glass_granted, disclosure_made, patient_data_accessed, patient_data_changed
+from records.signals import (
+    break_glass_granted,
+    disclosure_made,
+    patient_data_accessed,
+    patient_data_changed,
+    patient_rows_changed,
+)
 
 AUDIT_MIDDLEWARE = "audit.middleware.AuditContextMiddleware"
 GUARDS_MIGRATION = ("audit", "0004_guards_v2")
@@ -33,6 +39,8 @@ def check_audit_receivers(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     signals = {
         "patient_data_accessed": patient_data_accessed,
         "patient_data_changed": patient_data_changed,
+        # An import's rows are recorded through this one: without its receiver they would be written unrecorded.
+        "patient_rows_changed": patient_rows_changed,
         "disclosure_made": disclosure_made,
         "auth_event": auth_event,
         "break_glass_granted": break_glass_granted,

@@ -47,13 +47,13 @@ def on_patient_data_changed(sender: Any, **kwargs: Any) -> None:
 
 
 def on_patient_rows_changed(sender: Any, **kwargs: Any) -> None:
-    services.change_events_record(
+    services.change_event_groups_record(
         actor=kwargs.get("actor"),
-        rows=kwargs.get("rows", ()),
-        category=str(kwargs["category"]),
         action=str(kwargs["action"]),
-        fields=kwargs.get("fields", ()),
-        object_type=getattr(sender, "__name__", str(sender)),
+        groups=[
+            (getattr(model, "__name__", str(model)), str(category), fields, rows)
+            for model, category, fields, rows in kwargs["groups"]
+        ],
     )
 
 

@@ -95,12 +95,28 @@ def change_events_record(
 ) -> list[ChangeEvent]:
     """Store one change event per (patient id, object id) of rows of one kind written together, in one
     INSERT (an import's batch); the same fields as :func:`change_event_record`."""
+    return change_event_groups_record(actor=actor, action=action, groups=[(object_type, category, fields, rows)])
+
+
+def change_event_groups_record(
+    *,
+    actor: Any,
+    action: str,
+    groups: Iterable[tuple[str, str, Iterable[str], Iterable[tuple[int | None, int | None]]]],
+) -> list[ChangeEvent]:
+    """Store one change event per row of rows of several kinds written together (an import's batch:
+    ``(object type, category, field names, [(patient id, object id)...])`` per kind), in one INSERT, in
+    the order given; each event as :func:`change_event_record` writes it."""
     ctx = context.current()
-    names = sorted(fields)
-    return insert_unsealed(
-        [
+    who = _actor_fields(actor)
+    at = timezone.now()  # one instant for the batch, as for an access's events
+    events: list[ChangeEvent] = []
+    for object_type, category, fields, rows in groups:
+        names = sorted(fields)
+        events.extend(
             ChangeEvent(
-                **_actor_fields(actor),
+                at=at,
+                **who,
                 patient_id=patient_id,
                 category=category,
                 action=action,
@@ -112,8 +128,8 @@ def change_events_record(
                 request_id=ctx.request_id,
             )
             for patient_id, object_id in rows
-        ]
-    )
+        )
+    return insert_unsealed(events)
 
 
 def auth_event_record(

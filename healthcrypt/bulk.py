@@ -28,22 +28,67 @@ _M = TypeVar("_M", bound=models.Model)
 MIN_ROWS = 2
 
 
-def bulk_insert(model: type[_M], rows: Sequence[_M]) -> list[_M]:
-    """Insert new ``rows`` of ``model`` (all unsaved, of exactly this model) and return them with their keys."""
+def _copied(model: type[models.Model], rows: Sequence[models.Model]) -> bool:
+    """Will :func:`bulk_insert` write these rows with COPY (and so draw their keys first)?"""
+    connection = connections[model._default_manager.db]
+    return not (
+        connection.vendor != "postgresql"
+        or len(rows) < MIN_ROWS
+        or not isinstance(model._meta.pk, models.AutoField)
+        or model._meta.parents
+        or any(type(row) is not model or row.pk is not None for row in rows)
+        or any(
+            field.db_default is not models.NOT_PROVIDED or field.generated
+            for field in model._meta.concrete_fields
+            if not field.primary_key
+        )
+    )
+
+
+def draw_keys(
+    batches: Sequence[tuple[type[models.Model], Sequence[models.Model]]],
+) -> dict[type[models.Model], list[int]]:
+    """The keys :func:`bulk_insert` will need for each batch of new rows it copies, drawn from every
+    table's own sequence in one statement (instead of one per batch); pass each model's to
+    ``bulk_insert(keys=...)``. Batches it would not copy get none. Keys drawn and not used (a batch
+    refused before its insert) are a gap in the sequence, as for a rolled-back INSERT. One batch per model."""
+    wanted = [(model, len(rows)) for model, rows in batches if rows and _copied(model, rows)]
+    if not wanted:
+        return {}
+    if len({model for model, _ in wanted}) != len(wanted):
+        raise ValueError("One batch per model")
+    using = wanted[0][0]._default_manager.db
+    connection = connections[using]
+    if any(model._default_manager.db != using for model, _ in wanted):
+        raise ValueError("Every batch on the same database")
+    quote = connection.ops.quote_name
+    tables = [quote(model._meta.db_table) for model, _ in wanted]
+    columns = [model._meta.pk.column for model, _ in wanted]
+    with connection.cursor() as cursor:
+        # Each sequence looked up once per batch (not once per key), then a key per row from it.
+        cursor.execute(
+            "WITH g AS MATERIALIZED (SELECT k, pg_catalog.pg_get_serial_sequence(t, c)::pg_catalog.regclass AS s, n "
+            "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[]) AS u(k, t, c, n)) "
+            "SELECT g.k, pg_catalog.nextval(g.s) FROM g CROSS JOIN LATERAL pg_catalog.generate_series(1, g.n)",
+            [list(range(len(wanted))), tables, columns, [count for _, count in wanted]],
+        )
+        drawn: list[list[int]] = [[] for _ in wanted]
+        for index, key in cursor.fetchall():
+            drawn[index].append(key)
+    return {model: keys for (model, _), keys in zip(wanted, drawn, strict=True)}
+
+
+def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | None = None) -> list[_M]:
+    """Insert new ``rows`` of ``model`` (all unsaved, of exactly this model) and return them with their keys.
+
+    ``keys``: drawn for these rows by :func:`draw_keys` (else drawn here, in a statement of their own)."""
     if not rows:
         return []
     using = model._default_manager.db
     connection = connections[using]
     pk = model._meta.pk
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    if (
-        connection.vendor != "postgresql"
-        or len(rows) < MIN_ROWS
-        or not isinstance(pk, models.AutoField)
-        or model._meta.parents
-        or any(type(row) is not model or row.pk is not None for row in rows)
-        or any(field.db_default is not models.NOT_PROVIDED or field.generated for field in fields)
-    ):
+    if not _copied(model, rows):
         return list(model._default_manager.bulk_create(rows))
     for row in rows:
         # What bulk_create checks first: a related object assigned but not saved is refused.
@@ -61,16 +106,17 @@ def bulk_insert(model: type[_M], rows: Sequence[_M]) -> list[_M]:
     table = model._meta.db_table
     columns = ", ".join(quote(column) for column in (pk.column, *(field.column for field in fields)))
     with connection.cursor() as cursor:
-        # The keys an INSERT would have drawn, from the same sequence, in row order.
-        cursor.execute(
-            "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(%s, %s)) "
-            "FROM pg_catalog.generate_series(1, %s)",
-            [quote(table), pk.column, len(rows)],
-        )
-        drawn = [key for (key,) in cursor.fetchall()]
-        if len(drawn) != len(rows) or any(type(key) is not int for key in drawn):
+        if keys is None:
+            # The keys an INSERT would have drawn, from the same sequence, in row order.
+            cursor.execute(
+                "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(%s, %s)) "
+                "FROM pg_catalog.generate_series(1, %s)",
+                [quote(table), pk.column, len(rows)],
+            )
+            keys = [key for (key,) in cursor.fetchall()]
+        if len(keys) != len(rows) or any(type(key) is not int for key in keys):
             raise RuntimeError(f"The database did not give one key per row to insert into {table}")
-        keys = sorted(drawn)
+        keys = sorted(keys)
         # Names from the model's own fields, quoted; the values travel as COPY data, never as SQL.
         # Django's error wrapping, as for its own statements: a refused row is an IntegrityError.
         with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {quote(table)} ({columns}) FROM STDIN") as copy:

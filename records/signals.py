@@ -15,8 +15,9 @@ from django.dispatch import Signal
 patient_data_accessed = Signal()
 # kwargs: actor, patient_id, category, action, fields (names only), object_id
 patient_data_changed = Signal()
-# The same for many rows of one kind written at once (an import's batch): one event per row, written
-# together. kwargs: actor, category, action, fields (names only), rows (a list of (patient_id, object_id))
+# The same for many rows written at once (an import's batch): one event per row, all written together
+# (one INSERT). kwargs: actor, action, groups (a list of (model, category, fields (names only), rows (a
+# list of (patient_id, object_id))), one per kind of row)
 patient_rows_changed = Signal()
 # kwargs: actor, patient_id, recipient, category, purpose
 disclosure_made = Signal()

@@ -3,18 +3,20 @@
 Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens;
 then every resource is written through records/services (``imported_patient_create``,
 ``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
-the importer. Rows of one kind are written together (one INSERT of the rows, a COPY on PostgreSQL,
-and one INSERT of their change events), in the order that lets later kinds point to earlier ones: the encounters in one call of
-``imported_entries_create``, then every other kind in a second (the service's checks asked once for
-all of them). A bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
+the importer. Rows of one kind are written together (one INSERT of the rows, a COPY on PostgreSQL),
+in one call of ``imported_entries_create`` per bundle, in the order that lets later kinds point to
+earlier ones: the encounters first, then every other kind (the service's checks asked once for all of
+them, the change events of all of them in one INSERT). A row that points to a new encounter holds its
+unsaved row and gets its key when it is written; the service checks it is the same patient's. A
+bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already
 imported is counted as present and not written again.
 
 Practitioner and Organization go to the exchange directory (exchange.models.DirectoryEntry): shared
 ``hospitalInformation*``/``practitionerInformation*`` bundles are imported first from a folder, so
 the conditional references of the patient bundles after them resolve. A bundle's directory entries
-are looked up in one query and the new ones added in one INSERT (with the signals ``save()`` sends,
-so each has its change history entry).
+are looked up in one query and the new ones added in one INSERT, their change history entries
+(django-auditlog's, as ``save()`` would have written them) in another (audit/history.py).
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models.signals import post_save, pre_save
 from tqdm import tqdm
 
+from audit.history import log_created
 from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
-from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_bundle, validate_bundle
+from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_valid_bundle
 from exchange.models import DirectoryEntry
 from records.crypto import source_index
 from records.models import (
@@ -136,7 +138,7 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
             result = FileResult(path)
             summary.files.append(result)
             try:
-                valid = validate_bundle(read_bundle(path), known=known_target)
+                valid = read_valid_bundle(path, known=known_target)
                 result.resources = len(valid.entries)
                 with transaction.atomic():
                     counts = import_bundle(valid, actor=actor, progress=resource_bar)
@@ -186,6 +188,8 @@ class _BundleImport:
         self.pending: list[tuple[Entry, Any]] = []
         # source indexes waiting in pending (a resource twice in one bundle is written once)
         self.waiting: set[str] = set()
+        # entry index -> the unsaved row of a new encounter waiting in pending
+        self.new_encounters: dict[int, Encounter] = {}
 
     def count(self, resource_type: str) -> TypeCounts:
         return self.counts.setdefault(resource_type, TypeCounts())
@@ -205,8 +209,6 @@ class _BundleImport:
         for entry in entries:
             if entry.resource_type in DIRECTORY_TYPES:
                 continue  # written above, all at once
-            if self.pending and self.pending[0][0].resource_type == "Encounter" and entry.resource_type != "Encounter":
-                self.flush()  # the encounters, whose keys the rows after them need
             try:
                 self.one(entry)
             except (ValidationError, PermissionDenied, RecordNotFound, IntegrityError) as error:
@@ -217,7 +219,8 @@ class _BundleImport:
         return self.counts
 
     def flush(self) -> None:
-        """Write the rows waiting (the encounters, or then every other kind) through the records write path."""
+        """Write the rows waiting through the records write path, in one call: the encounters first (the
+        rows that point to a new encounter hold its unsaved row, and get its key when it is written)."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []
@@ -258,14 +261,10 @@ class _BundleImport:
             using = DirectoryEntry.objects.db
             try:
                 with transaction.atomic(using=using):
-                    # The signals save() would send (django-auditlog's change history listens).
-                    for row in new:
-                        pre_save.send(DirectoryEntry, instance=row, raw=False, using=using, update_fields=None)
                     DirectoryEntry.objects.bulk_create(new)
-                    for row in new:
-                        post_save.send(
-                            DirectoryEntry, instance=row, created=True, raw=False, using=using, update_fields=None
-                        )
+                    # Each row's change history, as save() would have had django-auditlog write it,
+                    # in one INSERT (audit/history.py).
+                    log_created(DirectoryEntry, new)
             except IntegrityError:
                 # Another import added one of them meanwhile: one by one, as get_or_create does.
                 for row in new:
@@ -335,6 +334,14 @@ class _BundleImport:
             )
         return self.rows[target.index]
 
+    def _encounter_of(self, entry: Entry) -> int | Encounter | None:
+        """The encounter ``entry`` points to: the key of one written before, or the unsaved row of one
+        waiting to be written in the same call (the service checks it is of the same patient)."""
+        target = self.valid.resolve(_extracted(entry).refs.get("encounter", ""))
+        if target is not None and target.resource_type == "Encounter" and target.index in self.new_encounters:
+            return self.new_encounters[target.index]
+        return self._pk_of(entry, "encounter", "Encounter")
+
     def _existing(self, patient_pk: int, model: Any) -> dict[str, int]:
         per_patient = self.existing.setdefault(patient_pk, {})
         if model not in per_patient:
@@ -354,17 +361,21 @@ class _BundleImport:
             self.count(entry.resource_type).present += 1
             return
         fields = dict(_extracted(entry).fields)
+        encounter: dict[str, Any] = {}
         if "encounter" in _extracted(entry).refs:
-            fields["encounter_id"] = self._pk_of(entry, "encounter", "Encounter")
-        row = model(patient_id=patient_pk, source_id=source)
+            target = self._encounter_of(entry)
+            encounter = {"encounter": target} if isinstance(target, Encounter) else {"encounter_id": target}
+        row = model(patient_id=patient_pk, source_id=source, **encounter)
         for name, value in fields.items():
             setattr(row, name, value)
         self.pending.append((entry, row))
         self.waiting.add(source)
+        if type(row) is Encounter:
+            self.new_encounters[entry.index] = row
         for number, component in enumerate(_extracted(entry).components):
             part = Observation(
                 patient_id=patient_pk,
-                encounter_id=fields.get("encounter_id"),
+                **encounter,
                 source_id=source_index("Observation", f"{entry.resource_id}#component/{number}"),
                 category=fields["category"],
                 status=fields["status"],

@@ -137,8 +137,8 @@ def resource_types() -> frozenset[str]:
     return frozenset(schema["discriminator"]["mapping"])
 
 
-def read_bundle(path: Path) -> dict[str, Any]:
-    """The parsed JSON of ``path``, refused (BundleInvalid) when too big, not JSON or nested too deep."""
+def _read(path: Path) -> bytes:
+    """The bytes of ``path``, refused (BundleInvalid) when it cannot be read or is too big."""
     limit = settings.FHIR_MAX_BUNDLE_BYTES
     try:
         size = path.stat().st_size
@@ -150,11 +150,29 @@ def read_bundle(path: Path) -> dict[str, Any]:
         )
     with path.open("rb") as handle:
         data = handle.read(limit + 1)
-    return parse_bundle(data)
+    return data
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    """The parsed JSON of ``path``, refused (BundleInvalid) when too big, not JSON or nested too deep."""
+    return parse_bundle(_read(path))
+
+
+def read_valid_bundle(path: Path, *, known: KnownTarget) -> ValidBundle:
+    """``validate_bundle(read_bundle(path))``, walking the parsed JSON once for its depth and its
+    references (steps 2 and 6) instead of once for each."""
+    parsed, references = _parse(_read(path))
+    return validate_bundle(parsed, known=known, _references_seen=references)
 
 
 def parse_bundle(data: bytes) -> dict[str, Any]:
     """Parse bundle JSON, refusing invalid JSON, a size over the limit and nesting deeper than allowed."""
+    parsed, _ = _parse(data)
+    return parsed
+
+
+def _parse(data: bytes) -> tuple[dict[str, Any], list[str]]:
+    """:func:`parse_bundle`, and every ``reference`` string anywhere in the JSON (from the same walk)."""
     limit = settings.FHIR_MAX_BUNDLE_BYTES
     if len(data) > limit:
         raise BundleInvalid([Problem("", f"the file is over the limit of {limit} bytes (FHIR_MAX_BUNDLE_BYTES)")])
@@ -167,7 +185,7 @@ def parse_bundle(data: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         # Line and column only: the message of a JSONDecodeError carries no document text.
         raise BundleInvalid([Problem("", f"invalid JSON at line {error.lineno}, column {error.colno}")]) from error
-    depth = _depth(parsed)
+    depth, references = _scan(parsed)
     if depth > settings.FHIR_MAX_JSON_DEPTH:
         raise BundleInvalid(
             [
@@ -179,32 +197,48 @@ def parse_bundle(data: bytes) -> dict[str, Any]:
         )
     if not isinstance(parsed, dict):
         raise BundleInvalid([Problem("", "the file is not a JSON object")])
-    return parsed
+    return parsed, references
 
 
 _CONTAINERS = (dict, list)
 
 
-def _depth(value: Any) -> int:
-    """How many levels of objects and arrays are nested in parsed JSON (0 for a scalar).
+def _scan(value: Any) -> tuple[int, list[str]]:
+    """How many levels of objects and arrays are nested in parsed JSON (0 for a scalar), and the
+    string value of every ``reference`` member of an object, anywhere (in no particular order).
 
     Walked level by level, keeping only the containers of each level: a bundle is mostly strings,
     and a stack of every value with its level cost as much as parsing the file. ``json.loads`` makes
-    plain dicts and lists only, so their exact types are asked (the cheapest test)."""
+    plain dicts and lists only, so their exact types are asked (the cheapest test). The references
+    come with the depth because both need every container visited, and a second walk cost as much
+    as the first (the reference check, step 6, reads them: :func:`_check_references`)."""
     deepest = 0
+    references: list[str] = []
+    found = references.append
     level = [value] if type(value) in _CONTAINERS else []
     while level:
         deepest += 1
         below: list[Any] = []
         add = below.extend
         for item in level:
-            add([child for child in (item.values() if type(item) is dict else item) if type(child) in _CONTAINERS])
+            if type(item) is dict:
+                reference = item.get("reference")
+                if type(reference) is str:
+                    found(reference)
+                add([child for child in item.values() if type(child) in _CONTAINERS])
+            else:
+                add([child for child in item if type(child) in _CONTAINERS])
         level = below
-    return deepest
+    return deepest, references
 
 
-def validate_bundle(bundle: dict[str, Any], *, known: KnownTarget) -> ValidBundle:
-    """Check a parsed bundle (steps 3 to 6 above); BundleInvalid lists every problem found."""
+def validate_bundle(
+    bundle: dict[str, Any], *, known: KnownTarget, _references_seen: list[str] | None = None
+) -> ValidBundle:
+    """Check a parsed bundle (steps 3 to 6 above); BundleInvalid lists every problem found.
+
+    ``_references_seen``: every reference string of ``bundle``, from the walk that just parsed it
+    (:func:`read_valid_bundle` only; otherwise the bundle is walked here)."""
     problems: list[Problem] = []
     if bundle.get("resourceType") != "Bundle":
         raise BundleInvalid([Problem("resourceType", "is not Bundle")])
@@ -270,7 +304,8 @@ def validate_bundle(bundle: dict[str, Any], *, known: KnownTarget) -> ValidBundl
                 )
             )
     if not problems:
-        problems.extend(_check_references(valid, known))
+        seen = _scan(bundle)[1] if _references_seen is None else _references_seen
+        problems.extend(_check_references(valid, known, seen))
     if problems:
         raise BundleInvalid(problems)
     return valid
@@ -305,8 +340,12 @@ def _references(value: Any, path: list[str | int]) -> Iterator[tuple[list[str | 
                 path.pop()
 
 
-def _check_references(valid: ValidBundle, known: KnownTarget) -> list[Problem]:
-    problems: list[Problem] = []
+def _check_references(valid: ValidBundle, known: KnownTarget, seen: list[str]) -> list[Problem]:
+    """Step 6 for every reference in the entries' resources. ``seen`` is every reference string in
+    the bundle (:func:`_scan`): when each of them resolves, so does each of the resources' and the
+    bundle passes without a walk for their paths; otherwise the resources are walked again, path by
+    path, and each reference that does not resolve is a problem (those outside a resource, such as
+    a signature's, are not checked, as before)."""
     by_identifier: dict[tuple[str, str, str], Entry] = {}
     by_relative = valid.by_relative
     for entry in valid.entries:
@@ -314,25 +353,41 @@ def _check_references(valid: ValidBundle, known: KnownTarget) -> list[Problem]:
             by_identifier.setdefault((entry.resource_type, system, value), entry)
         if entry.resource_id:
             by_relative[f"{entry.resource_type}/{entry.resource_id}"] = entry
+    answers: dict[str, str | None] = {}
+    for reference in seen:
+        if reference not in answers:
+            answers[reference] = _resolve(valid, by_identifier, known, reference)
+    if not any(answers.values()):
+        return []
+    problems: list[Problem] = []
     for entry in valid.entries:
         for path, reference in _references(entry.resource, [f"entry[{entry.index}]", "resource"]):
-            if reference.startswith("#"):
-                continue  # a contained resource
-            if reference.startswith("urn:uuid:"):
-                if reference not in valid.by_full_url:
-                    problems.append(Problem(_path(path), "points to no entry of this bundle"))
-                continue
-            match = CONDITIONAL.match(reference)
-            if match:
-                target = (match["type"], match["system"], match["value"])
-                if target in by_identifier:
-                    valid.conditional[reference] = by_identifier[target]
-                elif known(*target):
-                    valid.conditional[reference] = None
-                else:
-                    problems.append(Problem(_path(path), "is a conditional reference that matches nothing imported"))
-                continue
-            if RELATIVE.match(reference) and reference in by_relative:
-                continue
-            problems.append(Problem(_path(path), "cannot be resolved (only urn:uuid and conditional references are)"))
+            if reference not in answers:  # not seen by the walk that parsed the bundle: asked now
+                answers[reference] = _resolve(valid, by_identifier, known, reference)
+            problem = answers[reference]
+            if problem:
+                problems.append(Problem(_path(path), problem))
     return problems
+
+
+def _resolve(
+    valid: ValidBundle, by_identifier: dict[tuple[str, str, str], Entry], known: KnownTarget, reference: str
+) -> str | None:
+    """Why ``reference`` does not resolve (None: it does); a conditional one found is noted in ``valid``."""
+    if reference.startswith("#"):
+        return None  # a contained resource
+    if reference.startswith("urn:uuid:"):
+        return None if reference in valid.by_full_url else "points to no entry of this bundle"
+    match = CONDITIONAL.match(reference)
+    if match:
+        target = (match["type"], match["system"], match["value"])
+        if target in by_identifier:
+            valid.conditional[reference] = by_identifier[target]
+        elif known(*target):
+            valid.conditional[reference] = None
+        else:
+            return "is a conditional reference that matches nothing imported"
+        return None
+    if RELATIVE.match(reference) and reference in valid.by_relative:
+        return None
+    return "cannot be resolved (only urn:uuid and conditional references are)"

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.roles import Capability, DataCategory
-from healthcrypt.bulk import bulk_insert
+from healthcrypt.bulk import bulk_insert, draw_keys
 from records.crypto import mrn_index
 from records.models import (
     Allergy,
@@ -93,7 +93,8 @@ def imported_patient_create(
     for name, value in details.items():
         setattr(patient, name, value)
     _set_indexes(patient)
-    _save(patient, actor)
+    # _require marked the transaction, in this savepoint, and nothing was rolled back since.
+    _save(patient, actor, marked=True)
     _changed(
         Patient,
         actor=actor,
@@ -124,13 +125,15 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
 
     Each entry is an unsaved model instance with its patient and ``source_id`` set; rows of several
     imported kinds may come together, and are written kind by kind in the order their first row
-    comes. Each kind's fields are validated (``full_clean``) before its rows are written; the checks
+    comes. A row may point to an encounter of the same call before it has a key (``row.encounter =
+    the unsaved encounter``) if the encounters come first: it gets the key when they are written, and
+    the encounter must be the row's patient's. Each kind's fields are validated (``full_clean``) before its rows are written; the checks
     that would cost a query per row are asked once for all the rows (the patients exist, each
     encounter belongs to its row's patient) and applied kind by kind, so a refusal is raised by the
     same kind, in the same order, as if each kind were saved by a call of its own (the rows of the
     kinds before it have their primary keys, the others not). The database enforces the rest (unique
     row identities, check constraints), so a refusal anywhere undoes the caller's whole transaction.
-    One change event per row, naming field names only, written together per kind. No
+    One change event per row, naming field names only, all written together after the rows. No
     django-auditlog entry: that history is the safety net for writes that bypass these services
     (audit/apps.py), and these rows come with their change events.
     """
@@ -154,7 +157,12 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
         if wanted
         else set()
     )
+    # Encounters of this call, by identity: a row may point to one of them before it has a key.
+    batch_encounters = {id(entry) for entry in entries if type(entry) is Encounter}
+    # Every kind's keys in one statement (PostgreSQL's COPY path), before the first kind is checked.
+    keys = draw_keys(list(kinds.items()))
     saved: list[_Imported] = []
+    groups: list[tuple[type, DataCategory, tuple[str, ...], list[tuple[int, int]]]] = []
     for model, rows in kinds.items():
         for entry in rows:
             if not entry.source_id:
@@ -171,24 +179,34 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
         ):
             # A bundle may hold several patients: a result must not land in another patient's encounter.
             raise ValidationError({"encounter": "The encounter belongs to another patient."})
-        saved.extend(_insert_kind(actor, model, rows))
+        if any(not _new_encounter_ok(entry, batch_encounters) for entry in rows):
+            raise ValidationError({"encounter": "The encounter belongs to another patient or was not written first."})
+        inserted: list[_Imported] = bulk_insert(model, rows, keys=keys.get(model))
+        groups.append((model, IMPORT_CATEGORIES[model], _event_fields(model), [(e.patient_id, e.pk) for e in inserted]))
+        saved.extend(inserted)
+    # The change events of every kind written above, in one INSERT, in this transaction: if it fails,
+    # none of the rows stays (the caller's transaction is undone with the error).
+    patient_rows_changed.send(sender=type(entries[0]), actor=actor, action="import", groups=groups)
     return saved
 
 
-def _insert_kind(actor: Any, model: type[_Imported], rows: list[_Imported]) -> list[_Imported]:
-    """One INSERT (COPY on PostgreSQL) of validated rows of one kind, and one of their change events."""
-    inserted: list[_Imported] = bulk_insert(model, rows)
-    fields = tuple(
+def _new_encounter_ok(entry: Any, batch_encounters: set[int]) -> bool:
+    """A row that holds an unsaved encounter (no ``encounter_id`` yet) instead of a key: the encounter
+    must be one of this call's, already written (its kind came first), and of the row's patient.
+    Rows with a key were checked against the database with the others."""
+    if getattr(entry, "encounter_id", None) is not None:
+        return True
+    # The related row assigned (Django keeps it in the instance's field cache), never a query.
+    encounter: Any = entry._state.fields_cache.get("encounter")
+    if encounter is None:
+        return True  # no encounter
+    return id(encounter) in batch_encounters and encounter.pk is not None and encounter.patient_id == entry.patient_id
+
+
+def _event_fields(model: type[_Imported]) -> tuple[str, ...]:
+    """The field names a change event of an imported row names (values never)."""
+    return tuple(
         field.name
         for field in model._meta.concrete_fields
         if not field.primary_key and field.name not in ("patient", "row_uid", "source_id", "created_at")
     )
-    patient_rows_changed.send(
-        sender=model,
-        actor=actor,
-        category=IMPORT_CATEGORIES[model],
-        action="import",
-        fields=fields,
-        rows=[(entry.patient_id, entry.pk) for entry in inserted],
-    )
-    return inserted

@@ -12,7 +12,13 @@ from django.test import override_settings
 from accounts.signals import auth_event
 from audit import receivers
 from audit.checks import AUDIT_MIDDLEWARE, check_alert_link, check_audit_receivers
-from records.signals import break_glass_granted, disclosure_made, patient_data_accessed, patient_data_changed
+from records.signals import (
+    break_glass_granted,
+    disclosure_made,
+    patient_data_accessed,
+    patient_data_changed,
+    patient_rows_changed,
+)
 
 
 def test_the_configured_project_passes() -> None:
@@ -24,6 +30,7 @@ def test_the_configured_project_passes() -> None:
     [
         ("patient_data_accessed", patient_data_accessed, "audit.accessed", receivers.on_patient_data_accessed),
         ("patient_data_changed", patient_data_changed, "audit.changed", receivers.on_patient_data_changed),
+        ("patient_rows_changed", patient_rows_changed, "audit.rows_changed", receivers.on_patient_rows_changed),
         ("disclosure_made", disclosure_made, "audit.disclosure", receivers.on_disclosure_made),
         ("auth_event", auth_event, "audit.auth", receivers.on_auth_event),
         # Its receiver raises the grant's alert for review: no receiver, no review.

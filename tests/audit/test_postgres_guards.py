@@ -485,3 +485,30 @@ def test_pgaudit_logs_direct_reads_where_it_is_installed() -> None:
         cursor.execute("SELECT count(*) FROM records_patient")
         cursor.execute("SHOW pgaudit.log")
         assert cursor.fetchone()[0] == "read"
+
+
+def test_every_row_a_fhir_import_writes_seals_as_the_importer(front_desk: User) -> None:
+    # One mark per service call (the patient's save is marked by the service's own check), one
+    # service call for the records of a bundle: every row must still carry the importer's marker.
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from exchange.fhir import importer
+
+    samples = Path(settings.BASE_DIR).parent / "shared" / "data" / "fhir" / "synthea-r4"
+    if not samples.is_dir() or not Path(settings.FHIR_SCHEMA_PATH).is_file():
+        pytest.skip("the shared FHIR samples and R4 schema (../shared/data) are absent")
+    bundle = min(
+        (p for p in samples.glob("*.json") if not p.name.startswith(importer.SHARED_PREFIXES)),
+        key=lambda p: p.stat().st_size,
+    )
+    before = DirectChange.objects.count()
+    summary = importer.import_paths([bundle], actor=front_desk, progress=False)
+    assert not summary.failed
+    changes = list(DirectChange.objects.order_by("id")[before:])
+    assert {"records_patient", "records_encounter", "records_observation"} <= {c.table_name for c in changes}
+    seal_direct_changes()
+    seals = DirectChangeSeal.objects.filter(direct_change_id__in=[c.pk for c in changes])
+    assert seals.count() == len(changes)
+    assert {(seal.verified, seal.actor) for seal in seals} == {(True, f"user:{front_desk.pk}")}

@@ -456,3 +456,41 @@ def test_a_batch_of_change_events_sharing_most_columns_is_stored_as_stamped_and_
     ]
     seal_events()
     assert verify_all()[0] == []
+
+
+def test_a_batch_whose_columns_differ_in_awkward_ways_is_stored_exactly_as_stamped(nurse: User) -> None:
+    # The differing columns travel as one JSON document on PostgreSQL (audit/chain.py _json_rows):
+    # quotes, backslashes, non-ASCII, NULLs beside values, instants apart by a microsecond and JSON
+    # columns of several shapes must come back as the mac covered them, in order, and seal and verify.
+    from audit.chain import content_fields, insert_unsealed, row_mac
+
+    at = timezone.now().replace(microsecond=999_999)
+    awkward = ['a"b', "back\\slash", "ünïcødé ✓", "new\nline\ttab", "", "'; DROP TABLE x; --"]
+    events = [
+        ChangeEvent(
+            at=at + datetime.timedelta(microseconds=n),
+            actor_id=nurse.pk if n % 2 else None,
+            actor_username=text,
+            patient_id=None if n == 3 else 10**12 + n,
+            category="observations",
+            action="import",
+            object_type=text[:64],
+            object_id=n,
+            fields=[text] if n % 2 else {"nested": [n, None, text]},
+        )
+        for n, text in enumerate(awkward)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        insert_unsealed(events)
+
+    if connection.vendor == "postgresql":
+        assert any("json_array_elements" in q["sql"] for q in queries.captured_queries)
+    names = content_fields(ChangeEvent)
+    stored = {row.pk: row for row in ChangeEvent.objects.filter(pk__in=[e.pk for e in events])}
+    assert sorted(stored) == [e.pk for e in events]  # keys handed back in the rows' order
+    for event in events:
+        row = stored[event.pk]
+        assert [getattr(row, name) for name in names] == [getattr(event, name) for name in names]
+        assert row.mac == row_mac(ChangeEvent, [getattr(row, name) for name in names])
+    seal_events()
+    assert verify_all()[0] == []

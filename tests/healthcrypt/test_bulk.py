@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import DirectChange
-from healthcrypt.bulk import bulk_insert
+from healthcrypt.bulk import bulk_insert, draw_keys
 from records.db import mark_actor
 from records.models import Encounter, Observation, Patient
 from tests.factories import PatientFactory
@@ -91,3 +91,43 @@ def test_copy_fires_the_direct_change_trigger_once_per_row_with_the_marker() -> 
     assert [(change.operation, change.row_id) for change in changes] == [("INSERT", row.pk) for row in rows]
     assert len({change.actor_marker for change in changes}) == 1
     assert changes[0].actor_marker.startswith("v1:system:test:")
+
+
+def test_the_keys_of_several_batches_are_drawn_in_one_statement_and_used() -> None:
+    patient = PatientFactory()
+    encounters = [
+        Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id=f"e{i}") for i in range(2)
+    ]
+    observations = _observations(patient, 3)
+    with CaptureQueriesContext(connection) as drawing:
+        keys = draw_keys([(Encounter, encounters), (Observation, observations), (Observation, [])])
+    if connection.vendor != "postgresql":
+        assert keys == {}
+        assert len(drawing) == 0
+        return
+    assert len(drawing) == 1
+    assert {model: len(drawn) for model, drawn in keys.items()} == {Encounter: 2, Observation: 3}
+    with CaptureQueriesContext(connection) as inserting:
+        bulk_insert(Encounter, encounters, keys=keys[Encounter])
+        bulk_insert(Observation, observations, keys=keys[Observation])
+    assert not [q for q in inserting.captured_queries if "nextval" in q["sql"]]
+    assert [row.pk for row in encounters] == sorted(keys[Encounter])
+    assert [row.pk for row in observations] == sorted(keys[Observation])
+    assert Observation.objects.filter(pk__in=keys[Observation]).count() == 3
+    # The next INSERT of the table draws after them (the same sequence).
+    later = Observation.objects.create(
+        patient=patient, category="vital-signs", display="x", effective_at=timezone.now(), source_id="later"
+    )
+    assert later.pk > max(keys[Observation])
+
+
+def test_a_batch_bulk_insert_would_not_copy_gets_no_keys_and_keys_must_fit() -> None:
+    patient = PatientFactory()
+    assert draw_keys([(Observation, _observations(patient, 1))]) == {}  # one row: bulk_create
+    if connection.vendor != "postgresql":
+        return
+    rows = _observations(patient, 2)
+    with pytest.raises(RuntimeError, match="one key per row"):
+        bulk_insert(Observation, rows, keys=[1])
+    with pytest.raises(ValueError, match="One batch per model"):
+        draw_keys([(Observation, rows), (Observation, _observations(patient, 2))])

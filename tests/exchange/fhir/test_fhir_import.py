@@ -163,25 +163,24 @@ def test_reimport_creates_no_duplicates(importer_user: User) -> None:
 
 
 def test_an_error_midway_writes_nothing_of_that_bundle(importer_user: User, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The encounters are written first, then every other kind (one INSERT per kind); the second
-    # call fails after writing its first kind, after the patient, the encounters and those rows were
-    # written in the bundle's transaction.
+    # One call writes the encounters, then every other kind (one INSERT per kind); it fails after
+    # writing the encounters and the next kind, after the patient, in the bundle's transaction.
     real = importer.imported_entries_create
     calls = {"n": 0}
 
     def failing(*, actor: Any, entries: list[Any]) -> Any:
         calls["n"] += 1
-        if calls["n"] == 2:
-            first_kind = [row for row in entries if type(row) is type(entries[0])]
-            assert len(first_kind) < len(entries)
-            real(actor=actor, entries=first_kind)
-            raise ValidationError({"value": "injected"})
-        return real(actor=actor, entries=entries)
+        kinds = list(dict.fromkeys(type(row) for row in entries))
+        assert kinds[0] is Encounter
+        assert len(kinds) > 2
+        real(actor=actor, entries=[row for row in entries if type(row) in kinds[:2]])
+        assert Encounter.objects.exists()
+        raise ValidationError({"value": "injected"})
 
     monkeypatch.setattr(importer, "imported_entries_create", failing)
     summary = import_paths([SMALL], actor=importer_user, progress=False)
 
-    assert calls["n"] == 2
+    assert calls["n"] == 1
     assert len(summary.failed) == 1
     assert summary.failed[0].problems[0].path.startswith("entry[")
     assert Patient.objects.count() == 0
@@ -362,3 +361,74 @@ def test_a_directory_row_added_meanwhile_by_another_import_is_found_not_duplicat
     assert DirectoryEntry.objects.count() == _directory_count(_load(SMALL))
     assert summary.counts["Practitioner"].present == 1
     assert Patient.objects.count() == 1
+
+
+def _old_reference_problems(valid: Any, known: Any) -> list[tuple[str, str]]:
+    """Step 6 as it was before the references came from the parsing walk: every reference of every
+    entry's resource, walked with its path, each checked on its own."""
+    from exchange.fhir import validate
+
+    by_identifier: dict[tuple[str, str, str], Any] = {}
+    for entry in valid.entries:
+        for system, value in validate._identifiers(entry.resource):
+            by_identifier.setdefault((entry.resource_type, system, value), entry)
+        if entry.resource_id:
+            valid.by_relative[f"{entry.resource_type}/{entry.resource_id}"] = entry
+    found = []
+    for entry in valid.entries:
+        for path, reference in validate._references(entry.resource, [f"entry[{entry.index}]", "resource"]):
+            problem = validate._resolve(valid, by_identifier, known, reference)
+            if problem:
+                found.append((validate._path(path), problem))
+    return found
+
+
+def test_one_walk_finds_the_same_reference_problems_in_the_same_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exchange.fhir import validate
+
+    bundle = _load(SMALL)
+    encounters = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter"]
+    encounters[0]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
+    encounters[-1]["resource"]["subject"]["reference"] = "Organization?identifier=urn:x|nothing"
+    encounters[-1]["resource"].setdefault("serviceProvider", {})["reference"] = "Patient/not-here"
+    path = _write(tmp_path, "three.json", bundle)
+
+    def problems() -> list[tuple[str, str]]:
+        with pytest.raises(validate.BundleInvalid) as refused:
+            validate.read_valid_bundle(path, known=lambda *target: False)
+        return [(p.path, p.message) for p in refused.value.problems]
+
+    now = problems()
+    monkeypatch.setattr(
+        validate,
+        "_check_references",
+        lambda valid, known, seen: [validate.Problem(*found) for found in _old_reference_problems(valid, known)],
+    )
+    assert now == problems()
+    assert len(now) == 3
+    assert [message.split()[0] for _, message in now] == ["points", "is", "cannot"]
+
+
+def test_a_reference_outside_the_resources_is_not_checked_as_before(tmp_path: Path) -> None:
+    from exchange.fhir import validate
+
+    valid = validate.read_valid_bundle(SMALL, known=lambda *target: False)
+    problems = validate._check_references(valid, lambda *target: False, ["urn:uuid:nowhere", "Patient/nothing"])
+    assert problems == []
+    assert _old_reference_problems(valid, lambda *target: False) == []
+
+
+def test_conditional_references_resolve_the_same_from_the_parsing_walk(tmp_path: Path) -> None:
+    from exchange.fhir.validate import read_bundle, read_valid_bundle, validate_bundle
+
+    _, patient_file = _conditional_layout(tmp_path, SMALL)
+
+    def known(*target: str) -> bool:
+        return True
+
+    once = read_valid_bundle(patient_file, known=known)
+    twice = validate_bundle(read_bundle(patient_file), known=known)
+    assert once.conditional
+    assert once.conditional.keys() == twice.conditional.keys()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -20,6 +22,7 @@ from records.services import (
     imported_entries_create,
     imported_entry_create,
     imported_patient_create,
+    imports,
 )
 
 pytestmark = pytest.mark.django_db
@@ -208,3 +211,126 @@ def test_a_refusal_of_a_later_kind_leaves_the_rows_of_that_kind_without_keys(fro
     assert all(row.pk for row in conditions)
     assert observation.pk is None
     assert not Condition.objects.exists()
+
+
+def test_the_change_events_of_several_kinds_are_one_insert_each_naming_its_kind(front_desk: User) -> None:
+    patient = _patient(front_desk)
+    encounter = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+    rows: list[Any] = [*_conditions(patient, 2), *[_observation(patient, encounter, f"o{n}") for n in range(3)]]
+    with CaptureQueriesContext(connection) as queries:
+        saved = imported_entries_create(actor=front_desk, entries=rows)
+
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "audit_changeevent"')]
+    assert len(inserts) == 1
+    events = ChangeEvent.objects.filter(action="import", object_type__in=["Condition", "Observation"]).order_by("pk")
+    assert [(e.object_type, e.category, e.object_id, e.patient_id, e.actor_id) for e in events] == [
+        (
+            type(row).__name__,
+            "conditions" if type(row) is Condition else "observations",
+            row.pk,
+            patient.pk,
+            front_desk.pk,
+        )
+        for row in saved
+    ]
+    assert {tuple(e.fields) for e in events if e.object_type == "Condition"} == {
+        tuple(sorted(imports._event_fields(Condition)))
+    }
+    assert {tuple(e.fields) for e in events if e.object_type == "Observation"} == {
+        tuple(sorted(imports._event_fields(Observation)))
+    }
+
+
+def test_rows_whose_change_events_cannot_be_written_are_not_kept(
+    front_desk: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit import services as audit_services
+
+    patient = _patient(front_desk)
+    encounter = imported_entry_create(
+        actor=front_desk, entry=Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e")
+    )
+
+    def unavailable(rows: object) -> None:
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(audit_services, "insert_unsealed", unavailable)
+    rows: list[Any] = [*_conditions(patient, 2), _observation(patient, encounter, "o")]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        imported_entries_create(actor=front_desk, entries=rows)
+    assert not Condition.objects.exists()
+    assert not Observation.objects.exists()
+
+
+def test_rows_may_point_to_an_encounter_written_first_in_the_same_call(front_desk: User) -> None:
+    patient = _patient(front_desk)
+    first = Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e1")
+    second = Encounter(patient=patient, kind="ambulatory", starts_at=timezone.now(), source_id="e2")
+    rows: list[Any] = [_observation(patient, first, "o1"), _observation(patient, second, "o2")]
+    rows.append(Condition(patient=patient, encounter=second, display="x", recorded_at=timezone.now(), source_id="c"))
+    with CaptureQueriesContext(connection) as queries:
+        imported_entries_create(actor=front_desk, entries=[first, second, *rows])
+
+    assert [Observation.objects.get(source_id=s).encounter_id for s in ("o1", "o2")] == [first.pk, second.pk]
+    assert Condition.objects.get().encounter_id == second.pk
+    # No query to ask who owns the new encounters: they were checked in memory.
+    assert not [q for q in queries.captured_queries if 'FROM "records_encounter"' in q["sql"]]
+    assert ChangeEvent.objects.filter(action="import", object_type="Observation").count() == 2
+
+
+@pytest.mark.parametrize("attack", ["another patient's encounter", "an encounter not in the call", "encounters last"])
+def test_a_row_pointing_to_an_unsaved_encounter_it_may_not_use_writes_nothing(front_desk: User, attack: str) -> None:
+    mine = _patient(front_desk)
+    other = _patient(front_desk, source_id=source_index("Patient", "b"), mrn="IMP-2", family_name="Other")
+    encounter = Encounter(
+        patient=other if attack == "another patient's encounter" else mine,
+        kind="ambulatory",
+        starts_at=timezone.now(),
+        source_id="e",
+    )
+    row = _observation(mine, encounter, "o")
+    entries: list[Any] = {  # type: ignore[assignment]
+        "another patient's encounter": [encounter, row],
+        "an encounter not in the call": [row],
+        "encounters last": [row, encounter],
+    }[attack]
+    with pytest.raises(ValidationError) as refused:
+        imported_entries_create(actor=front_desk, entries=entries)
+    assert "encounter" in refused.value.error_dict
+    assert not Observation.objects.exists()
+    assert not Encounter.objects.exists()
+    assert not ChangeEvent.objects.filter(object_type__in=["Observation", "Encounter"]).exists()
+
+
+def test_a_bundle_is_written_in_one_call_of_the_service(front_desk: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from exchange.fhir import importer
+
+    samples = Path(settings.BASE_DIR).parent / "shared" / "data" / "fhir" / "synthea-r4"
+    if not samples.is_dir() or not Path(settings.FHIR_SCHEMA_PATH).is_file():
+        pytest.skip("the shared FHIR samples and R4 schema (../shared/data) are absent")
+    bundle = min(
+        (p for p in samples.glob("*.json") if not p.name.startswith(importer.SHARED_PREFIXES)),
+        key=lambda p: p.stat().st_size,
+    )
+    real = importer.imported_entries_create  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def counted(*, actor: Any, entries: list[Any]) -> Any:
+        calls.append(len(entries))
+        return real(actor=actor, entries=entries)
+
+    monkeypatch.setattr(importer, "imported_entries_create", counted)
+    summary = importer.import_paths([bundle], actor=front_desk, progress=False)
+
+    assert not summary.failed
+    assert len(calls) == 1
+    encounters = set(Encounter.objects.values_list("pk", flat=True))
+    assert encounters
+    assert set(Observation.objects.exclude(encounter=None).values_list("encounter_id", flat=True)) <= encounters
+    assert not Observation.objects.exclude(encounter=None).exclude(encounter__patient_id=F("patient_id")).exists()
