@@ -366,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
             f"p95 {pct(subject.durations(), 95):5.0f} / {pct(base.durations(), 95):5.0f} ms  "
             f"p99 {pct(subject.durations(), 99):5.0f} / {pct(base.durations(), 99):5.0f} ms  (target p99 < 250 ms)"
         )
+        if "subject-1w" in cases:
+            print(
+                f"  {args.workers} workers / 1 worker (subject): {paired(subject, cases['subject-1w']):.2f}x  (target >= 1.7x)"
+            )
         if paced:
             subject_paced, base_paced = paced["subject"], paced["baseline"]
             for case in paced.values():
@@ -376,10 +380,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"  all            p50 {pct(subject_paced.durations(), 50):5.0f} / {pct(base_paced.durations(), 50):5.0f} ms  "
                 f"p95 {pct(subject_paced.durations(), 95):5.0f} / {pct(base_paced.durations(), 95):5.0f} ms  "
                 f"p99 {pct(subject_paced.durations(), 99):5.0f} / {pct(base_paced.durations(), 99):5.0f} ms"
-            )
-        if "subject-1w" in cases:
-            print(
-                f"  {args.workers} workers / 1 worker (subject): {paired(subject, cases['subject-1w']):.2f}x  (target >= 1.7x)"
             )
         # Sign-in requests count too: a refused sign-in or a 503 behind it is a failure of the run.
         errors = sum(sum(r.failures.values()) for c in [*cases.values(), *paced.values()] for r in c.rounds)
