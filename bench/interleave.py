@@ -4,11 +4,15 @@ Timing a baseline and then a subject one after the other lets anything that chan
 (another process, CPU frequency, a warm cache) land on one side only; the ratio then moved between
 1.9x and 4.5x from run to run (issue 11). Here each round runs every case once, in an order rotated
 each round, and the figures are min / median / max over rounds plus the median of the per-round
-ratios (each ratio compares two timings taken seconds apart).
+ratios (each ratio compares two timings taken seconds apart). Before each timing the garbage of the
+case before it is collected, untimed: otherwise a case that leaves much behind (an import's row
+objects) has its collection paid by whichever case runs next (the import bench's baseline read
+14-16 us/resource after the baseline and 26-30 after the import).
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +44,7 @@ def interleave(cases: dict[str, Callable[[], object]], *, rounds: int, warmup: i
     for index in range(warmup + rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
+            gc.collect()
             started = time.perf_counter()
             cases[name]()
             elapsed = time.perf_counter() - started
