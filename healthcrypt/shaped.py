@@ -18,8 +18,10 @@ caller runs its query the ordinary way.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
@@ -28,6 +30,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in the stubs
 from django.db.models.sql.compiler import SQLCompiler
+
+logger = logging.getLogger(__name__)
 
 # Values no real row or request can have: negative ids (distinct, so that each is found at its own
 # positions) and an instant in 1901.
@@ -71,6 +75,19 @@ class Compiled:
         """The rows for ``values``, each column converted by its field as the ORM would."""
         return self.compiler.results_iter(results=[self.execute(values, connection)], tuple_expected=True)
 
+    @cached_property
+    def model_plan(self) -> tuple[Any, int, int, list[str], list[Any]]:
+        """How a row becomes a model instance (Django's ModelIterable): the model, where its columns
+        start and end, their attribute names, the ``select_related`` populators; worked out once."""
+        compiler = self.compiler
+        klass_info = compiler.klass_info
+        if klass_info is None:
+            raise TypeError("instances reads a model query's rows")
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        attnames = [column[0].target.attname for column in compiler.select[start:end]]
+        populators = get_related_populators(klass_info, compiler.select, compiler.using)
+        return klass_info["model"], start, end, attnames, populators
+
 
 def compile_shape(
     query: QuerySet[Any], names: Collection[str], *, required: Collection[str], alias: str
@@ -100,24 +117,33 @@ def kept(alias: str, cache: str) -> dict[Hashable, Any]:
     return shapes
 
 
+def shape(
+    cache: str, key: Hashable, build: Callable[..., QuerySet[Any]], values: Mapping[str, Any], *, alias: str
+) -> Compiled | None:
+    """The shape ``key`` kept under ``cache``, compiled at its first use from ``build`` called with the
+    placeholders of ``values`` (every one of them required as a parameter); None when it cannot be
+    kept (logged once), and the caller then runs ``build(**values)`` the ordinary way."""
+    shapes = kept(alias, cache)
+    if key not in shapes:
+        shapes[key] = compile_shape(build(**placeholders(values)), values, required=values, alias=alias)
+        if shapes[key] is None:
+            logger.warning("A query's values are not all parameters; its shape is not kept (%s)", key)
+    compiled: Compiled | None = shapes[key]
+    return compiled
+
+
 def instances(compiled: Compiled, values: Mapping[str, Any], alias: str) -> list[Any]:
     """The rows of a compiled model query as model instances, with their ``select_related`` rows and
     annotations: what iterating the query would give (Django's ModelIterable, without the related
     objects a queryset may be told it already knows, which a kept shape never is)."""
-    compiler = compiled.compiler
-    klass_info = compiler.klass_info
-    if klass_info is None:
-        raise TypeError("instances reads a model query's rows")
-    select = compiler.select
-    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-    attnames = [column[0].target.attname for column in select[start:end]]
-    populators = get_related_populators(klass_info, select, alias)
+    model, start, end, attnames, populators = compiled.model_plan
+    annotations = compiled.compiler.annotation_col_map.items()
     found = []
     for row in compiled.converted(values, connections[alias]):
-        instance = klass_info["model"].from_db(alias, attnames, row[start:end])
+        instance = model.from_db(alias, attnames, row[start:end])
         for populator in populators:
             populator.populate(row, instance)
-        for name, position in compiler.annotation_col_map.items():
+        for name, position in annotations:
             setattr(instance, name, row[position])
         found.append(instance)
     return found

@@ -13,7 +13,7 @@ No relationship: 404 (the record's existence is not confirmed). Role too weak: 4
 from __future__ import annotations
 
 import datetime
-import logging
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -25,8 +25,6 @@ from django.utils import timezone
 from accounts.roles import Capability, ChartAccess, DataCategory, Role, policy_for
 from healthcrypt import shaped
 from records.models import BreakGlassGrant, CareAssignment, Encounter, Order, Patient
-
-logger = logging.getLogger(__name__)
 
 ORDER_KIND_FOR_ROLE = {Role.RADIOLOGY: Order.Kind.RADIOLOGY, Role.LAB: Order.Kind.LAB}
 
@@ -146,16 +144,10 @@ def _relationship_row(
     values: dict[str, Any] = {"patient_id": patient_id, "user_id": user.pk, "now": at}
     if ward:
         values["department_id"] = user.department_id
-    shapes = shaped.kept(DEFAULT_DB_ALIAS, _SHAPES)
-    key = ("relationships", ward, with_patient)
-    if key not in shapes:
-        built = _relationships(**shaped.placeholders(values), with_patient=with_patient)
-        shapes[key] = shaped.compile_shape(built, values, required=values, alias=DEFAULT_DB_ALIAS)
-        if shapes[key] is None:
-            logger.warning("The policy's relationship query does not bind all its values; it is not kept %s", key)
-    compiled = shapes[key]
+    build = functools.partial(_relationships, with_patient=with_patient)
+    compiled = shaped.shape(_SHAPES, ("relationships", ward, with_patient), build, values, alias=DEFAULT_DB_ALIAS)
     if compiled is None:
-        return _relationships(**values, with_patient=with_patient).first()
+        return build(**values).first()
     row: Patient | None = shaped.first_instance(compiled, values, DEFAULT_DB_ALIAS)
     return row
 

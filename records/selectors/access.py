@@ -205,7 +205,7 @@ KEPT_PAGES = 5
 
 
 def _paged_shaped(
-    key: Hashable,
+    key: Hashable | None,
     build: Callable[..., tuple[QuerySet[Any], QuerySet[Any] | None]],
     values: Mapping[str, Any],
     ordering: tuple[str, ...],
@@ -214,24 +214,21 @@ def _paged_shaped(
 ) -> tuple[Page, list[Any], list[Any]]:
     """:func:`_paged` of ``build(**values)`` (the section's rows and ``also``), compiled once per
     ``key`` and page. ``build`` must give the same query for any values (names of
-    ``healthcrypt.shaped.PLACEHOLDERS``); ``key`` names everything else that shapes it. Every value
-    must be bound in the SQL, or the shape is not kept and the query is built each time."""
+    ``healthcrypt.shaped.PLACEHOLDERS``); ``key`` names everything else that shapes it, or is None
+    for a query that is not to be kept (one scoped to an order's ids). Every value must be bound in
+    the SQL, or the shape is not kept and the query is built each time."""
     number = _page_number(raw_page)
-    if number > KEPT_PAGES:
+
+    def page_query(**values: Any) -> QuerySet[Any]:
         rows, also = build(**values)
-        return _paged(rows, ordering, number, per_page, also=also)
-    shapes = shaped.kept(DEFAULT_DB_ALIAS, _PAGE_SHAPES)
-    page_key = (key, ordering, per_page, number)
-    if page_key not in shapes:
-        rows, also = build(**shaped.placeholders(values))
-        query = _page_query(rows, ordering, number, per_page, also)
-        shapes[page_key] = (
-            shaped.compile_shape(query, values, required=values, alias=DEFAULT_DB_ALIAS),
-            also is not None,
-        )
-        if shapes[page_key][0] is None:
-            logger.warning("A section page's values are not all parameters; it is not kept (%s)", key)
-    compiled, with_also = shapes[page_key]
+        return _page_query(rows, ordering, number, per_page, also)
+
+    kept = key is not None and number <= KEPT_PAGES
+    compiled = (
+        shaped.shape(_PAGE_SHAPES, (key, ordering, per_page, number), page_query, values, alias=DEFAULT_DB_ALIAS)
+        if kept
+        else None
+    )
     if compiled is None:
         rows, also = build(**values)
         return _paged(rows, ordering, number, per_page, also=also)
@@ -239,7 +236,7 @@ def _paged_shaped(
     if _past_the_end(found, number):
         rows, also = build(**values)
         return _last_page(rows, ordering, number, per_page, also)
-    return _page_of(found, number, per_page, with_also)
+    return _page_of(found, number, per_page, "in_also" in compiled.compiler.annotation_col_map)
 
 
 def _summary(p: Patient) -> PatientSummary:

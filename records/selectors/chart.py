@@ -33,7 +33,6 @@ from records.selectors.access import (
     _grant_detail,
     _note_row,
     _observation_row,
-    _paged,
     _paged_shaped,
     _record,
     _with_staff,
@@ -137,18 +136,14 @@ def chart_for(
             scan = observations.filter(category=Observation.Category.VITAL_SIGNS).order_by(*newest_first)
             return observations, scan[:TREND_SCAN] if trends else None
 
-        if by_order:
-            in_order, scan = observation_rows(patient_id)
-            page, rows, scanned = _paged(in_order, newest_first, observations_page, OBSERVATIONS_PER_PAGE, also=scan)
-        else:
-            page, rows, scanned = _paged_shaped(
-                ("chart observations", trends),
-                observation_rows,
-                {"patient_id": patient_id},
-                newest_first,
-                observations_page,
-                OBSERVATIONS_PER_PAGE,
-            )
+        page, rows, scanned = _paged_shaped(
+            None if by_order else ("chart observations", trends),
+            observation_rows,
+            {"patient_id": patient_id},
+            newest_first,
+            observations_page,
+            OBSERVATIONS_PER_PAGE,
+        )
         sections["observations_page"] = page
         sections["observations"] = tuple(_observation_row(o) for o in rows)
         if trends:
@@ -165,12 +160,14 @@ def chart_for(
                 notes = notes.filter(order_id__in=decision.order_ids)
             return _with_staff(notes, "author"), None
 
-        if by_order:
-            page, rows, _ = _paged(note_rows(patient_id)[0], signed, notes_page, NOTES_PER_PAGE)
-        else:
-            page, rows, _ = _paged_shaped(
-                "chart notes", note_rows, {"patient_id": patient_id}, signed, notes_page, NOTES_PER_PAGE
-            )
+        page, rows, _ = _paged_shaped(
+            None if by_order else "chart notes",
+            note_rows,
+            {"patient_id": patient_id},
+            signed,
+            notes_page,
+            NOTES_PER_PAGE,
+        )
         sections["notes_page"] = page
         sections["notes"] = tuple(_note_row(n) for n in rows)
     return Chart(
