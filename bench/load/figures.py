@@ -68,6 +68,15 @@ def print_case(case: Case) -> None:
         print(f"  failed: {count} x {reason}")
 
 
+def latency_line(subject: Case, baseline: Case, kind: str | None = None) -> str:
+    """p50 / p95 / p99 of one page kind (or all), subject / baseline."""
+    parts = [
+        f"p{q} {pct(subject.durations(kind), q):5.0f} / {pct(baseline.durations(kind), q):5.0f} ms"
+        for q in (50, 95, 99)
+    ]
+    return f"  {kind or 'all':<14} " + "  ".join(parts)
+
+
 def paired(subject: Case, baseline: Case) -> float:
     ratios = [s / b for s, b in zip(subject.rates(), baseline.rates(), strict=False) if b]
     return statistics.median(ratios) if ratios else float("nan")

@@ -44,7 +44,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.load.figures import Case, Round, paired, pct, print_case
+from bench.load.figures import Case, Round, latency_line, paired, print_case
 from bench.load.processes import BIN, PY, ROOT, PrivateCluster, Server, psql, run, start_sealer
 
 SIGN_IN_KINDS = {"sign-in", "step-up"}
@@ -285,45 +285,36 @@ def main(argv: list[str] | None = None) -> int:
         steps = {s.name: tmp / ("steps-base" if s.name == "baseline" else "steps-subject") for s in servers}
         for path in steps.values():
             path.mkdir(exist_ok=True)
-        names = [s.name for s in servers]
         by_name = {s.name: s for s in servers}
-        for index in range(args.rounds):
-            shift = index % len(names)
-            for name in names[shift:] + names[:shift]:
-                print(f"round {index + 1}/{args.rounds}: {name} ({seconds} s, {args.users} users)", flush=True)
-                cases[name].rounds.append(
-                    locust_round(
-                        name,
-                        by_name[name],
-                        users=args.users,
-                        seconds=seconds,
-                        sign_in=sign_in,
-                        tmp=tmp,
-                        plan=plan,
-                        tag=tag,
-                        steps=steps[name],
+
+        def rounds(cases: dict[str, Case], seconds: int, think: tuple[float, float] | None) -> None:
+            """``--rounds`` rounds of every case in ``cases``, the order rotated each round."""
+            names = list(cases)
+            label = f"{seconds} s, {args.users} users" + (f", think {args.think} s" if think else "")
+            for index in range(args.rounds):
+                shift = index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    print(f"round {index + 1}/{args.rounds}: {cases[name].name} ({label})", flush=True)
+                    cases[name].rounds.append(
+                        locust_round(
+                            f"{name}-paced" if think else name,
+                            by_name[name],
+                            users=args.users,
+                            seconds=seconds,
+                            sign_in=sign_in,
+                            tmp=tmp,
+                            plan=plan,
+                            tag=tag,
+                            steps=steps[name],
+                            think=think,
+                        )
                     )
-                )
+
+        rounds(cases, seconds, None)
         # The paced rounds: baseline and subject (4 workers) only, the same users pausing between pages.
         paced = {name: Case(f"{name} (paced)") for name in ("baseline", "subject")} if args.paced else {}
-        paced_seconds = args.paced // args.rounds
-        for index in range(args.rounds if paced else 0):
-            for name in list(paced)[index % 2 :] + list(paced)[: index % 2]:
-                print(f"paced round {index + 1}/{args.rounds}: {name} ({paced_seconds} s, think {args.think} s)")
-                paced[name].rounds.append(
-                    locust_round(
-                        f"{name}-paced",
-                        by_name[name],
-                        users=args.users,
-                        seconds=paced_seconds,
-                        sign_in=sign_in,
-                        tmp=tmp,
-                        plan=plan,
-                        tag=tag,
-                        steps=steps[name],
-                        think=think,
-                    )
-                )
+        if paced:
+            rounds(paced, args.paced // args.rounds, think)
         last_request = time.time()
         # The sealer must catch up within a bounded delay after the last request (servers still up).
         status = json.loads(
@@ -356,16 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nsubject / baseline (median of per-round ratios):")
         print(f"  throughput {paired(subject, base):.2f}x  (target >= 0.80)")
         for kind in subject.kinds():
-            print(
-                f"  {kind:<14} p50 {pct(subject.durations(kind), 50):5.0f} / {pct(base.durations(kind), 50):5.0f} ms  "
-                f"p95 {pct(subject.durations(kind), 95):5.0f} / {pct(base.durations(kind), 95):5.0f} ms  "
-                f"p99 {pct(subject.durations(kind), 99):5.0f} / {pct(base.durations(kind), 99):5.0f} ms"
-            )
-        print(
-            f"  all            p50 {pct(subject.durations(), 50):5.0f} / {pct(base.durations(), 50):5.0f} ms  "
-            f"p95 {pct(subject.durations(), 95):5.0f} / {pct(base.durations(), 95):5.0f} ms  "
-            f"p99 {pct(subject.durations(), 99):5.0f} / {pct(base.durations(), 99):5.0f} ms  (target p99 < 250 ms)"
-        )
+            print(latency_line(subject, base, kind))
+        print(latency_line(subject, base) + "  (target p99 < 250 ms)")
         if "subject-1w" in cases:
             print(
                 f"  {args.workers} workers / 1 worker (subject): {paired(subject, cases['subject-1w']):.2f}x  (target >= 1.7x)"
@@ -376,11 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 print_case(case)
             print(f"\npaced (think {args.think} s), subject / baseline:")
             print(f"  throughput {paired(subject_paced, base_paced):.2f}x (the users' pace bounds both)")
-            print(
-                f"  all            p50 {pct(subject_paced.durations(), 50):5.0f} / {pct(base_paced.durations(), 50):5.0f} ms  "
-                f"p95 {pct(subject_paced.durations(), 95):5.0f} / {pct(base_paced.durations(), 95):5.0f} ms  "
-                f"p99 {pct(subject_paced.durations(), 99):5.0f} / {pct(base_paced.durations(), 99):5.0f} ms"
-            )
+            print(latency_line(subject_paced, base_paced))
         # Sign-in requests count too: a refused sign-in or a 503 behind it is a failure of the run.
         errors = sum(sum(r.failures.values()) for c in [*cases.values(), *paced.values()] for r in c.rounds)
         if errors:
