@@ -8,7 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from audit import context
-from audit.chain import insert_unsealed
+from audit.chain import insert_unsealed, insert_unsealed_batches
 from audit.models import AccessEvent, AuthEventRecord, ChangeEvent
 
 
@@ -94,8 +94,27 @@ def change_events_record(
     object_type: str = "",
 ) -> list[ChangeEvent]:
     """Store one change event per (patient id, object id) of rows of one kind written together, in one
-    INSERT (an import's batch); the same fields as :func:`change_event_record`."""
-    return change_event_groups_record(actor=actor, action=action, groups=[(object_type, category, fields, rows)])
+    INSERT; the same fields as :func:`change_event_record`, whose events these are."""
+    ctx = context.current()
+    names = sorted(fields)
+    at = timezone.now()  # one instant for the batch, as for an access's events
+    events = [
+        ChangeEvent(
+            at=at,
+            **_actor_fields(actor),
+            patient_id=patient_id,
+            category=category,
+            action=action,
+            fields=list(names),
+            object_type=object_type,
+            object_id=object_id,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            request_id=ctx.request_id,
+        )
+        for patient_id, object_id in rows
+    ]
+    return insert_unsealed(events)
 
 
 def change_event_groups_record(
@@ -103,33 +122,27 @@ def change_event_groups_record(
     actor: Any,
     action: str,
     groups: Iterable[tuple[str, str, Iterable[str], Iterable[tuple[int | None, int | None]]]],
-) -> list[ChangeEvent]:
+) -> list[int]:
     """Store one change event per row of rows of several kinds written together (an import's batch:
-    ``(object type, category, field names, [(patient id, object id)...])`` per kind), in one INSERT, in
-    the order given; each event as :func:`change_event_record` writes it."""
+    ``(object type, category, field names, [(patient id, object id)...])`` per kind), in one statement,
+    in the order given, each event as :func:`change_event_record` writes it; their keys.
+
+    Given as columns (audit/chain.py ``insert_unsealed_batches``), not as an instance per event: an
+    import's events differ only by kind and by row, and were most of the cost of writing its rows."""
     ctx = context.current()
-    who = _actor_fields(actor)
-    at = timezone.now()  # one instant for the batch, as for an access's events
-    events: list[ChangeEvent] = []
-    for object_type, category, fields, rows in groups:
-        names = sorted(fields)
-        events.extend(
-            ChangeEvent(
-                at=at,
-                **who,
-                patient_id=patient_id,
-                category=category,
-                action=action,
-                fields=list(names),
-                object_type=object_type,
-                object_id=object_id,
-                ip=ctx.ip,
-                user_agent=ctx.user_agent,
-                request_id=ctx.request_id,
-            )
-            for patient_id, object_id in rows
-        )
-    return insert_unsealed(events)
+    shared = {
+        "at": timezone.now(),  # one instant for the batch, as for an access's events
+        **_actor_fields(actor),
+        "action": action,
+        "ip": ctx.ip,
+        "user_agent": ctx.user_agent,
+        "request_id": ctx.request_id,
+    }
+    batches = [
+        ({"object_type": object_type, "category": category, "fields": sorted(fields)}, list(rows))
+        for object_type, category, fields, rows in groups
+    ]
+    return insert_unsealed_batches(ChangeEvent, shared=shared, varying=("patient_id", "object_id"), batches=batches)
 
 
 def auth_event_record(

@@ -78,33 +78,25 @@ def draw_keys(
     return {model: keys for (model, _), keys in zip(wanted, drawn, strict=True)}
 
 
-def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | None = None) -> list[_M]:
-    """Insert new ``rows`` of ``model`` (all unsaved, of exactly this model) and return them with their keys.
+def copy_rows(
+    model: type[models.Model], rows: Sequence[Sequence[object]], *, keys: Sequence[int] | None = None
+) -> list[int]:
+    """COPY new rows of ``model`` into its table (PostgreSQL only) and return their keys, in row order.
 
-    ``keys``: drawn for these rows by :func:`draw_keys` (else drawn here, in a statement of their own)."""
-    if not rows:
-        return []
+    Each row holds the values of the model's concrete columns but the primary key, in ``_meta`` order,
+    already prepared for the database (``get_db_prep_save``). ``keys``: drawn for these rows by
+    :func:`draw_keys` (else drawn here, in a statement of their own). The caller has checked that the
+    model can be copied (an ``AutoField`` key, no database default or generated column); the audit
+    trail's change events of an import come here without model instances (audit/chain.py)."""
     using = model._default_manager.db
     connection = connections[using]
     pk = model._meta.pk
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    if not _copied(model, rows):
-        return list(model._default_manager.bulk_create(rows))
-    for row in rows:
-        # What bulk_create checks first: a related object assigned but not saved is refused.
-        row._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
-    # Every value prepared before COPY starts, so that a refusal (an unbound encrypted value, a
-    # validation error of a field) happens before anything is sent.
-    values = [[field.pre_save(row, True) for field in fields] for row in rows]
-    if any(hasattr(value, "resolve_expression") for row_values in values for value in row_values):
-        return list(model._default_manager.bulk_create(rows))
-    prepared = [
-        [field.get_db_prep_save(value, connection) for field, value in zip(fields, row_values, strict=True)]
-        for row_values in values
-    ]
     quote = connection.ops.quote_name
     table = model._meta.db_table
-    columns = ", ".join(quote(column) for column in (pk.column, *(field.column for field in fields)))
+    columns = ", ".join(
+        quote(column)
+        for column in (pk.column, *(field.column for field in model._meta.concrete_fields if not field.primary_key))
+    )
     with connection.cursor() as cursor:
         if keys is None:
             # The keys an INSERT would have drawn, from the same sequence, in row order.
@@ -120,8 +112,35 @@ def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | No
         # Names from the model's own fields, quoted; the values travel as COPY data, never as SQL.
         # Django's error wrapping, as for its own statements: a refused row is an IntegrityError.
         with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {quote(table)} ({columns}) FROM STDIN") as copy:
-            for key, row_values in zip(keys, prepared, strict=True):
+            for key, row_values in zip(keys, rows, strict=True):
                 copy.write_row((key, *row_values))
+    return keys
+
+
+def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | None = None) -> list[_M]:
+    """Insert new ``rows`` of ``model`` (all unsaved, of exactly this model) and return them with their keys.
+
+    ``keys``: drawn for these rows by :func:`draw_keys` (else drawn here, in a statement of their own)."""
+    if not rows:
+        return []
+    using = model._default_manager.db
+    connection = connections[using]
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    if not _copied(model, rows):
+        return list(model._default_manager.bulk_create(rows))
+    for row in rows:
+        # What bulk_create checks first: a related object assigned but not saved is refused.
+        row._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+    # Every value prepared before COPY starts, so that a refusal (an unbound encrypted value, a
+    # validation error of a field) happens before anything is sent.
+    values = [[field.pre_save(row, True) for field in fields] for row in rows]
+    if any(hasattr(value, "resolve_expression") for row_values in values for value in row_values):
+        return list(model._default_manager.bulk_create(rows))
+    prepared = [
+        [field.get_db_prep_save(value, connection) for field, value in zip(fields, row_values, strict=True)]
+        for row_values in values
+    ]
+    keys = copy_rows(model, prepared, keys=keys)
     for row, key in zip(rows, keys, strict=True):
         row.pk = key
         row._state.adding = False
