@@ -1,8 +1,8 @@
 """Import FHIR R4 transaction/batch bundles (Synthea's, both layouts) into the clinical record.
 
-Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens;
-then every resource is written through records/services (``imported_patient_create``,
-``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
+Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens (the
+next file in a second process while this one is written: :func:`import_paths`); then every resource is
+written through records/services (``imported_patient_create``, ``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
 the importer. Rows of one kind are written together (one INSERT of the rows, a COPY on PostgreSQL),
 in one call of ``imported_entries_create`` per bundle, in the order that lets later kinds point to
 earlier ones: the encounters first, then every other kind (the service's checks asked once for all of
@@ -22,8 +22,12 @@ are looked up in one query and the new ones added in one INSERT, their change hi
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import sys
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,36 +130,146 @@ def known_target(resource_type: str, system: str, value: str) -> bool:
     return DirectoryEntry.objects.filter(kind=resource_type, identifier_system=system, identifier_value=value).exists()
 
 
+Target = tuple[str, str, str]  # what a conditional reference names: (type, identifier system, value)
+
+
+def known_targets(targets: Iterable[Target]) -> set[Target]:
+    """The targets of ``targets`` already in the directory, in one query: :func:`known_target` for
+    many (the targets a bundle validated ahead asked, checked once that bundle's turn comes)."""
+    wanted = {target for target in targets if target[0] in DIRECTORY_TYPES}
+    if not wanted:
+        return set()
+    rows = DirectoryEntry.objects.filter(
+        kind__in={kind for kind, _, _ in wanted},
+        identifier_system__in={system for _, system, _ in wanted},
+        identifier_value__in={value for _, _, value in wanted},
+    ).values_list("kind", "identifier_system", "identifier_value")
+    return {row for row in rows if row in wanted}
+
+
+@dataclass(frozen=True)
+class _ValidatedAhead:
+    """A file validated in the second process, before the directory could be asked: its bundle or its
+    refusal, and the conditional targets it did not find in itself (each answered "known")."""
+
+    asked: frozenset[Target]
+    outcome: ValidBundle | BundleInvalid
+
+
+def _validate_ahead(path: Path) -> _ValidatedAhead:
+    """Read and validate ``path`` in the second process, without the database.
+
+    That process is a fork of this one: it must not use the database connection it inherited (nor
+    could a connection of its own see the bundle being written, not yet committed). So each
+    conditional target the bundle does not hold itself is recorded and answered "known" for now;
+    :func:`_confirmed` asks the directory about them when the file's turn comes. A refusal is returned,
+    to be reported then for this file; any other exception is raised by the future then, as
+    read_valid_bundle would have raised it. The resources of the entries written from their extracted
+    fields are not sent back (only the directory's are read again): pickling them would cost about as
+    much as parsing them."""
+    asked: set[Target] = set()
+
+    def known_for_now(resource_type: str, system: str, value: str) -> bool:
+        asked.add((resource_type, system, value))
+        return True
+
+    try:
+        valid = read_valid_bundle(path, known=known_for_now)
+    except BundleInvalid as error:
+        return _ValidatedAhead(frozenset(asked), error)
+    for entry in valid.entries:
+        if entry.resource_type not in DIRECTORY_TYPES:
+            entry.resource = {}
+    return _ValidatedAhead(frozenset(asked), valid)
+
+
+def _validator_pool(files: list[Path]) -> ProcessPoolExecutor | None:
+    """One process to validate files ahead in, forked from this one, or None: a single file, or a
+    platform without a safe fork (macOS, Windows), is validated here. The child reads files and runs
+    the validation only (no database, no logging, no progress bar), so no lock another thread of this
+    one might hold at the fork (tqdm's monitor, say) is ever asked for there; it ends with the pool."""
+    if len(files) < 2 or not sys.platform.startswith("linux"):
+        return None
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+
+
+def _confirmed(path: Path, ahead: _ValidatedAhead | None) -> ValidBundle | BundleInvalid:
+    """The validated bundle of ``path`` or its refusal, in the main thread, after the files before it
+    are committed (a shared bundle before it may have added the directory entries it points to).
+
+    The answer validated ahead stands when every target it took as known is in the directory: those
+    targets are all the directory is asked, so read_valid_bundle with known_target would have answered
+    the same. Otherwise (or with nothing validated ahead) the file is validated here with known_target,
+    so the problems reported are exactly those of a validation here."""
+    if ahead is not None and (not ahead.asked or known_targets(ahead.asked) == ahead.asked):
+        return ahead.outcome
+    try:
+        return read_valid_bundle(path, known=known_target)
+    except BundleInvalid as error:
+        return error
+
+
 def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = None) -> Summary:
-    """Import every bundle file under ``paths``; one transaction per file. Returns counts and problems."""
+    """Import every bundle file under ``paths``; one transaction per file. Returns counts and problems.
+
+    While a bundle is written, the next file is read and validated in a second process (issue 12):
+    validation is CPU only (JSON parsing, the schema, the extraction), a fifth of the import's time,
+    and a thread could not run it beside the writes (the GIL: tried, no gain). That process never
+    touches the database (:func:`_validate_ahead`); the conditional targets it could not check are
+    checked here, after the bundle before it committed (:func:`_confirmed`). One file at most is
+    validated ahead (a bundle may be FHIR_MAX_BUNDLE_BYTES), and on every way out, an exception
+    included, the validation ahead is cancelled or waited for and the process ends."""
     summary = Summary()
     files = collect_files(paths)
-    with (
-        tqdm(total=len(files), unit="bundle", desc="bundles", disable=progress is False or None, position=0) as bars,
-        tqdm(unit="resource", desc="resources", disable=progress is False or None, position=1) as resource_bar,
-    ):
-        for path in files:
-            result = FileResult(path)
-            summary.files.append(result)
-            try:
-                valid = read_valid_bundle(path, known=known_target)
-                result.resources = len(valid.entries)
-                with transaction.atomic():
-                    counts = import_bundle(valid, actor=actor, progress=resource_bar)
-                summary.add(counts)
-            except BundleInvalid as error:
-                result.problems.extend(error.problems)
-            except ImportFailed as error:
-                result.problems.append(error.problem)
-            if result.problems:
-                # Neither the file's name (Synthea names a file after its patient) nor its contents.
-                logger.warning(
-                    "FHIR import: bundle %d of %d refused, %d problem(s)",
-                    len(summary.files),
-                    len(files),
-                    len(result.problems),
-                )
-            bars.update(1)
+    pool = _validator_pool(files)
+    ahead: Future[_ValidatedAhead] | None = None
+    try:
+        with (
+            tqdm(
+                total=len(files), unit="bundle", desc="bundles", disable=progress is False or None, position=0
+            ) as bars,
+            tqdm(unit="resource", desc="resources", disable=progress is False or None, position=1) as resource_bar,
+        ):
+            for number, path in enumerate(files):
+                result = FileResult(path)
+                summary.files.append(result)
+                try:
+                    # Raises here, for this file, what read_valid_bundle raised there (but a refusal).
+                    done = ahead.result() if ahead is not None else None
+                except BrokenProcessPool:
+                    # The second process died (killed, out of memory): the rest are validated here.
+                    logger.warning("FHIR import: the process validating ahead ended; validating in this one")
+                    if pool is not None:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                    pool, done = None, None
+                outcome = _confirmed(path, done)
+                # Only now: the next file is validated while this one is written. The process is forked
+                # at the first submit, after the first file was validated here: it inherits the schema
+                # compiled (exchange/fhir/validate.py _schema) instead of compiling it again.
+                following = files[number + 1] if number + 1 < len(files) else None
+                ahead = pool.submit(_validate_ahead, following) if pool is not None and following else None
+                if isinstance(outcome, BundleInvalid):
+                    result.problems.extend(outcome.problems)
+                else:
+                    result.resources = len(outcome.entries)
+                    try:
+                        with transaction.atomic():
+                            counts = import_bundle(outcome, actor=actor, progress=resource_bar)
+                        summary.add(counts)
+                    except ImportFailed as error:
+                        result.problems.append(error.problem)
+                if result.problems:
+                    # Neither the file's name (Synthea names a file after its patient) nor its contents.
+                    logger.warning(
+                        "FHIR import: bundle %d of %d refused, %d problem(s)",
+                        len(summary.files),
+                        len(files),
+                        len(result.problems),
+                    )
+                bars.update(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return summary
 
 

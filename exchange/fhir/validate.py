@@ -72,6 +72,10 @@ class BundleInvalid(Exception):
         super().__init__("; ".join(str(p) for p in problems[:5]))
         self.problems = problems
 
+    def __reduce__(self) -> tuple[type, tuple[list[Problem]]]:
+        # Pickled with its problems (the importer validates ahead in a second process), not its message.
+        return (type(self), (self.problems,))
+
 
 @dataclass
 class Entry:
