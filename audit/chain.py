@@ -371,10 +371,11 @@ def insert_unsealed_batches(
     An import writes one change event per row it imports, and the events of a bundle share everything
     but the kind of row (a batch) and the patient and object (each row): building a model instance per
     event, stamping it and preparing each of its columns for the database was most of the cost of the
-    events. Here what is shared is encoded for the mac and prepared for the database once; per row only
-    the differing columns, a nonce and the mac. The mac covers the same bytes :func:`canonical_v2` makes
-    of the stored row, and the rows go in as :func:`insert_unsealed`'s do: unsealed, in order, keys from
-    the table's sequence (a COPY on PostgreSQL, healthcrypt/bulk.py; elsewhere instances and ``_insert``)."""
+    events. Here what is shared is encoded for the mac (and on PostgreSQL prepared for the database)
+    once; per row only the differing columns, a nonce and the mac. The mac covers the same bytes
+    :func:`canonical_v2` makes of the stored row, and the rows go in as :func:`insert_unsealed`'s do:
+    unsealed, in order, keys from the table's sequence (a COPY on PostgreSQL, healthcrypt/bulk.py;
+    elsewhere ``bulk_create`` of instances made from the same values)."""
     names, encoders, addresses = _plan(model)
     within = set(batches[0][0]) if batches else set()
     given = [*shared, *within, *varying]
@@ -384,13 +385,6 @@ def insert_unsealed_batches(
         raise ValueError("Every batch gives the same columns")
     if not any(rows for _, rows in batches):
         return []
-    using = model._default_manager.db
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        instances = [
-            model(**shared, **own, **dict(zip(varying, row, strict=True))) for own, rows in batches for row in rows
-        ]
-        return [row.pk for row in insert_unsealed(instances)]
     fields = {field.attname: field for field in model._meta.concrete_fields}
     address_names = {field.attname for _, field in addresses}
 
@@ -399,15 +393,16 @@ def insert_unsealed_batches(
         return fields[name].get_prep_value(value) if name in address_names and value else value
 
     position = {name: index for index, name in enumerate(varying)}
-    columns = [field for field in model._meta.concrete_fields if not field.primary_key]
     key = _key()
-    stream = model.STREAM
-    out: list[list[Any]] = []
-    for own, rows in batches:
+    # Per batch, its fixed columns' values; per row, its batch, its varying values, nonce and mac.
+    fixed_of: list[dict[str, Any]] = []
+    made: list[tuple[int, list[Any], str, str]] = []
+    for batch, (own, rows) in enumerate(batches):
         fixed = {name: stored(name, value) for name, value in (*shared.items(), *own.items())}
+        fixed_of.append(fixed)
         # The canonical form as pieces: the fixed columns' text once ("name=length:text", joined with
         # the stream and each other where adjacent), a varying column's place and encoder per row.
-        pieces: list[str | tuple[int, str, Callable[[Any], str]]] = [stream]
+        pieces: list[str | tuple[int, str, Callable[[Any], str]]] = [model.STREAM]
         for name, encode in zip(names, encoders, strict=True):
             if name == "nonce":
                 pieces.append((-1, name, encode))
@@ -420,9 +415,6 @@ def insert_unsealed_batches(
                         pieces.append(f"{name}={len(text)}:{text}")
             else:
                 pieces.append((position[name], name, encode))
-        prepared = {name: _copy_value(fields[name], value, connection) for name, value in fixed.items()}
-        prepared.update(partition=None, seq=None, prev_hash="", hash="")
-        varying_fields = [(position[f.attname], f) for f in columns if f.attname in position]
         for row in rows:
             values = [stored(name, value) for name, value in zip(varying, row, strict=True)]
             nonce = secrets.token_urlsafe(18)
@@ -435,21 +427,48 @@ def insert_unsealed_batches(
                 text = encode(nonce if index < 0 else values[index])
                 if text:
                     parts.append(f"{name}={len(text)}:{text}")
-            mac = hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
-            db_row = dict(prepared, nonce=nonce, mac=mac)
-            for index, field in varying_fields:
-                value = values[index]
-                # An integer or NULL goes to COPY as it is (what the integer fields would prepare).
-                db_row[field.attname] = (
-                    value if value is None or type(value) is int else _copy_value(field, value, connection)
-                )
-            out.append([db_row[field.attname] for field in columns])
-    keys = copy_rows(model, out)
+            made.append((batch, values, nonce, hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()))
+    connection = connections[model._default_manager.db]
+    if connection.vendor == "postgresql":
+        keys = copy_rows(model, _copy_rows(model, fixed_of, varying, made, connection))
+    else:
+        instances = [
+            model(**fixed_of[batch], **dict(zip(varying, values, strict=True)), nonce=nonce, mac=mac)
+            for batch, values, nonce, mac in made
+        ]
+        keys = [row.pk for row in model._default_manager.bulk_create(instances)]
     if getattr(settings, "AUDIT_SEAL_ON_COMMIT", False):
         from audit.sealer import seal_after_commit
 
         seal_after_commit()
     return keys
+
+
+def _copy_rows(
+    model: type[Chained],
+    fixed_of: list[dict[str, Any]],
+    varying: Sequence[str],
+    made: list[tuple[int, list[Any], str, str]],
+    connection: Any,
+) -> list[list[Any]]:
+    """The rows :func:`insert_unsealed_batches` made, as COPY rows (every column but the key, in
+    ``_meta`` order): each batch's fixed values prepared once, unsealed (no place in a chain)."""
+    columns = [field for field in model._meta.concrete_fields if not field.primary_key]
+    by_name = {field.attname: field for field in columns}
+    prepared_of = []
+    for fixed in fixed_of:
+        prepared = {name: _copy_value(by_name[name], value, connection) for name, value in fixed.items()}
+        prepared.update(partition=None, seq=None, prev_hash="", hash="")
+        prepared_of.append(prepared)
+    varying_fields = [by_name[name] for name in varying]
+    out = []
+    for batch, values, nonce, mac in made:
+        row = dict(prepared_of[batch], nonce=nonce, mac=mac)
+        for field, value in zip(varying_fields, values, strict=True):
+            # An integer or NULL goes to COPY as it is (what the integer fields would prepare).
+            row[field.attname] = value if value is None or type(value) is int else _copy_value(field, value, connection)
+        out.append([row[field.attname] for field in columns])
+    return out
 
 
 # --- The v1 form (rows sealed in the request before the sealer existed) --------------------------

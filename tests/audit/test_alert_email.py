@@ -54,3 +54,42 @@ def test_the_alert_link_is_refused_to_the_user_it_is_about(
         open_chart(nurse, on_ward(nurse, family_name="Mbeki"))
     (url,) = re.findall(r"/security/alerts/\d+/", mail.outbox[0].body)
     assert sign_in(Client(), nurse).get(url).status_code in (403, 404)
+
+
+def test_a_broken_mail_server_does_not_fail_the_chart_and_is_logged_without_patient_data(
+    nurse: User, security: User, django_capture_on_commit_callbacks: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    # Mail is a courtesy on top of the alert queue: the chart is shown, the alert is kept, the failure logged.
+    from audit import alerts
+
+    security.email = "soc@hospital.example"
+    security.save(update_fields=["email"])
+    nurse.last_name = "Mbeki"
+    nurse.save(update_fields=["last_name"])
+
+    def unreachable(*args: object, **kwargs: object) -> int:
+        raise ConnectionRefusedError("smtp.hospital.example:25")
+
+    monkeypatch.setattr(alerts, "send_mail", unreachable)
+    relative = on_ward(nurse, family_name="Mbeki", given_name="Thabo")
+    with django_capture_on_commit_callbacks(execute=True):
+        chart = open_chart(nurse, relative)
+    assert chart.patient.id == relative.pk  # the chart was read and returned
+    alert = Alert.objects.get()
+    assert not mail.outbox
+    assert f"Could not mail the security team about alert #{alert.pk}" in caplog.text
+    for secret in ("Mbeki", "Thabo", relative.mrn):
+        assert secret not in caplog.text
+
+
+def test_no_mail_is_sent_when_no_active_security_user_has_an_address(
+    nurse: User, security: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    security.email = ""
+    security.save(update_fields=["email"])
+    nurse.last_name = "Mbeki"
+    nurse.save(update_fields=["last_name"])
+    with django_capture_on_commit_callbacks(execute=True):
+        open_chart(nurse, on_ward(nurse, family_name="Mbeki"))
+    assert Alert.objects.filter(rule="same_surname").exists()
+    assert not mail.outbox

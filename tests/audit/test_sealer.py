@@ -580,3 +580,69 @@ def test_events_written_as_columns_name_every_content_column_once() -> None:
             batches=[(own, [(1, 2)]), ({**own, "request_id": "x"}, [(1, 3)])],
         )
     assert not ChangeEvent.objects.filter(action="import").exists()
+
+
+def test_differing_columns_travel_as_one_json_document_only_when_every_value_has_an_exact_json_form() -> None:
+    # audit/chain.py _json_rows (PostgreSQL's batch INSERT): a value the JSON text could not carry
+    # exactly (a naive instant, a JSON column with its own encoder, a NULL JSON value, bytes) sends the
+    # columns as arrays instead; what it does carry comes back row by row, in order.
+    from psycopg.types.json import Jsonb
+
+    from audit.chain import _json_rows
+
+    at = datetime.datetime(2026, 12, 7, 1, 2, 3, 999_999, tzinfo=datetime.UTC)
+    json_values = [
+        Jsonb(["x"], dumps=json.dumps),
+        Jsonb({"k": [1, None]}, dumps=json.dumps),
+        Jsonb([], dumps=json.dumps),
+    ]
+    document = _json_rows(
+        [
+            ("bigint", [1, None, 2**40]),
+            ("varchar", ['a"b', "", "ü\n"]),
+            ("timestamp with time zone", [at, at, None]),
+            ("jsonb", json_values),
+        ]
+    )
+    assert document is not None
+    assert json.loads(document) == [
+        [1, 'a"b', at.isoformat(), ["x"]],
+        [None, "", at.isoformat(), {"k": [1, None]}],
+        [2**40, "ü\n", None, []],
+    ]
+    for refused in (
+        [("timestamp with time zone", [at.replace(tzinfo=None)])],
+        [("jsonb", [Jsonb(["x"], dumps=lambda value: json.dumps(value, sort_keys=True))])],
+        [("jsonb", [Jsonb(None, dumps=json.dumps)])],
+        [("bytea", [b"\x00"])],
+    ):
+        assert _json_rows(refused) is None
+
+
+def test_events_written_as_columns_go_to_copy_unsealed_with_their_batch_values_prepared_once(nurse: User) -> None:
+    # audit/chain.py _copy_rows (PostgreSQL's COPY of an import's events): every column but the key, in
+    # the model's order; each row its batch's values, its own patient and object, nonce and mac; no
+    # place in a chain; a JSON column as its JSON text (parsed by the server as the adapter's would be).
+    from audit.chain import _copy_rows
+
+    at = timezone.now()
+    shared = {"at": at, "actor_id": nurse.pk, "actor_username": "n", "actor_role": "nurse", "action": "import"}
+    shared |= {"ip": None, "user_agent": "", "request_id": ""}
+    fixed_of = [
+        {**shared, "object_type": "Condition", "category": "conditions", "fields": ["code"]},
+        {**shared, "object_type": "Observation", "category": "observations", "fields": ["unit", "value"]},
+    ]
+    made = [(0, [7, 70], "n0", "m0"), (1, [7, 71], "n1", "m1"), (1, [None, None], "n2", "m2")]
+    rows = _copy_rows(ChangeEvent, fixed_of, ("patient_id", "object_id"), made, connection)
+
+    names = [field.attname for field in ChangeEvent._meta.concrete_fields if not field.primary_key]
+    as_dicts = [dict(zip(names, row, strict=True)) for row in rows]
+    assert [(r["patient_id"], r["object_id"], r["nonce"], r["mac"]) for r in as_dicts] == [
+        (7, 70, "n0", "m0"),
+        (7, 71, "n1", "m1"),
+        (None, None, "n2", "m2"),
+    ]
+    assert [r["object_type"] for r in as_dicts] == ["Condition", "Observation", "Observation"]
+    assert [json.loads(r["fields"]) for r in as_dicts] == [["code"], ["unit", "value"], ["unit", "value"]]
+    assert {(r["partition"], r["seq"], r["prev_hash"], r["hash"]) for r in as_dicts} == {(None, None, "", "")}
+    assert {r["actor_id"] for r in as_dicts} == {nurse.pk}
