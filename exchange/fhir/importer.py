@@ -2,13 +2,14 @@
 
 Each file is read and validated whole (exchange/fhir/validate.py) before its transaction opens (the
 next file in a second process while this one is written: :func:`import_paths`); then every resource is
-written through records/services (``imported_patient_create``, ``imported_entries_create``), so each row is encrypted like any record and each is a change event naming
-the importer. Rows of one kind are written together (one INSERT of the rows, a COPY on PostgreSQL),
-in one call of ``imported_entries_create`` per bundle, in the order that lets later kinds point to
-earlier ones: the encounters first, then every other kind (the service's checks asked once for all of
-them, the change events of all of them in one INSERT). A row that points to a new encounter holds its
-unsaved row and gets its key when it is written; the service checks it is the same patient's. A
-bundle is one ``transaction.atomic``: an error anywhere in it writes none of it.
+written through records/services (``imported_patient_create``, ``imported_entries_create``), so each
+row is encrypted like any record and each is a change event naming the importer. Rows of one kind are
+written together (one INSERT of the rows, a COPY on PostgreSQL), in one call of
+``imported_entries_create`` per bundle, in the order that lets later kinds point to earlier ones: the
+encounters first, then every other kind (the service's checks asked once for all of them, the change
+events of all of them in one statement). A row that points to a new encounter holds its unsaved row
+and gets its key when it is written; the service checks it is the same patient's. A bundle is one
+``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already
 imported is counted as present and not written again.
 
