@@ -97,8 +97,10 @@ def _emails(text: str) -> Iterator[Span]:
     """Emails, found from each "@" outwards so a long run of word characters cannot backtrack."""
     at = text.find("@")
     while at != -1:
-        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        # The domain first: it fails at once where there is none (a run of at-signs), and the local
+        # part's search, which tries each start in the 64 characters before, is then not needed.
         domain = _EMAIL_DOMAIN.match(text, at + 1)
+        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at) if domain else None
         if local and domain:
             yield Span(local.start(), domain.end(), EMAIL)
         at = text.find("@", at + 1)
@@ -118,6 +120,8 @@ def _tokens(text: str) -> Iterator[Span]:
     """
     for match in _TOKEN.finditer(text):
         token = match.group()
+        if len(token) < 6:
+            continue  # too short to be either kind of ID below (a note is mostly such words)
         if len(token) > _LONGEST_TOKEN:
             if any(c.isdigit() for c in token):
                 yield Span(*match.span(), ID)
