@@ -126,9 +126,7 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
 
 def known_target(resource_type: str, system: str, value: str) -> bool:
     """Is the target of a conditional reference already in the directory?"""
-    if resource_type not in DIRECTORY_TYPES:
-        return False
-    return DirectoryEntry.objects.filter(kind=resource_type, identifier_system=system, identifier_value=value).exists()
+    return (resource_type, system, value) in known_targets([(resource_type, system, value)])
 
 
 Target = tuple[str, str, str]  # what a conditional reference names: (type, identifier system, value)

@@ -19,14 +19,19 @@ from tests.conftest import sign_in
 SITE = "https://ehr.hospital.example"
 
 
+def _same_surname_as_a_patient(nurse: User, security: User, security_email: str) -> None:
+    """The nurse shares the surname Mbeki (of the patient each test opens); the security user's address."""
+    security.email = security_email
+    security.save(update_fields=["email"])
+    nurse.last_name = "Mbeki"
+    nurse.save(update_fields=["last_name"])
+
+
 @override_settings(SITE_URL=SITE + "/")
 def test_alert_email_links_to_the_alert_page_and_holds_no_patient_data(
     nurse: User, security: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    security.email = "soc@hospital.example"
-    security.save(update_fields=["email"])
-    nurse.last_name = "Mbeki"
-    nurse.save(update_fields=["last_name"])
+    _same_surname_as_a_patient(nurse, security, "soc@hospital.example")
     relative = on_ward(nurse, family_name="Mbeki", given_name="Thabo")
     with django_capture_on_commit_callbacks(execute=True):
         open_chart(nurse, relative)
@@ -46,10 +51,7 @@ def test_alert_email_links_to_the_alert_page_and_holds_no_patient_data(
 def test_the_alert_link_is_refused_to_the_user_it_is_about(
     nurse: User, security: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    security.email = "soc@hospital.example"
-    security.save(update_fields=["email"])
-    nurse.last_name = "Mbeki"
-    nurse.save(update_fields=["last_name"])
+    _same_surname_as_a_patient(nurse, security, "soc@hospital.example")
     with django_capture_on_commit_callbacks(execute=True):
         open_chart(nurse, on_ward(nurse, family_name="Mbeki"))
     (url,) = re.findall(r"/security/alerts/\d+/", mail.outbox[0].body)
@@ -62,10 +64,7 @@ def test_a_broken_mail_server_does_not_fail_the_chart_and_is_logged_without_pati
     # Mail is a courtesy on top of the alert queue: the chart is shown, the alert is kept, the failure logged.
     from audit import alerts
 
-    security.email = "soc@hospital.example"
-    security.save(update_fields=["email"])
-    nurse.last_name = "Mbeki"
-    nurse.save(update_fields=["last_name"])
+    _same_surname_as_a_patient(nurse, security, "soc@hospital.example")
 
     def unreachable(*args: object, **kwargs: object) -> int:
         raise ConnectionRefusedError("smtp.hospital.example:25")
@@ -85,10 +84,7 @@ def test_a_broken_mail_server_does_not_fail_the_chart_and_is_logged_without_pati
 def test_no_mail_is_sent_when_no_active_security_user_has_an_address(
     nurse: User, security: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    security.email = ""
-    security.save(update_fields=["email"])
-    nurse.last_name = "Mbeki"
-    nurse.save(update_fields=["last_name"])
+    _same_surname_as_a_patient(nurse, security, "")
     with django_capture_on_commit_callbacks(execute=True):
         open_chart(nurse, on_ward(nurse, family_name="Mbeki"))
     assert Alert.objects.filter(rule="same_surname").exists()
