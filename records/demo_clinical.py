@@ -17,7 +17,18 @@ from django.utils import timezone
 
 from accounts.models import Department, User
 from records import selectors, services
-from records.models import Appointment, ClinicalNote, Encounter, Medication, Observation, Order, Patient
+from records.models import (
+    SCHEDULE_HOURS,
+    Appointment,
+    ClinicalNote,
+    Encounter,
+    Immunization,
+    Medication,
+    Observation,
+    Order,
+    Patient,
+    Procedure,
+)
 
 VITALS = (
     ("8867-4", "Heart rate", "/min", (58, 110)),
@@ -52,6 +63,26 @@ MEDICATIONS = (
         Medication.Frequency.EVERY_8_HOURS,
     ),
 )
+# What one dose of each prescription above is, as the nurse charts it (by RxNorm code).
+DOSES = {
+    "314076": "1 tablet (10 mg)",
+    "860975": "1 tablet (500 mg)",
+    "745679": "2 puffs",
+    "308182": "1 capsule (500 mg)",
+}
+# Past procedures and vaccinations, from the patient's other providers (SNOMED CT, CVX); in this
+# product they arrive by import (FHIR or HL7), so the demo writes them through the import service.
+PROCEDURES = (
+    ("73761001", "Colonoscopy"),
+    ("80146002", "Appendectomy"),
+    ("38102005", "Cholecystectomy"),
+    ("29303009", "Electrocardiographic procedure"),
+)
+IMMUNIZATIONS = (
+    ("140", "Influenza, seasonal, injectable, preservative free"),
+    ("113", "Td (adult) preservative free"),
+    ("133", "Pneumococcal conjugate PCV 13"),
+)
 # Today's outpatient clinic: this many appointments from the next free slot, one every SLOT_MINUTES.
 APPOINTMENTS_TODAY = 6
 SLOT_MINUTES = 20
@@ -74,6 +105,9 @@ class Counts:
     orders: int = 0
     notes: int = 0
     images: int = 0
+    doses: int = 0
+    procedures: int = 0
+    immunizations: int = 0
 
 
 def tiny_png(seed: int) -> bytes:
@@ -140,9 +174,21 @@ def seed_clinical(
             # The demo prescribes as a careful physician would: no amoxicillin with a penicillin allergy
             # (the allergy check would stop it; records/services/safety.py).
             code, display, dosage, frequency = MEDICATIONS[0]
-        services.medication_prescribe(
+        medication = services.medication_prescribe(
             actor=physician, patient_id=patient.pk, display=display, dosage=dosage, code=code, frequency=frequency
         )
+        # The ward's morning round: most scheduled prescriptions have had today's first dose, the rest
+        # show as due on the nurse's dashboard; an inhaler taken as needed, now and then.
+        if (frequency in SCHEDULE_HOURS and plan[13] < 0.6) or (frequency not in SCHEDULE_HOURS and plan[13] < 0.3):
+            services.medication_administer(
+                actor=nurse,
+                patient_id=patient.pk,
+                medication_id=medication.pk,
+                dose=DOSES[code],
+                note="" if frequency in SCHEDULE_HOURS else "Wheeze on exertion, settled after the dose.",
+            )
+            counts.doses += 1
+        _history_from_elsewhere(patient, users["front_desk"], plan[14:21], counts)
         for step in range(rounds):
             taken = admitted + datetime.timedelta(hours=8 * step)
             for loinc, name, unit, bounds in VITALS:
@@ -220,6 +266,42 @@ def seed_clinical(
                 services.order_complete(actor=users["radiology"], order_id=image_order.pk)
                 counts.images += 1
     return counts
+
+
+def _history_from_elsewhere(patient: Patient, desk: User, plan: list[float], counts: Counts) -> None:
+    """A past procedure (for some) and vaccinations, as records from the patient's other providers:
+    written by the import service, as the front desk's import of a referral letter's FHIR bundle would."""
+    today = timezone.now().replace(hour=10, minute=0, second=0, microsecond=0)
+    entries: list[Procedure | Immunization] = []
+    if plan[0] < 0.4:
+        code, display = PROCEDURES[int(plan[1] * len(PROCEDURES))]
+        performed = today - datetime.timedelta(days=200 + int(plan[2] * 3000))
+        entries.append(
+            Procedure(
+                patient_id=patient.pk,
+                code=code,
+                display=display,
+                performed_at=performed,
+                source_id=f"demo-procedure-{patient.pk}",
+            )
+        )
+    for index, (code, display) in enumerate(IMMUNIZATIONS):
+        # The flu vaccine most had last autumn; a tetanus booster about half; the pneumococcal a few.
+        if plan[3 + index] < (0.8, 0.5, 0.25)[index]:
+            occurred = today - datetime.timedelta(days=(60, 1500, 900)[index] + int(plan[6] * 90))
+            entries.append(
+                Immunization(
+                    patient_id=patient.pk,
+                    code=code,
+                    display=display,
+                    occurred_at=occurred,
+                    source_id=f"demo-immunization-{patient.pk}-{code}",
+                )
+            )
+    if entries:
+        services.imported_entries_create(actor=desk, entries=entries)
+    counts.procedures += sum(isinstance(entry, Procedure) for entry in entries)
+    counts.immunizations += sum(isinstance(entry, Immunization) for entry in entries)
 
 
 def seed_appointments(*, patients: list[Patient], users: dict[str, User], departments: dict[str, Department]) -> int:

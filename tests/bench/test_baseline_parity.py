@@ -56,8 +56,9 @@ def _create_tables() -> None:
 
 @pytest.fixture
 def hospital() -> Iterator[None]:
-    """seed_demo's hospital plus the chart sections it leaves empty (doses given, procedures,
-    immunizations), mirrored into the baseline's plaintext tables."""
+    """seed_demo's hospital plus, on the patient the tests chart, one row of every section whatever the
+    seed drew for them (doses given and due, a procedure, an immunization, a critical result, an
+    emergency grant), mirrored into the baseline's plaintext tables."""
     call_command("seed_demo", "--force", "--patients", "12", stdout=StringIO())
     physician, nurse = User.objects.get(username="physician"), User.objects.get(username="nurse")
     patient_id = _charted_patient()

@@ -13,7 +13,16 @@ from django.test import RequestFactory
 
 from accounts.models import Department, User
 from accounts.roles import Role
-from records.models import CareAssignment, Patient
+from audit.models import ChangeEvent
+from records.models import (
+    SCHEDULE_HOURS,
+    CareAssignment,
+    Immunization,
+    Medication,
+    MedicationAdministration,
+    Patient,
+    Procedure,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +123,7 @@ def test_printed_demo_code_hint_is_a_command_that_runs(settings: Any) -> None:
 def test_books_todays_clinic_once_and_checks_the_first_patient_in() -> None:
     from django.utils import timezone
 
-    from records.models import Appointment, Medication
+    from records.models import Appointment
 
     first = json.loads(seed("--json"))
     today = Appointment.objects.filter(starts_at__date=timezone.localdate())
@@ -127,3 +136,39 @@ def test_books_todays_clinic_once_and_checks_the_first_patient_in() -> None:
     assert frequencies
     assert "" not in frequencies
     assert None not in frequencies
+
+
+def test_every_chart_section_has_demo_data_written_through_the_services() -> None:
+    """Doses given, past procedures and vaccinations: the chart's sections are not empty in the demo
+    (nor in the load test, which seeds it), and each row came with its change event."""
+    created = json.loads(seed("--json"))["created"]
+    doses, procedures, immunizations = (
+        MedicationAdministration.objects.all(),
+        Procedure.objects.all(),
+        Immunization.objects.all(),
+    )
+    assert (created["doses"], created["procedures"], created["immunizations"]) == (
+        doses.count(),
+        procedures.count(),
+        immunizations.count(),
+    )
+    assert doses.exists()
+    assert procedures.exists()
+    assert immunizations.exists()
+    # A nurse gave them, and some scheduled prescriptions are still waiting for their first dose.
+    assert set(doses.values_list("administered_by__role", flat=True)) == {Role.NURSE}
+    scheduled = [m for m in Medication.objects.all() if m.frequency in SCHEDULE_HOURS]
+    given = set(doses.values_list("medication_id", flat=True))
+    assert any(m.pk not in given for m in scheduled)
+    # Records from elsewhere: coded, imported by the front desk with their change events.
+    assert {p.code for p in procedures} <= {"73761001", "80146002", "38102005", "29303009"}
+    assert {i.code for i in immunizations} <= {"140", "113", "133"}
+    imported = ChangeEvent.objects.filter(action="import", object_type__in=["Procedure", "Immunization"])
+    assert imported.count() == procedures.count() + immunizations.count()
+    assert set(imported.values_list("actor_role", flat=True)) == {Role.FRONT_DESK}
+    assert ChangeEvent.objects.filter(action="administer").count() == doses.count()
+    # Nothing of it was stored in the clear.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT display FROM records_immunization")
+        stored = " ".join(row[0] for row in cursor.fetchall())
+    assert "Influenza" not in stored

@@ -166,6 +166,9 @@ class Command(BaseCommand):
                             "orders": clinical.orders,
                             "notes": clinical.notes,
                             "images": clinical.images,
+                            "doses": clinical.doses,
+                            "procedures": clinical.procedures,
+                            "immunizations": clinical.immunizations,
                             "appointments": appointments,
                         },
                     },
@@ -177,6 +180,8 @@ class Command(BaseCommand):
             f"Demo hospital ready: {len(patients)} patients ({created_patients} new), "
             f"{created_assignments} new care-team assignments, {clinical.encounters} admissions, "
             f"{clinical.observations} observations, {clinical.orders} orders, {clinical.images} images, "
+            f"{clinical.doses} doses given, {clinical.procedures} past procedures, "
+            f"{clinical.immunizations} immunizations, "
             f"{appointments} appointments booked for today."
         )
         self.stdout.write(history.getvalue().strip())
