@@ -1,7 +1,10 @@
 """Dashboard panels of the clinical roles (registered in RecordsConfig.ready()): each role's work of today.
 
 A panel that names a patient is registered with ``shows_record`` (built only within a fresh step-up);
-the worklist counts name nobody and show without one.
+the worklist counts name nobody and show without one. A panel that reads patients' records is a read
+in steps (records/selectors/access.py ``Access``): the dashboard runs them together, so that the page
+records one access event per patient, listing every section its panels showed of them, before any
+panel decrypts (``run_together``, registered with accounts.dashboards).
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ from django.utils import timezone
 from accounts.dashboards import register_panel
 from accounts.roles import Capability, Role, roles_with
 from records import forms, selectors
+from records.selectors.access import Steps
 
 PANEL_ROWS = 8
 
 
-def _my_patients(request: HttpRequest) -> dict[str, Any]:
-    patients, page = selectors.my_patients(actor=request.user)
+def _my_patients(request: HttpRequest) -> Steps[dict[str, Any]]:
+    patients, page = yield from selectors.my_patients.steps(actor=request.user)
     return {"patients": patients[:PANEL_ROWS], "total": page.total}
 
 
-def _worklist(request: HttpRequest) -> dict[str, Any]:
-    rows, page = selectors.worklist(actor=request.user)
+def _worklist(request: HttpRequest) -> Steps[dict[str, Any]]:
+    rows, page = yield from selectors.worklist.steps(actor=request.user)
     return {"rows": rows[:PANEL_ROWS], "total": page.total}
 
 
@@ -32,49 +36,49 @@ def _worklist_counts(request: HttpRequest) -> dict[str, Any]:
     return {"counts": selectors.worklist_counts(actor=request.user)}
 
 
-def _critical_results(request: HttpRequest) -> dict[str, Any]:
+def _critical_results(request: HttpRequest) -> Steps[dict[str, Any]]:
     # Clinical values: registered with shows_record, so built only within a fresh step-up.
-    return {"rows": selectors.critical_results_for_orderer(actor=request.user, limit=PANEL_ROWS)}
+    return {"rows": (yield from selectors.critical_results_for_orderer.steps(actor=request.user, limit=PANEL_ROWS))}
 
 
-def _new_results(request: HttpRequest) -> dict[str, Any]:
+def _new_results(request: HttpRequest) -> Steps[dict[str, Any]]:
     return {
-        "rows": selectors.new_results_for_orderer(actor=request.user, limit=PANEL_ROWS),
+        "rows": (yield from selectors.new_results_for_orderer.steps(actor=request.user, limit=PANEL_ROWS)),
         "hours": selectors.NEW_RESULTS_HOURS,
     }
 
 
-def _pending_orders(request: HttpRequest) -> dict[str, Any]:
-    rows, total = selectors.pending_orders_for_orderer(actor=request.user, limit=PANEL_ROWS)
+def _pending_orders(request: HttpRequest) -> Steps[dict[str, Any]]:
+    rows, total = yield from selectors.pending_orders_for_orderer.steps(actor=request.user, limit=PANEL_ROWS)
     return {"rows": rows, "total": total}
 
 
-def _ward(request: HttpRequest) -> dict[str, Any]:
-    rows, total = selectors.ward_list(actor=request.user)
+def _ward(request: HttpRequest) -> Steps[dict[str, Any]]:
+    rows, total = yield from selectors.ward_list.steps(actor=request.user)
     return {"rows": rows, "total": total}
 
 
-def _due_medications(request: HttpRequest) -> dict[str, Any]:
+def _due_medications(request: HttpRequest) -> Steps[dict[str, Any]]:
     return {
-        "rows": selectors.due_medications(actor=request.user, limit=PANEL_ROWS),
+        "rows": (yield from selectors.due_medications.steps(actor=request.user, limit=PANEL_ROWS)),
         "within_minutes": int(selectors.DUE_WITHIN.total_seconds() // 60),
     }
 
 
-def _missing_vitals(request: HttpRequest) -> dict[str, Any]:
-    rows, total = selectors.missing_vitals(actor=request.user, limit=PANEL_ROWS)
+def _missing_vitals(request: HttpRequest) -> Steps[dict[str, Any]]:
+    rows, total = yield from selectors.missing_vitals.steps(actor=request.user, limit=PANEL_ROWS)
     return {"rows": rows, "total": total, "hours": int(selectors.VITALS_INTERVAL.total_seconds() // 3600)}
 
 
-def _arrivals(request: HttpRequest) -> dict[str, Any]:
-    rows, total = selectors.arrivals_today(actor=request.user, limit=PANEL_ROWS)
+def _arrivals(request: HttpRequest) -> Steps[dict[str, Any]]:
+    rows, total = yield from selectors.arrivals_today.steps(actor=request.user, limit=PANEL_ROWS)
     return {"rows": rows, "total": total}
 
 
-def _appointments_today(request: HttpRequest) -> dict[str, Any]:
+def _appointments_today(request: HttpRequest) -> Steps[dict[str, Any]]:
     departments = selectors.schedule_departments(actor=request.user)
     department_id = departments[0][0] if len(departments) == 1 else None
-    schedule = selectors.day_schedule(
+    schedule = yield from selectors.day_schedule.steps(
         actor=request.user, day=timezone.localdate(), department_id=department_id, limit=PANEL_ROWS
     )
     return {"schedule": schedule}
@@ -84,8 +88,8 @@ def _registration(request: HttpRequest) -> dict[str, Any]:
     return {"form": forms.PatientSearchForm()}
 
 
-def _break_glass(request: HttpRequest) -> dict[str, Any]:
-    return {"grants": selectors.my_active_grants(actor=request.user)}
+def _break_glass(request: HttpRequest) -> Steps[dict[str, Any]]:
+    return {"grants": (yield from selectors.my_active_grants.steps(actor=request.user))}
 
 
 def register() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from functools import cache
-from typing import Any
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache, update_wrapper
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import BooleanField, Count, ExpressionWrapper, Field, Model, Q, QuerySet, Subquery
@@ -119,6 +120,167 @@ def _record(
     except Exception as exc:
         logger.exception("Access could not be recorded; nothing was shown (actor=%s)", getattr(actor, "pk", None))
         raise AccessNotRecorded from exc
+
+
+# --- Reads in steps: the access first, then the rest (one event per patient per page) -------------
+
+
+@dataclass(frozen=True)
+class Access:
+    """An access a read is about to make, as ``_record`` is told it. A read written in steps (a
+    generator) yields it where it would call ``_record``: before it decrypts anything, and goes on
+    only once it is recorded. That lets a page of several reads (a dashboard's panels) record all
+    their accesses as one event per patient (DESIGN.md §4) before any of them decrypts."""
+
+    actor: Any
+    patient_ids: Sequence[int | None]
+    category: str | Sequence[str]
+    action: str
+    purpose: str
+    explanation: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    patients: Sequence[Patient] = ()
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return (self.category,) if isinstance(self.category, str) else tuple(self.category)
+
+    def record(self) -> None:
+        _record(
+            actor=self.actor,
+            patient_ids=self.patient_ids,
+            category=self.category,
+            action=self.action,
+            purpose=self.purpose,
+            explanation=self.explanation,
+            detail=self.detail,
+            patients=self.patients,
+        )
+
+
+T = TypeVar("T")
+# A read in steps: yields each Access before going on, returns what the read returns.
+Steps = Generator[Access, None, T]
+
+
+def recorded(steps: Steps[T], pending: Access | None = None) -> T:
+    """Run a read in steps to its end, recording each access it yields before it goes on (the read
+    as one call: ``recorded(my_patients_steps(...))`` is ``my_patients(...)``). ``pending``: an
+    access it yielded already, recorded by the caller: resumed from there."""
+    try:
+        access = next(steps) if pending is None else steps.send(None)
+        while True:
+            access.record()
+            access = steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()  # a refusal or a failed record leaves nothing suspended
+
+
+P = ParamSpec("P")
+
+
+class InSteps(Generic[P, T]):
+    """A read written in steps, callable as one read: ``read(...)`` runs it to its end, recording each
+    access as it comes (``recorded``); ``read.steps(...)`` is the generator, for a page that runs
+    several reads together (``run_together``). Applied as a decorator: ``@in_steps``."""
+
+    def __init__(self, steps: Callable[P, Steps[T]]) -> None:
+        self.steps = steps
+        update_wrapper(self, steps)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        return recorded(self.steps(*args, **kwargs))
+
+
+in_steps = InSteps
+
+
+def _merged(accesses: Sequence[Access], *, page: str) -> list[Access]:
+    """The accesses of one page as one access per patient (an access naming no patient, a search's
+    own event, is kept as it is). A patient's access lists every section the reads that showed them
+    named, the first read's section first; its action and purpose are the first read's, its
+    explanation the first one given (a list of "my patients" gives none, the ward's list "ward");
+    its detail names the page and, in order, the lists it was in (``{"list": page, "lists": [...]}``),
+    with the grants any of them named, and every purpose when they differ. Patients whose accesses
+    came out the same are recorded together (one INSERT)."""
+    actors = {getattr(access.actor, "pk", access.actor) for access in accesses}
+    if len(actors) > 1:
+        raise ValueError("One page's accesses are one person's.")
+    rows: dict[int, Patient] = {}
+    by_patient: dict[int, list[Access]] = {}
+    kept: list[Access] = []
+    for access in accesses:
+        rows.update({row.pk: row for row in access.patients})
+        if None in access.patient_ids:
+            kept.append(access)
+            continue
+        for patient_id in access.patient_ids:
+            by_patient.setdefault(int(patient_id), []).append(access)  # type: ignore[arg-type]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    shapes: dict[tuple[Any, ...], Access] = {}
+    for patient_id, listed in by_patient.items():
+        first = listed[0]
+        categories = tuple(dict.fromkeys(name for access in listed for name in access.categories))
+        detail: dict[str, Any] = {"list": page, "lists": [str(access.detail.get("list", "")) for access in listed]}
+        grants = sorted({grant for access in listed for grant in access.detail.get("grant_ids", ())})
+        if grants:
+            detail["grant_ids"] = grants
+        purposes = sorted({access.purpose for access in listed})
+        if len(purposes) > 1:
+            detail["purposes"] = purposes
+        explanation = next((access.explanation for access in listed if access.explanation), "")
+        key = (categories, first.action, first.purpose, explanation, repr(sorted(detail.items())))
+        groups.setdefault(key, []).append(patient_id)
+        shapes[key] = Access(
+            actor=first.actor,
+            patient_ids=(),
+            category=categories,
+            action=first.action,
+            purpose=first.purpose,
+            explanation=explanation,
+            detail=detail,
+        )
+    for key, patient_ids in groups.items():
+        shape = shapes[key]
+        kept.append(
+            Access(
+                actor=shape.actor,
+                patient_ids=patient_ids,
+                category=shape.category,
+                action=shape.action,
+                purpose=shape.purpose,
+                explanation=shape.explanation,
+                detail=shape.detail,
+                patients=[rows[pk] for pk in patient_ids if pk in rows],
+            )
+        )
+    return kept
+
+
+def run_together(reads: Sequence[Steps[Any]], *, page: str) -> list[Any]:
+    """Run several reads of one page so that their accesses are recorded together, one event per
+    patient (``_merged``), before any of them goes on to decrypt: each read runs to its first access
+    (or its end), then all the accesses are recorded, then each read is resumed. An access a read
+    yields after that (a second step) is recorded on its own. Returns each read's result, in order.
+    A refusal or a failed record ends them all: nothing decrypted leaves this function."""
+    results: list[Any] = [None] * len(reads)
+    waiting: dict[int, Access] = {}
+    try:
+        for index, steps in enumerate(reads):
+            try:
+                waiting[index] = next(steps)
+            except StopIteration as done:
+                results[index] = done.value
+        for access in _merged(list(waiting.values()), page=page):
+            access.record()
+        for index in waiting:
+            results[index] = recorded(reads[index], pending=waiting[index])
+    finally:
+        for steps in reads:
+            steps.close()
+    return results
 
 
 def _page_number(raw: object) -> int:

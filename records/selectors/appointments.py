@@ -12,7 +12,7 @@ from accounts.models import Department
 from accounts.roles import Capability, DataCategory, has_capability
 from records.models import Appointment
 from records.permissions import AccessDecision, schedule_scope
-from records.selectors.access import SUMMARY_FIELDS, AccessRefused, _name, _record, _summary
+from records.selectors.access import SUMMARY_FIELDS, Access, AccessRefused, Steps, _name, _summary, in_steps
 from records.selectors.read_models import PatientSummary
 
 D = DataCategory
@@ -66,9 +66,10 @@ def schedule_departments(*, actor: Any) -> list[tuple[int, str]]:
     return list(departments.order_by("name").values_list("id", "name"))
 
 
+@in_steps
 def day_schedule(
     *, actor: Any, day: datetime.date, department_id: int | None = None, limit: int = SCHEDULE_LIMIT
-) -> Schedule:
+) -> Steps[Schedule]:
     """The appointments of ``day`` the user may see, in time order, recorded as one list access before
     anything is decrypted. A department outside the user's schedules is AccessRefused (404)."""
     scope = schedule_scope(actor)
@@ -84,7 +85,7 @@ def day_schedule(
     rows: list[AppointmentRow] = []
     if found:
         booking = has_capability(actor, Capability.BOOK_APPOINTMENT)
-        _record(
+        yield Access(
             actor=actor,
             patient_ids=sorted({patient_id for _, patient_id in found}),
             category=(D.DEMOGRAPHICS, D.ENCOUNTERS),

@@ -13,12 +13,15 @@ from records.models import Allergy, BreakGlassGrant, Condition, Encounter, Medic
 from records.permissions import AccessDecision, active_grants, chart_access
 from records.selectors.access import (
     SUMMARY_FIELDS,
+    Access,
     AccessRefused,
+    Steps,
     _decision_grant,
     _demographics,
     _grant_detail,
     _record,
     _summary,
+    in_steps,
 )
 from records.selectors.read_models import (
     GRANT_FIELDS,
@@ -249,7 +252,8 @@ def recent_arrivals(*, actor: Any) -> list[ArrivalRow]:
     return [ArrivalRow(patients[row["patient_id"]], row["arrived_at"]) for row in arrivals]
 
 
-def my_active_grants(*, actor: Any) -> list[ActiveGrantRow]:
+@in_steps
+def my_active_grants(*, actor: Any) -> Steps[list[ActiveGrantRow]]:
     """The user's own grants in force now, soonest to expire first, with who they are for (recorded
     as a list event with the grant ids)."""
     _require_break_glass(actor)
@@ -259,7 +263,7 @@ def my_active_grants(*, actor: Any) -> list[ActiveGrantRow]:
         .order_by("expires_at")[:LIST_PER_PAGE]
     )
     ids = sorted({g.patient_id for g in grants})
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=ids,
         category=D.DEMOGRAPHICS,

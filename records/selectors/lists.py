@@ -13,7 +13,17 @@ from accounts.roles import Capability, DataCategory, has_capability, policy_for
 from records.crypto import mrn_index, name_dob_index, normalise_name
 from records.models import CareAssignment, Encounter, Order, Patient
 from records.permissions import ORDER_KIND_FOR_ROLE, AccessDecision, active_assignments, open_encounters, order_access
-from records.selectors.access import SUMMARY_FIELDS, AccessRefused, _order_row, _page_number, _record, _summary
+from records.selectors.access import (
+    SUMMARY_FIELDS,
+    Access,
+    AccessRefused,
+    Steps,
+    _order_row,
+    _page_number,
+    _record,
+    _summary,
+    in_steps,
+)
 from records.selectors.chart import chart_for
 from records.selectors.read_models import LIST_PER_PAGE, Chart, OrderRef, OrderRow, Page, PatientSummary, WorklistRow
 
@@ -50,7 +60,7 @@ def _listed(
     detail: dict[str, Any],
     sort: str = "",
     sorts: tuple[str, ...] = (),
-) -> tuple[list[PatientSummary], Page]:
+) -> Steps[tuple[list[PatientSummary], Page]]:
     key = sort.removeprefix("-")
     total = queryset.count()
     current = Page(_page_number(page), LIST_PER_PAGE, total)
@@ -60,7 +70,7 @@ def _listed(
         # Decrypted to sort only; nothing leaves this function before the page's accesses are recorded.
         everyone = sort_summaries([_summary(p) for p in queryset.only(*SUMMARY_FIELDS)], sort)
         shown = everyone[start : start + current.per_page]
-        _record(
+        yield Access(
             actor=actor,
             patient_ids=[p.id for p in shown],
             category=D.DEMOGRAPHICS,
@@ -72,7 +82,7 @@ def _listed(
     # Registration order is the primary key's (created_at follows it and has no index).
     order = ("-id",) if sort == "-registered" else ("id",)
     ids = list(queryset.order_by(*order).values_list("id", flat=True)[start : start + current.per_page])
-    _record(actor=actor, patient_ids=ids, category=D.DEMOGRAPHICS, action=action, purpose=purpose, detail=detail)
+    yield Access(actor=actor, patient_ids=ids, category=D.DEMOGRAPHICS, action=action, purpose=purpose, detail=detail)
     patients = Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by(*order)
     return [_summary(p) for p in patients], current
 
@@ -119,7 +129,8 @@ def patient_search(
     return [_summary(p) for p in Patient.objects.filter(pk__in=ids).only(*SUMMARY_FIELDS).order_by("id")]
 
 
-def my_patients(*, actor: Any, page: object = 1, sort: str = "name") -> tuple[list[PatientSummary], Page]:
+@in_steps
+def my_patients(*, actor: Any, page: object = 1, sort: str = "name") -> Steps[tuple[list[PatientSummary], Page]]:
     """The patients a physician or nurse cares for now: care team, attending, and (nurses) their ward.
 
     Sorted by ``sort`` (one of MY_PATIENTS_SORTS, "-" to reverse; by name unless told), which means
@@ -135,37 +146,45 @@ def my_patients(*, actor: Any, page: object = 1, sort: str = "name") -> tuple[li
         relation |= Q(
             pk__in=Encounter.objects.filter(open_encounters(), department_id=actor.department_id).values("patient_id")
         )
-    return _listed(
-        actor=actor,
-        queryset=Patient.objects.filter(relation),
-        page=page,
-        action="list",
-        purpose="treatment",
-        detail={"list": "my_patients"},
-        sort=sort,
-        sorts=MY_PATIENTS_SORTS,
+    return (
+        yield from _listed(
+            actor=actor,
+            queryset=Patient.objects.filter(relation),
+            page=page,
+            action="list",
+            purpose="treatment",
+            detail={"list": "my_patients"},
+            sort=sort,
+            sorts=MY_PATIENTS_SORTS,
+        )
     )
 
 
-def registration_list(*, actor: Any, page: object = 1, sort: str = "-registered") -> tuple[list[PatientSummary], Page]:
+@in_steps
+def registration_list(
+    *, actor: Any, page: object = 1, sort: str = "-registered"
+) -> Steps[tuple[list[PatientSummary], Page]]:
     """The front desk's list of recently registered patients (demographics only), newest first
     unless ``sort`` is "registered" (oldest first). Only the database's sort: it is the registry."""
     if not has_capability(actor, Capability.REGISTER_PATIENT):
         raise AccessRefused(AccessDecision.forbidden("role_cannot_register"))
     recent = Patient.objects.filter(pk__in=Patient.objects.order_by("-id").values("id")[:200])
-    return _listed(
-        actor=actor,
-        queryset=recent,
-        page=page,
-        action="list",
-        purpose="registration",
-        detail={"list": "recent_registrations"},
-        sort=sort if sort in ("registered", "-registered") else "-registered",
-        sorts=REGISTRATION_SORTS,
+    return (
+        yield from _listed(
+            actor=actor,
+            queryset=recent,
+            page=page,
+            action="list",
+            purpose="registration",
+            detail={"list": "recent_registrations"},
+            sort=sort if sort in ("registered", "-registered") else "-registered",
+            sorts=REGISTRATION_SORTS,
+        )
     )
 
 
-def worklist(*, actor: Any, page: object = 1) -> tuple[list[WorklistRow], Page]:
+@in_steps
+def worklist(*, actor: Any, page: object = 1) -> Steps[tuple[list[WorklistRow], Page]]:
     """Open radiology or laboratory orders for the user's department, urgent first."""
     policy = policy_for(actor)
     if policy is None or not has_capability(actor, Capability.VIEW_WORKLIST):
@@ -183,7 +202,7 @@ def worklist(*, actor: Any, page: object = 1) -> tuple[list[WorklistRow], Page]:
             start : start + current.per_page
         ]
     )
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=sorted({o.patient_id for o in rows}),
         category=D.ORDERS,

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.roles import Capability, DataCategory, has_capability, policy_for
 from records.models import CareAssignment, Encounter, Observation, Patient
 from records.permissions import active_assignments, open_encounters
-from records.selectors.access import SUMMARY_FIELDS, _observation_row, _record, _summary
+from records.selectors.access import SUMMARY_FIELDS, Access, Steps, _observation_row, _summary, in_steps
 from records.selectors.read_models import CriticalResultRow
 from records.terminology import Flag
 
@@ -36,7 +36,8 @@ def _cared_for(actor: Any, now: datetime.datetime) -> Q:
     return relation
 
 
-def critical_results_for_orderer(*, actor: Any, limit: int = 8) -> list[CriticalResultRow]:
+@in_steps
+def critical_results_for_orderer(*, actor: Any, limit: int = 8) -> Steps[list[CriticalResultRow]]:
     """The newest critical (LL/HH) laboratory results of orders ``actor`` placed, for patients they
     still care for (no relationship, no result: the chart's own rule), newest first.
 
@@ -59,7 +60,7 @@ def critical_results_for_orderer(*, actor: Any, limit: int = 8) -> list[Critical
     if not candidates:
         return []
     patient_ids = sorted({patient_id for _, patient_id in candidates})
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=patient_ids,
         category=(D.DEMOGRAPHICS, D.OBSERVATIONS),

@@ -24,7 +24,7 @@ from records.models import (
     Patient,
 )
 from records.permissions import ORDER_KIND_FOR_ROLE, schedule_scope
-from records.selectors.access import SUMMARY_FIELDS, _order_row, _record, _summary
+from records.selectors.access import SUMMARY_FIELDS, Access, Steps, _order_row, _summary, in_steps
 from records.selectors.read_models import PatientSummary, WorklistRow
 from records.selectors.results import _cared_for
 
@@ -97,12 +97,12 @@ def _patients(ids: set[int] | list[int]) -> dict[int, PatientSummary]:
     return {p.pk: _summary(p) for p in Patient.objects.filter(pk__in=set(ids)).only(*SUMMARY_FIELDS)}
 
 
-def _order_rows(actor: Any, orders: QuerySet[Order], *, limit: int, list_name: str) -> list[WorklistRow]:
+def _order_rows(actor: Any, orders: QuerySet[Order], *, limit: int, list_name: str) -> Steps[list[WorklistRow]]:
     """The first ``limit`` of ``orders`` with their patients, recorded as one list access first."""
     found = list(orders.values_list("pk", "patient_id")[:limit])
     if not found:
         return []
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=sorted({patient_id for _, patient_id in found}),
         category=(D.DEMOGRAPHICS, D.ORDERS),
@@ -117,7 +117,8 @@ def _order_rows(actor: Any, orders: QuerySet[Order], *, limit: int, list_name: s
     return [WorklistRow(_order_row(by_id[pk]), patients[patient_id]) for pk, patient_id in found]
 
 
-def new_results_for_orderer(*, actor: Any, limit: int = PANEL_ROWS) -> list[WorklistRow]:
+@in_steps
+def new_results_for_orderer(*, actor: Any, limit: int = PANEL_ROWS) -> Steps[list[WorklistRow]]:
     """Orders ``actor`` placed that were completed in the last NEW_RESULTS_HOURS, newest first, for
     patients they still care for (the chart's own rule: no relationship, no result)."""
     if policy_for(actor) is None or not has_capability(actor, Capability.PLACE_ORDER):
@@ -129,10 +130,11 @@ def new_results_for_orderer(*, actor: Any, limit: int = PANEL_ROWS) -> list[Work
         status=Order.Status.COMPLETED,
         completed_at__gte=now - datetime.timedelta(hours=NEW_RESULTS_HOURS),
     ).order_by("-completed_at", "-id")
-    return _order_rows(actor, orders, limit=limit, list_name="new_results")
+    return (yield from _order_rows(actor, orders, limit=limit, list_name="new_results"))
 
 
-def pending_orders_for_orderer(*, actor: Any, limit: int = PANEL_ROWS) -> tuple[list[WorklistRow], int]:
+@in_steps
+def pending_orders_for_orderer(*, actor: Any, limit: int = PANEL_ROWS) -> Steps[tuple[list[WorklistRow], int]]:
     """Open and in-progress orders ``actor`` placed, oldest first (the longest wait on top), for
     patients they still care for; and how many there are."""
     if policy_for(actor) is None or not has_capability(actor, Capability.PLACE_ORDER):
@@ -140,7 +142,7 @@ def pending_orders_for_orderer(*, actor: Any, limit: int = PANEL_ROWS) -> tuple[
     orders = Order.objects.filter(
         _cared_for(actor, timezone.now()), ordered_by_id=actor.pk, status__in=Order.OPEN_STATUSES
     ).order_by("ordered_at", "id")
-    rows = _order_rows(actor, orders, limit=limit, list_name="pending_orders")
+    rows = yield from _order_rows(actor, orders, limit=limit, list_name="pending_orders")
     return rows, (orders.count() if len(rows) == limit else len(rows))
 
 
@@ -154,7 +156,8 @@ def _ward_stays(actor: Any) -> QuerySet[Encounter] | None:
     )
 
 
-def ward_list(*, actor: Any, limit: int = WARD_SCAN) -> tuple[list[WardRow], int]:
+@in_steps
+def ward_list(*, actor: Any, limit: int = WARD_SCAN) -> Steps[tuple[list[WardRow], int]]:
     """The inpatients on the nurse's ward, longest stay first: patient, bed or location, admitted since."""
     stays = _ward_stays(actor)
     if stays is None:
@@ -162,7 +165,7 @@ def ward_list(*, actor: Any, limit: int = WARD_SCAN) -> tuple[list[WardRow], int
     found = list(stays.order_by("starts_at", "id").values_list("pk", "patient_id")[:limit])
     if not found:
         return [], 0
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=sorted({patient_id for _, patient_id in found}),
         category=(D.DEMOGRAPHICS, D.ENCOUNTERS),
@@ -192,7 +195,8 @@ def _next_dose(medication: Medication, last_given: datetime.datetime | None) -> 
     return (last_given or medication.prescribed_at) + datetime.timedelta(hours=hours)
 
 
-def due_medications(*, actor: Any, limit: int = PANEL_ROWS) -> list[DueMedicationRow]:
+@in_steps
+def due_medications(*, actor: Any, limit: int = PANEL_ROWS) -> Steps[list[DueMedicationRow]]:
     """Scheduled medications of the ward's inpatients whose next dose is due within DUE_WITHIN or
     overdue, most overdue first. Only the ward's active prescriptions are opened (decrypted), after
     one list access is recorded; six queries whatever the ward's size."""
@@ -207,7 +211,7 @@ def due_medications(*, actor: Any, limit: int = PANEL_ROWS) -> list[DueMedicatio
     )
     if not active:
         return []
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=sorted({patient_id for _, patient_id in active}),
         category=(D.DEMOGRAPHICS, D.MEDICATIONS),
@@ -240,7 +244,8 @@ def due_medications(*, actor: Any, limit: int = PANEL_ROWS) -> list[DueMedicatio
     ]
 
 
-def missing_vitals(*, actor: Any, limit: int = PANEL_ROWS) -> tuple[list[MissingVitalsRow], int]:
+@in_steps
+def missing_vitals(*, actor: Any, limit: int = PANEL_ROWS) -> Steps[tuple[list[MissingVitalsRow], int]]:
     """The ward's inpatients with no vital-signs observation within VITALS_INTERVAL, longest stay first,
     with when their vitals were last taken (if ever); and how many there are."""
     stays = _ward_stays(actor)
@@ -255,7 +260,7 @@ def missing_vitals(*, actor: Any, limit: int = PANEL_ROWS) -> tuple[list[Missing
     if not found:
         return [], 0
     patient_ids = sorted({patient_id for patient_id, _ in found})
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=patient_ids,
         category=(D.DEMOGRAPHICS, D.OBSERVATIONS),
@@ -302,7 +307,8 @@ def today_bounds() -> tuple[datetime.datetime, datetime.datetime]:
     return start, start + datetime.timedelta(days=1)
 
 
-def arrivals_today(*, actor: Any, limit: int = PANEL_ROWS) -> tuple[list[ArrivalTodayRow], int]:
+@in_steps
+def arrivals_today(*, actor: Any, limit: int = PANEL_ROWS) -> Steps[tuple[list[ArrivalTodayRow], int]]:
     """Encounters that started today, newest first: in the desk's own department when it sits in a
     clinical one, hospital-wide otherwise (as its registration work is; records.permissions.schedule_scope)."""
     scope = schedule_scope(actor)
@@ -319,7 +325,7 @@ def arrivals_today(*, actor: Any, limit: int = PANEL_ROWS) -> tuple[list[Arrival
     )
     if not found:
         return [], 0
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=sorted({e.patient_id for e in found}),
         category=(D.DEMOGRAPHICS, D.ENCOUNTERS),

@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,9 +27,9 @@ from audit.chain import seal_and_insert
 from audit.facts import sections_of
 from audit.models import AccessEvent, Alert, AlertSubject
 from audit.services import access_event_record
-from records.models import Order
+from records.models import Observation, Order
 from records.selectors import chart_for
-from records.services import order_place
+from records.services import observation_record, order_complete, order_place
 from tests.factories import PatientFactory, assign
 from tests.records.conftest import Ward
 
@@ -114,6 +116,71 @@ def test_a_search_writes_the_search_and_one_result_event_per_patient_found(
         ("search", None, ["demographics"]),
         ("search_result", ward.treated.pk, ["demographics"]),
     ]
+
+
+def _dashboard_inserts(client: Client) -> tuple[int, str]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("accounts:dashboard"))
+    assert response.status_code == 200
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "audit_accessevent"')]
+    return len(inserts), response.content.decode()
+
+
+def test_a_dashboard_writes_one_event_per_patient_for_all_its_panels(
+    ward: Ward, nurse: User, client_for: Callable[[User], Client]
+) -> None:
+    """The nurse's patient is on three panels (my patients, missing vitals, the ward list): one event,
+    naming the page, the lists and every section they showed, written in one INSERT."""
+    client = client_for(nurse)
+    before = _last_id()
+    inserts, html = _dashboard_inserts(client)
+    assert html.count("TREATEDSURNAME") >= 3
+    (event,) = _new_events(before)
+    assert (event.patient_id, event.action, event.explanation) == (ward.treated.pk, "list", "ward")
+    assert event.detail["list"] == "dashboard"
+    assert {"my_patients", "missing_vitals", "ward"} <= set(event.detail["lists"])
+    assert {"demographics", "encounters", "observations"} <= set(event.sections)
+    assert inserts == 1
+
+
+def test_a_physicians_dashboard_lists_each_patient_once_however_many_panels(
+    ward: Ward, physician: User, lab: User, client_for: Callable[[User], Client]
+) -> None:
+    assign(physician, ward.other)
+    observation_record(
+        actor=lab,
+        patient_id=ward.treated.pk,
+        category=Observation.Category.LABORATORY,
+        display="Potassium",
+        value="7.1",
+        unit="mmol/L",
+        loinc_code="2823-3",  # 7.1 mmol/L: flagged critical high (HH) by its reference range
+        order_id=ward.lab_order.pk,
+    )
+    order_complete(actor=lab, order_id=ward.lab_order.pk)
+    before = _last_id()
+    _dashboard_inserts(client_for(physician))
+    events = _new_events(before)
+    assert len(events) == 2
+    assert {e.patient_id for e in events} == {ward.treated.pk, ward.other.pk}
+    treated = next(e for e in events if e.patient_id == ward.treated.pk)
+    assert {"critical_results", "new_results", "my_patients", "pending_orders"} <= set(treated.detail["lists"])
+    assert {"demographics", "observations", "orders"} <= set(treated.sections)
+
+
+def test_a_dashboard_whose_accesses_cannot_be_recorded_shows_nobody(
+    ward: Ward, nurse: User, client_for: Callable[[User], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("the audit database is gone")
+
+    client = client_for(nurse)
+    monkeypatch.setattr("audit.services.access_event_record", broken)
+    before = _last_id()
+    response = client.get(reverse("accounts:dashboard"))
+    assert response.status_code == 503
+    assert "TREATEDSURNAME" not in response.content.decode()
+    assert _new_events(before) == []
 
 
 def test_sections_are_distinct_and_sorted_and_the_primary_is_the_first_named() -> None:
