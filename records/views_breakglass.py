@@ -62,10 +62,14 @@ def _start_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 @capability_required(C.BREAK_GLASS)
 @step_up_required
 def start(request: HttpRequest) -> HttpResponse:
-    """Find the patient: a search form (posted) and the patients who arrived in the last day."""
-    arrivals = selectors.recent_arrivals(actor=request.user)
+    """Find the patient: a search form (posted), the patients who arrived in the last day and the
+    user's grants in force: both lists recorded together, one event per patient for the page."""
+    arrivals, grants = selectors.run_together(
+        [selectors.recent_arrivals.steps(actor=request.user), selectors.my_active_grants.steps(actor=request.user)],
+        page="break_glass_start",
+    )
     remember_found(request, [row.patient.id for row in arrivals])
-    return render(request, START, _start_context(request, arrivals=arrivals))
+    return render(request, START, {"find_form": forms.SearchForm(), "grants": grants, "arrivals": arrivals})
 
 
 @require_POST

@@ -21,7 +21,7 @@ all of them), ``read_models`` (the dataclasses returned). Every public name is i
 
 from __future__ import annotations
 
-from records.selectors.access import SUMMARY_FIELDS, AccessNotRecorded, AccessRefused
+from records.selectors.access import SUMMARY_FIELDS, AccessNotRecorded, AccessRefused, run_together
 from records.selectors.appointments import (
     SCHEDULE_LIMIT,
     AppointmentRow,
@@ -208,6 +208,7 @@ __all__ = [
     "recent_arrivals",
     "record_for_export",
     "registration_list",
+    "run_together",
     "schedule_departments",
     "today_bounds",
     "trend_data",

@@ -228,7 +228,8 @@ def emergency_candidate(*, actor: Any, patient_id: int) -> PatientSummary:
     return _summary(Patient.objects.only(*SUMMARY_FIELDS).get(pk=patient_id))
 
 
-def recent_arrivals(*, actor: Any) -> list[ArrivalRow]:
+@in_steps
+def recent_arrivals(*, actor: Any) -> Steps[list[ArrivalRow]]:
     """Patients with an encounter that started in the last ARRIVALS_HOURS, newest first: demographics
     and the time only, for finding someone to break the glass for. Recorded as a list event."""
     _require_break_glass(actor)
@@ -240,7 +241,7 @@ def recent_arrivals(*, actor: Any) -> list[ArrivalRow]:
         .order_by("-arrived_at", "-patient_id")[:ARRIVALS_LIMIT]
     )
     ids = [row["patient_id"] for row in arrivals]
-    _record(
+    yield Access(
         actor=actor,
         patient_ids=ids,
         category=D.DEMOGRAPHICS,

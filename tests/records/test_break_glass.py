@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from axes.models import AccessAttempt
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.models import AccessEvent, Alert
 from records import breakglass
+from records.db import mark_actor
 from records.models import BreakGlassGrant, Encounter, Observation, Patient
 from records.permissions import chart_access
 from records.services import (
@@ -431,9 +432,35 @@ def test_recent_arrivals_list_demographics_of_the_last_day_and_is_recorded(
     (listed,) = events(actor_id=ems.pk, action="list")
     assert (listed.patient_id, listed.detail, listed.purpose) == (
         ward.treated.pk,
-        {"list": "recent_arrivals"},
+        {"list": "break_glass_start", "lists": ["recent_arrivals"]},
         "emergency",
     )
+
+
+def test_a_patient_both_arrived_and_granted_is_one_event_of_the_start_page(
+    ems: User, ems_client: Client, ward: Ward
+) -> None:
+    with transaction.atomic():
+        mark_actor(None, job="test")
+        grant = BreakGlassGrant.objects.create(
+            user=ems,
+            patient_id=ward.treated.pk,
+            reason=BreakGlassGrant.Reason.OTHER,
+            explanation=EXPLANATION,
+            granted_at=timezone.now(),
+            expires_at=timezone.now() + datetime.timedelta(hours=1),
+        )
+    before = AccessEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    html = ems_client.get(reverse("records:emergency")).content.decode()
+    assert html.count("TREATEDSURNAME") >= 2  # in the arrivals and among the grants in force
+    (listed,) = events(actor_id=ems.pk, action="list", pk__gt=before)
+    assert listed.patient_id == ward.treated.pk
+    assert listed.detail == {
+        "list": "break_glass_start",
+        "lists": ["recent_arrivals", "active_grants"],
+        "grant_ids": [grant.pk],
+    }
+    assert listed.explanation == "break_glass"
 
 
 def test_dashboard_and_navigation_offer_emergency_access(
