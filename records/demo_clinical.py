@@ -12,6 +12,7 @@ import random
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils import timezone
 
@@ -272,7 +273,8 @@ def _history_from_elsewhere(patient: Patient, desk: User, plan: list[float], cou
     """A past procedure (for some) and vaccinations, as records from the patient's other providers:
     written by the import service, as the front desk's import of a referral letter's FHIR bundle would."""
     today = timezone.now().replace(hour=10, minute=0, second=0, microsecond=0)
-    entries: list[Procedure | Immunization] = []
+    # Several kinds in one call, as a bundle's are (the service's type variable takes one kind at a time).
+    entries: list[Any] = []
     if plan[0] < 0.4:
         code, display = PROCEDURES[int(plan[1] * len(PROCEDURES))]
         performed = today - datetime.timedelta(days=200 + int(plan[2] * 3000))
