@@ -54,8 +54,11 @@ def _require_found(request: HttpRequest, patient_id: int) -> None:
         raise selectors.AccessRefused(AccessDecision.not_found())
 
 
-def _start_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    return {"find_form": forms.SearchForm(), "grants": selectors.my_active_grants(actor=request.user), **extra}
+def _start_context(request: HttpRequest, grants: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The start page's context; ``grants``: the user's grants in force when the caller read them already."""
+    if grants is None:
+        grants = selectors.my_active_grants(actor=request.user)
+    return {"find_form": forms.SearchForm(), "grants": grants, **extra}
 
 
 @require_GET
@@ -69,7 +72,7 @@ def start(request: HttpRequest) -> HttpResponse:
         page="break_glass_start",
     )
     remember_found(request, [row.patient.id for row in arrivals])
-    return render(request, START, {"find_form": forms.SearchForm(), "grants": grants, "arrivals": arrivals})
+    return render(request, START, _start_context(request, grants, arrivals=arrivals))
 
 
 @require_POST

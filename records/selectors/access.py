@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, update_wrapper
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -218,8 +218,8 @@ def _merged(accesses: Sequence[Access], *, page: str) -> list[Access]:
             continue
         for patient_id in access.patient_ids:
             by_patient.setdefault(int(patient_id), []).append(access)  # type: ignore[arg-type]
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    shapes: dict[tuple[Any, ...], Access] = {}
+    # Patients whose merged access comes out the same: one access (one INSERT) for them all.
+    shapes: dict[tuple[Any, ...], tuple[Access, list[int]]] = {}
     for patient_id, listed in by_patient.items():
         first = listed[0]
         categories = tuple(dict.fromkeys(name for access in listed for name in access.categories))
@@ -232,8 +232,7 @@ def _merged(accesses: Sequence[Access], *, page: str) -> list[Access]:
             detail["purposes"] = purposes
         explanation = next((access.explanation for access in listed if access.explanation), "")
         key = (categories, first.action, first.purpose, explanation, repr(sorted(detail.items())))
-        groups.setdefault(key, []).append(patient_id)
-        shapes[key] = Access(
+        shape = Access(
             actor=first.actor,
             patient_ids=(),
             category=categories,
@@ -242,20 +241,9 @@ def _merged(accesses: Sequence[Access], *, page: str) -> list[Access]:
             explanation=explanation,
             detail=detail,
         )
-    for key, patient_ids in groups.items():
-        shape = shapes[key]
-        kept.append(
-            Access(
-                actor=shape.actor,
-                patient_ids=patient_ids,
-                category=shape.category,
-                action=shape.action,
-                purpose=shape.purpose,
-                explanation=shape.explanation,
-                detail=shape.detail,
-                patients=[rows[pk] for pk in patient_ids if pk in rows],
-            )
-        )
+        shapes.setdefault(key, (shape, []))[1].append(patient_id)
+    for shape, patient_ids in shapes.values():
+        kept.append(replace(shape, patient_ids=patient_ids, patients=[rows[pk] for pk in patient_ids if pk in rows]))
     return kept
 
 
