@@ -40,6 +40,7 @@ from django.test.utils import setup_test_environment
 from accounts.models import User
 from accounts.roles import Role
 from bench.interleave import interleave, line, paired_ratio
+from bench.replay import recording, replay
 from exchange.fhir.importer import collect_files, import_paths
 from exchange.fhir.validate import _schema
 
@@ -84,7 +85,38 @@ def main() -> None:
             except _Rollback:
                 pass
 
-        cpu: dict[str, list[float]] = {"parse + schema-validate": [], "import_fhir": []}
+        subject()  # warm: the first round reads the schema, the codes, the keys
+        with recording() as notes:
+            subject()
+        spent: list[dict[str, float]] = []
+
+        def floor() -> None:
+            try:
+                with transaction.atomic():
+                    with connection.connection.cursor() as cursor:
+                        spent.append(replay(notes, cursor))
+                    raise _Rollback
+            except _Rollback:
+                pass
+
+        def floor_untriggered() -> None:
+            # The same, with the database's triggers off for the transaction (the direct-change guard,
+            # the append-only checks, the foreign keys' own): what they add to the floor.
+            try:
+                with transaction.atomic():
+                    with connection.connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL session_replication_role = replica")
+                        replay(notes, cursor)
+                    raise _Rollback
+            except _Rollback:
+                pass
+
+        cases = {"parse + schema-validate": baseline, "import_fhir": subject, "its statements, replayed": floor}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+            if cursor.fetchone()[0]:  # turning triggers off needs a superuser
+                cases["replayed, triggers off"] = floor_untriggered
+        cpu: dict[str, list[float]] = {name: [] for name in cases}
 
         def counted(name: str, case: Callable[[], None]) -> Callable[[], None]:
             def run() -> None:
@@ -96,10 +128,7 @@ def main() -> None:
 
         print(f"{connection.vendor}, {os.cpu_count()} cores: {len(files)} bundles, {resources:,} resources")
         timings = interleave(
-            {
-                name: counted(name, case)
-                for name, case in (("parse + schema-validate", baseline), ("import_fhir", subject))
-            },
+            {name: counted(name, case) for name, case in cases.items()},
             rounds=args.rounds,
         )
         base = timings["parse + schema-validate"]
@@ -111,6 +140,23 @@ def main() -> None:
             f"import_fhir: {resources / subject_timing.median:,.0f} resources/s, parse + validate "
             f"{resources / base.median:,.0f} resources/s: {paired_ratio(subject_timing, base):.2f}x (target <= 3x)"
         )
+        replayed = timings["its statements, replayed"]
+        print(
+            f"The database's floor: {len(notes):,} statements, {notes.rows_copied:,} rows copied, "
+            f"{paired_ratio(replayed, base):.2f}x parse + validate, "
+            f"{replayed.median / subject_timing.median:.0%} of the import's wall clock"
+        )
+        if "replayed, triggers off" in timings:
+            untriggered = timings["replayed, triggers off"]
+            print(
+                f"    without the triggers: {paired_ratio(untriggered, base):.2f}x parse + validate "
+                f"(the triggers {1 - untriggered.median / replayed.median:.0%} of the floor)"
+            )
+        # Per table, the median over the timed rounds (the warm-up round's is the first).
+        tables = sorted({table for round_ in spent for table in round_})
+        shares = {table: statistics.median(round_.get(table, 0.0) for round_ in spent[1:]) for table in tables}
+        for table, seconds in sorted(shares.items(), key=lambda item: -item[1])[:10]:
+            print(f"    {table:<32} {seconds * 1e3:8.1f} ms per round  ({seconds * per:6.1f} us/resource)")
         # The warm-up round is left out, as from the timings.
         subject_cpu, base_cpu = (
             statistics.median(cpu[name][1:]) for name in ("import_fhir", "parse + schema-validate")
