@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from accounts.roles import Capability, has_capability
 from exchange.models import Package
 from exchange.partners.models import AccessToken, DataSharing, Partner
-from exchange.partners.services import partner_status_change, token_revoke
+from exchange.partners.services import partner_keys_changed, partner_status_change, token_revoke
 
 
 def can_manage_partners(request: HttpRequest) -> bool:
@@ -57,7 +57,12 @@ class PartnerAdmin(PartnerRegistryAdmin):
     def save_model(self, request: HttpRequest, obj: Partner, form: ModelForm[Partner], change: bool) -> None:
         if not change:
             obj.created_by = request.user  # type: ignore[assignment]
+        before = Partner.objects.filter(pk=obj.pk).values_list("jwks", flat=True).first() if change else None
         super().save_model(request, obj, form, change)
+        if change and "jwks" in form.changed_data:
+            revoked = partner_keys_changed(actor=request.user, partner=obj, before=before, request=request)
+            if revoked:
+                self.message_user(request, f"A registered key was withdrawn: {revoked} live token(s) revoked.")
 
     @admin.action(description="Suspend (its tokens are revoked and no new ones are issued)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
@@ -27,8 +28,23 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
+# Paths whose errors are not pages: a machine API registers how it answers (the partner API's
+# OperationOutcomes, exchange/apps.py), so Django's own 400 and 403 (too many fields, a CSRF check)
+# reach its clients in its format instead of as this site's HTML.
+ErrorRenderer = Callable[[int, str], HttpResponse]
+_API_ERRORS: dict[str, ErrorRenderer] = {}
+
+
+def register_api_errors(prefix: str, renderer: ErrorRenderer) -> None:
+    """Errors of requests under ``prefix`` (``/fhir/r4/``) are ``renderer(status, message)``."""
+    _API_ERRORS[prefix] = renderer
+
+
 def render_error(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
     """The friendly error page; the message is ours, never request data or patient data."""
+    for prefix, renderer in _API_ERRORS.items():
+        if request.path.startswith(prefix):
+            return renderer(status, message)
     return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
 
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
 from exchange.partners.jwks import key_for
-from exchange.partners.models import Partner
+from exchange.partners.models import Partner, client_id_validator
 
 ALGORITHMS = ("RS384", "ES384")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -34,6 +37,9 @@ CLOCK_SKEW_SECONDS = 30
 # A compact JWS of an RSA-4096 signature and a small claim set is about 1.5 kB; 8 kB is generous.
 MAX_ASSERTION_BYTES = 8192
 MAX_JTI_LENGTH = 200
+# A jti or kid is an identifier: printable ASCII, no spaces or control characters (a NUL byte would
+# reach PostgreSQL, which refuses it in a text column, as a 500 instead of a refusal).
+_IDENTIFIER = re.compile(r"[\x21-\x7e]+")
 
 
 class AssertionRefused(Exception):
@@ -68,7 +74,30 @@ def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A NumericDate as a finite float; None for anything else (a bool, a string, NaN, infinity, or an
+    integer too large for a float, which json accepts)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _identifier(value: Any, *, longest: int) -> str | None:
+    return value if isinstance(value, str) and len(value) <= longest and _IDENTIFIER.fullmatch(value) else None
+
+
+def _client_id(value: Any) -> str | None:
+    """``iss`` as a client_id of the form compliance registers, before it is looked up."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        client_id_validator(value)
+    except ValidationError:
+        return None
+    return value
 
 
 def verify_assertion(assertion: str, *, token_url: str, now: float | None = None) -> VerifiedAssertion:
@@ -81,8 +110,8 @@ def verify_assertion(assertion: str, *, token_url: str, now: float | None = None
     if not assertion or len(assertion) > MAX_ASSERTION_BYTES:
         raise AssertionRefused("invalid_client", "malformed")
     header, claims = _unverified(assertion)
-    client_id = claims.get("iss")
-    if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
+    client_id = _client_id(claims.get("iss"))
+    if client_id is None:
         raise AssertionRefused("invalid_client", "no_issuer")
     alg = header.get("alg")
     if alg not in ALGORITHMS:
@@ -92,8 +121,8 @@ def verify_assertion(assertion: str, *, token_url: str, now: float | None = None
         raise AssertionRefused("invalid_client", "unknown_client", client_id=client_id)
     if not partner.is_active:
         raise AssertionRefused("invalid_client", "partner_suspended", partner=partner)
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
+    kid = _identifier(header.get("kid"), longest=256)
+    if kid is None:
         raise AssertionRefused("invalid_client", "no_kid", partner=partner)
     key = key_for(partner.jwks, kid, str(alg))
     if key is None:
@@ -121,7 +150,7 @@ def verify_assertion(assertion: str, *, token_url: str, now: float | None = None
             value = _number(claims[name])
             if value is None or value > now + CLOCK_SKEW_SECONDS:
                 raise AssertionRefused("invalid_client", f"bad_{name}", partner=partner)
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+    jti = _identifier(claims.get("jti"), longest=MAX_JTI_LENGTH)
+    if jti is None:
         raise AssertionRefused("invalid_client", "no_jti", partner=partner)
     return VerifiedAssertion(partner=partner, jti=jti, expires_at=datetime.datetime.fromtimestamp(exp, tz=datetime.UTC))

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from accounts.signals import AuthEvent
 from exchange.api.responses import operation_outcome
+from exchange.api.token import seconds_until_allowed
 from exchange.partners.models import AccessToken, Partner
 from exchange.partners.scopes import RESOURCE_TYPES
 from exchange.partners.selectors import partner_may_see_patient
@@ -86,7 +87,11 @@ def authenticate(request: HttpRequest) -> PartnerAuth:
         raise _unauthorized("expired_token")
     if not row.partner.is_active:
         raise _unauthorized("partner_suspended")
-    return PartnerAuth(partner=row.partner, token=row, scopes=frozenset(row.scopes))
+    # The scopes granted then, as far as compliance still allows them now: narrowing a partner's
+    # scopes in the admin takes effect on its live tokens at once, not when they expire.
+    return PartnerAuth(
+        partner=row.partner, token=row, scopes=frozenset(row.scopes) & frozenset(row.partner.allowed_scopes)
+    )
 
 
 def rate_limit(partner: Partner, now: float | None = None) -> None:
@@ -148,7 +153,16 @@ def partner_api(resource: str) -> Callable[[View], View]:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             partner: Partner | None = None
             try:
-                auth = authenticate(request)
+                try:
+                    auth = authenticate(request)
+                except ApiRefused as unauthenticated:
+                    # Calls without a valid token count against the client address's window, the
+                    # one token requests count in: a flood of forged or stale tokens is slowed down
+                    # (and its audit events with it) as a flood of assertions would be.
+                    wait = seconds_until_allowed(request)
+                    if wait:
+                        raise ApiRefused(429, "Too many requests.", "rate_limited", Retry_After=str(wait)) from None
+                    raise unauthenticated
                 partner = auth.partner
                 rate_limit(auth.partner)
                 require_scope(auth, resource)

@@ -8,10 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 
 from exchange.api.assertion import ALGORITHMS
-from exchange.api.responses import fhir_response
+from exchange.api.responses import api_methods, fhir_response
 from exchange.api.token import api_base_url, token_url
 from exchange.partners.scopes import RESOURCE_TYPES, all_scopes
 
@@ -88,13 +87,13 @@ def capability_statement(request: HttpRequest) -> dict[str, Any]:
 
 
 @login_not_required
-@require_GET
+@api_methods("GET")
 def metadata(request: HttpRequest) -> HttpResponse:
     return fhir_response(capability_statement(request))
 
 
 @login_not_required
-@require_GET
+@api_methods("GET")
 def smart_configuration(request: HttpRequest) -> HttpResponse:
     """SMART App Launch's discovery document, with what a backend service needs."""
     return JsonResponse(

@@ -22,12 +22,11 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import DataCategory
+from accounts.signals import AuthEvent
 from exchange.api.auth import ApiRefused, PartnerAuth, partner_api
-from exchange.api.responses import fhir_response, operation_outcome
+from exchange.api.responses import api_methods, fhir_response, operation_outcome
 from exchange.api.token import api_base_url
 from exchange.fhir.export import (
     MRN_SYSTEM,
@@ -38,7 +37,8 @@ from exchange.fhir.export import (
     patient_resource,
 )
 from exchange.partners.scopes import RESOURCE_TYPES
-from exchange.partners.selectors import partner_may_see_patient, sharing_purpose
+from exchange.partners.selectors import partner_may_see_patient, shared_patient_ids, sharing_purpose
+from exchange.partners.services import token_refusal_record
 from records.crypto import mrn_index
 from records.models import Patient
 from records.selectors import AccessNotRecorded, AccessRefused
@@ -80,15 +80,17 @@ def _rest_references(resource: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
-def _patient_pk(reference: str) -> int:
-    """The patient named by ``{id}`` or ``Patient/{id}``; 404 for a malformed or unknown id. Whether
-    the partner may see them is asked by the read itself (``_read``), with the same 404."""
+def _patient_pk(auth: PartnerAuth, reference: str) -> int:
+    """The patient named by ``{id}`` or ``Patient/{id}`` among those shared with the partner; 404 for
+    a malformed or unknown id and for a patient not shared, in the same one query (no difference in
+    time or in queries tells them apart). The read itself (``_read``) asks the sharing again."""
     raw = reference.removeprefix("Patient/")
     try:
         identity = uuid.UUID(raw)
     except ValueError:
         raise ApiRefused(404, "Not found.", "not_shared") from None
-    pk = Patient.objects.filter(row_uid=identity).values_list("pk", flat=True).first()
+    shared = shared_patient_ids(auth.partner)
+    pk = Patient.objects.filter(row_uid=identity, pk__in=shared).values_list("pk", flat=True).first()
     if pk is None:
         raise ApiRefused(404, "Not found.", "not_shared")
     return pk
@@ -160,6 +162,8 @@ def _unsupported(request: HttpRequest, allowed: frozenset[str]) -> None:
     unknown = set(request.GET) - allowed
     if unknown:
         # Names only a count, never what was sent.
+        if not allowed:
+            raise ApiRefused(400, "This operation takes no parameters.", "bad_request")
         raise ApiRefused(400, "This search supports only: " + ", ".join(sorted(allowed)) + ".", "bad_request")
 
 
@@ -169,11 +173,11 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     return operation_outcome(404, "Not found.")
 
 
-@require_GET
+@api_methods("GET")
 @partner_api("Patient")
 def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
     auth = _auth(request)
-    (resource,) = _read(auth, _patient_pk(patient_id), ["Patient"])["Patient"]
+    (resource,) = _read(auth, _patient_pk(auth, patient_id), ["Patient"])["Patient"]
     return fhir_response(resource)
 
 
@@ -185,17 +189,27 @@ def _identifier_search(request: HttpRequest, params: QueryDict, self_url: str) -
     system, _, value = params.get("identifier", "").partition("|")
     if system != MRN_SYSTEM or not value:
         raise ApiRefused(400, f"Search by identifier={MRN_SYSTEM}|value.", "bad_request")
-    pk = Patient.objects.filter(mrn_index=mrn_index(value)).values_list("pk", flat=True).first()
+    auth = _auth(request)
+    # Looked up among the partner's patients only: an MRN of a patient not shared with it and an MRN
+    # unknown here take the same one query, so neither the answer nor its time says which it was.
+    shared = shared_patient_ids(auth.partner)
+    pk = Patient.objects.filter(mrn_index=mrn_index(value), pk__in=shared).values_list("pk", flat=True).first()
     try:
-        resources = _read(_auth(request), pk, ["Patient"])["Patient"] if pk is not None else []
+        resources = _read(auth, pk, ["Patient"])["Patient"] if pk is not None else []
     except ApiRefused as refused:
         if refused.status != 404:
             raise
-        resources = []  # not shared with this partner: a search finds nobody, as for an unknown MRN
+        resources = []  # the sharing ended in between: a search finds nobody, as for an unknown MRN
+    if not resources:
+        # A search that found nobody is recorded like a refusal (guessing MRNs is how a partner would
+        # probe who is a patient here); the answer is still an empty searchset.
+        token_refusal_record(
+            request=request, event=AuthEvent.PARTNER_API_REFUSED, error="200", reason="no_match", partner=auth.partner
+        )
     return _searchset(request, resources, total=len(resources), links=[{"relation": "self", "url": self_url}])
 
 
-@require_GET
+@api_methods("GET")
 @partner_api("Patient")
 def patient_search(request: HttpRequest) -> HttpResponse:
     """``GET Patient?identifier=...``. The MRN is then in the URL, and so in any proxy's access log:
@@ -203,8 +217,7 @@ def patient_search(request: HttpRequest) -> HttpResponse:
     return _identifier_search(request, request.GET, request.build_absolute_uri())
 
 
-@csrf_exempt  # a bearer-token API: no cookies, no session, nothing a browser could be tricked into sending
-@require_POST
+@api_methods("POST")
 @partner_api("Patient")
 def patient_search_post(request: HttpRequest) -> HttpResponse:
     """``POST Patient/_search`` with ``identifier=...`` form-encoded (FHIR's search by POST): the MRN
@@ -214,14 +227,14 @@ def patient_search_post(request: HttpRequest) -> HttpResponse:
     return _identifier_search(request, request.POST, request.build_absolute_uri())
 
 
-@require_GET
+@api_methods("GET")
 @partner_api("Patient")
 def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
     """The patient and every resource of theirs the token's scopes cover, in one searchset."""
     _unsupported(request, frozenset())
     auth = _auth(request)
     types = [t for t in RESOURCE_TYPES if auth.allows(t)]
-    found = _read(auth, _patient_pk(patient_id), types)
+    found = _read(auth, _patient_pk(auth, patient_id), types)
     resources = [r for t in types for r in found[t]]
     return _searchset(
         request, resources, total=len(resources), links=[{"relation": "self", "url": request.build_absolute_uri()}]
@@ -229,7 +242,7 @@ def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
 
 
 def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
-    @require_GET
+    @api_methods("GET")
     @partner_api(resource_type)
     def search(request: HttpRequest) -> HttpResponse:
         _unsupported(request, SEARCH_PARAMS)
@@ -239,7 +252,7 @@ def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
         count = _number(request, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
         offset = _number(request, "_offset", 0, 0, 10**9)
         auth = _auth(request)
-        matches = _read(auth, _patient_pk(reference), [resource_type])[resource_type]
+        matches = _read(auth, _patient_pk(auth, reference), [resource_type])[resource_type]
         page = matches[offset : offset + count]
         base = f"{api_base_url(request)}/{resource_type}"
 

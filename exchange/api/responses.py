@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 FHIR_JSON = "application/fhir+json"
 
@@ -48,3 +51,22 @@ def oauth_error(error: str) -> JsonResponse:
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
     return response
+
+
+def api_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Allow only ``methods``; any other is a 405 OperationOutcome naming the allowed ones (instead of
+    Django's empty ``require_GET`` answer). The view is exempt from the CSRF check: a bearer-token API
+    has no cookies or session a browser could be tricked into sending, and a POST to a GET endpoint
+    must get the API's 405, not the site's "form expired" page."""
+    allowed = ", ".join(methods)
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return operation_outcome(405, f"This endpoint answers {allowed} only.", Allow=allowed)
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(wrapper)
+
+    return decorate

@@ -15,12 +15,13 @@ from typing import Any
 
 from axes.helpers import get_client_ip_address, get_client_user_agent
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.signals import AuthEvent, auth_event
-from exchange.partners.models import AccessToken, Partner
+from exchange.partners.models import AccessToken, Partner, client_id_validator
 
 # SMART Backend Services: "the access token SHALL have a lifetime no greater than five minutes".
 MAX_TOKEN_SECONDS = 300
@@ -114,7 +115,7 @@ def token_refusal_record(
     if it is known. ``client_id`` as typed by the caller is kept only if it names a partner."""
     if partner is not None:
         label = partner_label(partner.client_id)
-    elif client_id and Partner.objects.filter(client_id=client_id[:64]).exists():
+    elif client_id and _registrable(client_id) and Partner.objects.filter(client_id=client_id).exists():
         label = partner_label(client_id)
     else:
         label = "partner:unknown"
@@ -122,6 +123,16 @@ def token_refusal_record(
     if partner is not None:
         detail["partner_id"] = partner.pk
     auth_event_emit(event, request=request, username=label, **detail)
+
+
+def _registrable(client_id: str) -> bool:
+    """Could compliance have registered this client_id? (Anything else is looked up nowhere: a NUL
+    byte would reach PostgreSQL as an error.)"""
+    try:
+        client_id_validator(client_id)
+    except ValidationError:
+        return False
+    return True
 
 
 def token_revoke(*, actor: Any, tokens: Iterable[AccessToken], request: HttpRequest | None) -> int:
@@ -165,3 +176,21 @@ def partner_status_change(*, actor: Any, partner: Partner, status: str, request:
             token_revoke(actor=actor, tokens=list(live), request=request)
     partner.status = locked.status
     return True
+
+
+def _keys(jwks: Any) -> list[Any]:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    return [key for key in keys if isinstance(key, dict)] if isinstance(keys, list) else []
+
+
+def partner_keys_changed(*, actor: Any, partner: Partner, before: Any, request: HttpRequest | None) -> int:
+    """The partner's registered keys were edited (admin). When a key registered before is gone or
+    different, its live tokens are revoked: they may have been issued on an assertion signed with a key
+    that was withdrawn because it leaked. Adding a key (the first step of a rotation) revokes nothing.
+    The partner signs a new assertion with a key still registered and gets a new token. Returns how
+    many tokens were revoked."""
+    now_registered = _keys(partner.jwks)
+    if all(key in now_registered for key in _keys(before)):
+        return 0
+    live = AccessToken.objects.filter(partner=partner, revoked_at__isnull=True, expires_at__gt=timezone.now())
+    return token_revoke(actor=actor, tokens=list(live), request=request)
