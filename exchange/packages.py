@@ -202,12 +202,19 @@ def _record_out(claims: dict[str, Any], *, partner: Partner, patient: Patient | 
     )
 
 
+# A protected header names an algorithm, a key id, a type and (JWE) an ephemeral public key: well
+# under 1 kB. Read before anything is authenticated, so bounded before it is decoded.
+MAX_HEADER_BYTES = 8192
+
+
 def _header(segment: bytes, what: str) -> dict[str, Any]:
     """A JOSE protected header, decoded only to choose the key (it is authenticated afterwards)."""
+    if len(segment) > MAX_HEADER_BYTES:
+        raise PackageRefused("malformed", f"the {what} header is not valid.")
     try:
         padded = segment + b"=" * (-len(segment) % 4)
         header = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise PackageRefused("malformed", f"the {what} header is not valid.") from None
     if not isinstance(header, dict):
         raise PackageRefused("malformed", f"the {what} header is not valid.")
@@ -245,8 +252,10 @@ def _decrypt(data: bytes) -> bytes:
     return opened.plaintext or b""
 
 
-def _verify(signed: bytes) -> tuple[Partner, str, bytes]:
-    """Steps 4-5: the JWS header, then the signature against a registered, active partner's key."""
+def _verify(signed: bytes) -> tuple[list[Partner], str, bytes]:
+    """Steps 4-5: the JWS header, then the signature against registered, active partners' keys: every
+    partner whose key named ``kid`` verifies it (more than one if the same public key was registered
+    twice; the signed issuer then says which, in :func:`_claims`)."""
     parts = signed.split(b".")
     if len(parts) != 3:
         raise PackageRefused("malformed", "the decrypted content is not a compact JWS.")
@@ -259,6 +268,8 @@ def _verify(signed: bytes) -> tuple[Partner, str, bytes]:
             "malformed", f"the package must be signed with {' or '.join(SIGNING_ALGORITHMS)} and name its kid."
         )
     candidates = [p for p in Partner.objects.filter(status=Partner.Status.ACTIVE) if kid in signing_kids(p.jwks)]
+    verified_by: list[Partner] = []
+    payload = b""
     for partner in candidates:
         key = key_for(partner.jwks, kid, str(alg))
         if key is None:
@@ -267,14 +278,18 @@ def _verify(signed: bytes) -> tuple[Partner, str, bytes]:
             verified = jws.deserialize_compact(signed, key, registry=_jws_registry([str(alg)]))
         except CRYPTO_ERRORS:
             continue
-        return partner, kid, verified.payload
+        verified_by.append(partner)
+        payload = verified.payload
+    if verified_by:
+        return verified_by, kid, payload
     if candidates:
         raise PackageRefused("tampered", "the signature does not verify with the signer's registered key.")
     raise PackageRefused("unknown signer", "no active registered partner has the key that signed this package.")
 
 
-def _claims(partner: Partner, payload: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Step 6: the signed claims and the bundle, checked."""
+def _claims(signers: list[Partner], payload: bytes) -> tuple[Partner, dict[str, Any], dict[str, Any]]:
+    """Step 6: the signed claims and the bundle, checked; the partner is the signer the signed issuer
+    names (a key another partner registered as well cannot take a partner's packages from it)."""
     try:
         parsed = parse_bundle(payload)
     except BundleInvalid as error:
@@ -283,7 +298,8 @@ def _claims(partner: Partner, payload: bytes) -> tuple[dict[str, Any], dict[str,
     if not isinstance(bundle, dict):
         raise PackageRefused("malformed", "the package holds no bundle.")
     claims = {name: value for name, value in parsed.items() if name != "bundle"}
-    if claims.get("iss") != partner.client_id:
+    partner = next((signer for signer in signers if claims.get("iss") == signer.client_id), None)
+    if partner is None:
         raise PackageRefused("unknown signer", "the package's issuer is not the partner whose key signed it.")
     if claims.get("aud") != str(settings.PACKAGE_ISSUER):
         raise PackageRefused("not for us", "the package is addressed to another recipient.")
@@ -294,19 +310,21 @@ def _claims(partner: Partner, payload: bytes) -> tuple[dict[str, Any], dict[str,
     except ValueError:
         raise PackageRefused("malformed", "the package id is not a UUID.") from None
     for name in ("iat", "exp"):
-        if not isinstance(claims.get(name), int) or isinstance(claims.get(name), bool):
+        stamp = claims.get(name)
+        # Seconds since 1970, before the year 2242 (2**33): a datetime can hold it on every platform.
+        if not isinstance(stamp, int) or isinstance(stamp, bool) or not 0 <= stamp < 2**33:
             raise PackageRefused("malformed", f"the package's {name} is not a timestamp.")
     if not isinstance(claims.get("sha256"), str):
         raise PackageRefused("malformed", "the package has no digest.")
-    return claims, bundle
+    return partner, claims, bundle
 
 
 def open_package(data: bytes, *, now: datetime | None = None) -> OpenedPackage:
     """The partner and the bundle of a package sent to us, once every check passed (see the module's
     docstring for the order). Raises PackageRefused. Writes nothing; ``package_import`` records it."""
     signed = _decrypt(data)
-    partner, kid, payload = _verify(signed)
-    claims, bundle = _claims(partner, payload)
+    signers, kid, payload = _verify(signed)
+    partner, claims, bundle = _claims(signers, payload)
     moment = now or datetime.now(tz=UTC)
     issued = datetime.fromtimestamp(claims["iat"], tz=UTC)
     expires = datetime.fromtimestamp(claims["exp"], tz=UTC)

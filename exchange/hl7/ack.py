@@ -9,6 +9,7 @@ never a value from the message.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from django.utils import timezone
@@ -17,20 +18,33 @@ from exchange.hl7.parse import SUPPORTED_VERSIONS, Header, HL7Error
 
 # The version we answer in when the message's own is unknown or missing.
 DEFAULT_VERSION = "2.5.1"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def escape(text: str) -> str:
-    """Escape the standard delimiters so a sentence can sit in one field."""
+    """Escape the standard delimiters so a value can sit in one field, and every control character
+    (CR ends a segment, 0x0B and 0x1C frame an MLLP block) as hex data: whatever a sender put in the
+    control id or trigger it gets mirrored, the ACK keeps its segments and its frame."""
     for raw, escaped in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\")):
         text = text.replace(raw, escaped)
-    return text
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character written as HL7 hex data (``\\X0D\\``)."""
+    return _CONTROL.sub(lambda match: f"\\X{ord(match.group()):02X}\\", text)
+
+
+def _mirrored(raw_field: str) -> str:
+    """A raw MSH field mirrored into the ACK as it came (components and all), without control characters."""
+    return _CONTROL.sub("", raw_field)
 
 
 def build_ack(header: Header | None, *, code: str, text: str = "", error: HL7Error | None = None) -> str:
     """The ACK message for ``header`` (None when not even MSH could be read), segments ended by CR."""
     now = timezone.localtime().strftime("%Y%m%d%H%M%S%z")
     if header is not None:
-        their_app, their_facility, our_app, our_facility = header.raw_sender
+        their_app, their_facility, our_app, our_facility = (_mirrored(field) for field in header.raw_sender)
         control_id = header.control_id
         trigger = header.trigger_event
         processing = header.processing_id if header.processing_id in ("P", "T", "D") else "P"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.utils import timezone
 from exchange.hl7.ack import build_ack
 from exchange.hl7.handlers import HANDLERS
 from exchange.hl7.parse import (
+    DATA_TYPE_ERROR,
     DUPLICATE_KEY,
     INTERNAL_ERROR,
     REQUIRED_FIELD_MISSING,
@@ -139,10 +141,26 @@ def ingest_message(text: str, *, actor: Any, channel: str) -> Outcome:
         return _internal_error(head, text, type(error).__name__, channel=channel, received_at=received_at)
 
 
+# MSH-10 is an ST of at most 199 characters (v2.5+; 20 before), and an identifier: no control characters.
+MAX_CONTROL_ID = 199
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]*")
+
+
 def _check_header(head: Header) -> None:
     if not head.control_id:
         raise HL7Error(
             "MSH-10 (message control id) is missing.", ack_code="AR", code=REQUIRED_FIELD_MISSING, location="MSH^1^10"
+        )
+    if len(head.control_id) > MAX_CONTROL_ID or not _PRINTABLE.fullmatch(head.control_id):
+        raise HL7Error(
+            "MSH-10 (message control id) is longer than 199 characters or holds control characters.",
+            ack_code="AR",
+            code=DATA_TYPE_ERROR,
+            location="MSH^1^10",
+        )
+    if not _PRINTABLE.fullmatch(head.message_code + head.trigger_event):
+        raise HL7Error(
+            "MSH-9 (message type) holds control characters.", ack_code="AR", code=DATA_TYPE_ERROR, location="MSH^1^9"
         )
     if head.version not in SUPPORTED_VERSIONS:
         raise HL7Error(

@@ -153,12 +153,57 @@ def parse(text: str) -> hl7.Message:
         raise HL7Error("The message could not be parsed.", ack_code="AR", code=SEGMENT_SEQUENCE_ERROR) from error
 
 
+# Escape sequences (HL7 v2 chapter 2.7): the delimiters, hex data, and formatting commands. Decoded
+# here rather than by python-hl7, whose decoder repeats a formatting command (\\.sp<n>\\, \\.in<n>\\...)
+# as many times as the sender asks (a 70-byte message asked for 160 MB) and logs the whole field,
+# patient data and all, when it meets a sequence it does not know.
+_ESCAPE = re.compile(r"\\([^\\]{0,64})\\")
+_DELIMITERS = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
+# Formatting commands: a line break or a space at most, never repeated.
+_FORMATTING = {".br": "\n", ".sp": "\n", ".sk": " ", ".in": " ", ".ti": " "}
+_HEX = re.compile(r"X((?:[0-9A-Fa-f]{2}){1,32})")
+
+
+def _decoded(match: re.Match[str]) -> str:
+    body = match.group(1)
+    if body in _DELIMITERS:
+        return _DELIMITERS[body]
+    hexadecimal = _HEX.fullmatch(body)
+    if hexadecimal:
+        # Bytes as Latin-1 (one character each), control characters but CR, LF and tab dropped.
+        text = bytes.fromhex(hexadecimal.group(1)).decode("latin-1")
+        return "".join(c for c in text if c >= " " or c in "\r\n\t")
+    if body[:3] in _FORMATTING:
+        return _FORMATTING[body[:3]]
+    # Highlighting (H, N), character sets (C, M), local sequences (Z...), anything else: dropped.
+    return ""
+
+
+def unescape(text: str) -> str:
+    """A value's escape sequences decoded; the result is never longer than ``text``. Never logs."""
+    if "\\" not in text:
+        return text
+    return _ESCAPE.sub(_decoded, text)
+
+
 def value(segment: hl7.Segment, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-    """One value of ``segment`` (1-based, as written SEG-field.component.subcomponent), unescaped; '' if absent."""
-    try:
-        return str(segment.extract_field(1, field, rep, comp, sub)).strip()
-    except (IndexError, KeyError, TypeError, ValueError):
+    """One value of ``segment`` (1-based, as written SEG-field.component.subcomponent), unescaped; '' if
+    absent. Where the message has fewer levels than asked (a field without components), the value at
+    the deepest level there is answers for component and subcomponent 1, as python-hl7's
+    ``extract_field`` does; the escapes are decoded by :func:`unescape`."""
+    if field >= len(segment):
         return ""
+    node: object = segment[field]
+    for index in (rep, comp, sub):
+        if isinstance(node, hl7.Container) and not isinstance(node, str):
+            if index > len(node):
+                return ""
+            node = node[index - 1]
+        elif index != 1:
+            return ""
+    while isinstance(node, hl7.Container) and not isinstance(node, str):
+        node = node[0] if len(node) else ""
+    return unescape(str(node)).strip()
 
 
 def repetitions(segment: hl7.Segment, field: int) -> int:

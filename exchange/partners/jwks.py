@@ -14,7 +14,7 @@ ECDH-ES+A256KW for an EC P-384 key. A signing key never encrypts and an encrypti
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from joserfc.errors import JoseError
@@ -141,3 +141,14 @@ def signing_kids(jwks: Any) -> set[str]:
         for key in keys
         if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("use", "sig") == "sig"
     }
+
+
+def thumbprints(jwks: Any) -> set[str]:
+    """The RFC 7638 thumbprints of the JWKS's keys (whatever their use); none for a JWKS that is not valid."""
+    try:
+        validate_jwks(jwks)
+        value = jwks if isinstance(jwks, dict) else json.loads(jwks)
+        keys = KeySet.import_key_set(cast(Any, value)).keys
+    except (ValidationError, ValueError, TypeError):
+        return set()
+    return {key.thumbprint() for key in keys}

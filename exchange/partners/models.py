@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Department
-from exchange.partners.jwks import validate_jwks
+from exchange.partners.jwks import thumbprints, validate_jwks
 from exchange.partners.scopes import validate_scope_list
 from records.models import Patient
 
@@ -64,6 +65,19 @@ class Partner(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Each partner has keys of its own: a public key registered to another partner is refused (else
+        the reader of packages could take a partner's packages for the other's, and a partner could
+        sign as the other)."""
+        super().clean()
+        mine = thumbprints(self.jwks)
+        if mine and any(
+            mine & thumbprints(other) for other in Partner.objects.exclude(pk=self.pk).values_list("jwks", flat=True)
+        ):
+            raise ValidationError(
+                {"jwks": "A key of this JWKS is registered to another partner: each partner has its own keys."}
+            )
 
     @property
     def is_active(self) -> bool:

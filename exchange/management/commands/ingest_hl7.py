@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.hl7.account import InterfaceAccountError, interface_account, interface_account_create
+from exchange.hl7.ack import printable
 from exchange.hl7.ingest import ingest_bytes
 from exchange.models import HL7Message
 
@@ -42,8 +43,10 @@ class Command(BaseCommand):
             for outcome in ingest_bytes(data, actor=actor, channel=HL7Message.Channel.FILE):
                 counts[outcome.ack_code] += 1
                 style = self.style.SUCCESS if outcome.accepted else self.style.ERROR
+                # The control id and type as the sender wrote them, control characters (a terminal's
+                # escape sequences) written as HL7 hex data.
                 self.stdout.write(
-                    f"{path.name}: {outcome.control_id or '-'} {outcome.message_type or '-'} "
+                    f"{path.name}: {printable(outcome.control_id) or '-'} {printable(outcome.message_type) or '-'} "
                     + style(outcome.ack_code)
                     + f" {outcome.text}"
                 )

@@ -183,9 +183,7 @@ def test_calls_with_forged_tokens_are_slowed_down_by_address(shared: Patient) ->
     limited = get(f"Patient/{shared.row_uid}", "forged-again")
     assert outcome(limited, 429) == "Too many requests."
     assert int(limited["Retry-After"]) >= 1
-    reasons = list(
-        AuthEventRecord.objects.filter(event="partner_api_refused").values_list("detail__reason", flat=True)
-    )
+    reasons = list(AuthEventRecord.objects.filter(event="partner_api_refused").values_list("detail__reason", flat=True))
     assert reasons.count("unknown_token") == 5
     assert reasons.count("rate_limited") == 4
 
@@ -247,7 +245,9 @@ def test_the_admin_revokes_live_tokens_when_the_keys_change_and_only_then(
     response = admin.post(url, _admin_form(partner, public_jwks(rsa_key, ec_key), rate=999))
     assert response.status_code == 302, response.content[:2000]
     assert get(f"Patient/{shared.row_uid}", bearer).status_code == 200
-    added = {"keys": [*public_jwks(rsa_key, ec_key)["keys"], dict(other_rsa_key.as_dict(private=False)) | {"kid": "rsa-2"}]}
+    added = {
+        "keys": [*public_jwks(rsa_key, ec_key)["keys"], dict(other_rsa_key.as_dict(private=False)) | {"kid": "rsa-2"}]
+    }
     response = admin.post(url, _admin_form(partner, added, rate=999))
     assert response.status_code == 302, response.content[:2000]
     assert get(f"Patient/{shared.row_uid}", bearer).status_code == 200
