@@ -58,6 +58,31 @@ def _frame_error(text: str) -> bytes:
     return build_ack(None, code="AR", text=text, error=error).encode()
 
 
+FRAME_END = END_BLOCK + b"\r"
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """The next MLLP frame's content (without VT and FS CR), or None for a frame longer than the
+    reader's limit, which is read past to its end and dropped, so that it gets one answer and the
+    next frame starts where it should. (python-hl7's ``readblock`` drops only what it had buffered:
+    the rest of a long frame then came back as one or more further frames, each answered.)
+    Raises InvalidBlockError for a frame without the start byte, IncompleteReadError at EOF."""
+    oversized = False
+    while True:
+        try:
+            block = await reader.readuntil(FRAME_END)
+        except asyncio.LimitOverrunError as overrun:
+            # No end within the limit (or one beyond it): drop what can be, go on looking for the end.
+            oversized = True
+            await reader.readexactly(overrun.consumed)
+            continue
+        if oversized:
+            return None
+        if block[:1] != START_BLOCK:
+            raise InvalidBlockError("The frame does not start with the MLLP start byte.")
+        return block[1 : -len(FRAME_END)]
+
+
 class Listener:
     """One MLLP server; ``serve`` runs until ``stop`` (or SIGTERM/SIGINT when ``handle_signals``)."""
 
@@ -129,7 +154,7 @@ class Listener:
     async def _converse(self, reader: Any, writer: Any) -> None:
         while not self.stopping.is_set():
             try:
-                block: bytes = await asyncio.wait_for(reader.readblock(), timeout=IDLE_TIMEOUT_SECONDS)
+                block = await asyncio.wait_for(read_frame(reader), timeout=IDLE_TIMEOUT_SECONDS)
             except asyncio.IncompleteReadError:
                 return  # the peer closed the connection (between frames or mid-frame)
             except TimeoutError:
@@ -140,8 +165,8 @@ class Listener:
                 )
                 await writer.drain()
                 continue
-            except ValueError:
-                # Over the limit: asyncio dropped the buffered part; answer and go on with the next frame.
+            if block is None:
+                # Over the limit: the whole frame was read past and dropped; one answer for it.
                 outcome = await sync_to_async(too_large, thread_sensitive=True)(
                     self.max_bytes + 1, channel=HL7Message.Channel.MLLP
                 )
