@@ -36,6 +36,7 @@ from exchange.fhir.export import (
     observation_resource,
     patient_resource,
 )
+from exchange.partners.models import DataSharing
 from exchange.partners.scopes import RESOURCE_TYPES
 from exchange.partners.selectors import partner_may_see_patient, shared_patient_ids, sharing_purpose
 from exchange.partners.services import token_refusal_record
@@ -59,10 +60,16 @@ MAX_COUNT = 200
 SEARCH_PARAMS = frozenset({"patient", "_count", "_offset"})
 
 
-def _builders(record: ExportRecord) -> dict[str, Callable[[], list[dict[str, Any]]]]:
+# Sharings whose purpose needs the patient's national identifier (SSN) to match records; research,
+# public health and operations partners get the Patient without it (minimum necessary).
+NATIONAL_ID_PURPOSES = frozenset({DataSharing.Purpose.TREATMENT, DataSharing.Purpose.PAYMENT})
+
+
+def _builders(record: ExportRecord, purpose: str) -> dict[str, Callable[[], list[dict[str, Any]]]]:
     patient = record.patient.uid
+    national_id = purpose in NATIONAL_ID_PURPOSES
     return {
-        "Patient": lambda: [patient_resource(record.patient)],
+        "Patient": lambda: [patient_resource(record.patient, national_id=national_id)],
         "Observation": lambda: [observation_resource(o, patient) for o in record.observations],
         "Condition": lambda: [condition_resource(c, patient) for c in record.conditions],
         "MedicationRequest": lambda: [medication_resource(m, patient) for m in record.medications],
@@ -100,12 +107,13 @@ def _read(auth: PartnerAuth, patient_pk: int, types: Iterable[str]) -> dict[str,
     """The resources of ``types`` of one patient, through the audited read path."""
     wanted = [t for t in types if t in SECTIONS]
     partner = auth.partner
+    purpose = sharing_purpose(partner, patient_pk) or "data_sharing"
     try:
         record = record_for_recipient(
             patient_id=patient_pk,
             sections=frozenset(SECTIONS[t] for t in wanted),
             recipient=partner.name,
-            purpose=sharing_purpose(partner, patient_pk) or "data_sharing",
+            purpose=purpose,
             may_see=lambda pk: partner_may_see_patient(partner, pk),
             detail={"partner_id": partner.pk, "resources": sorted(wanted)},
         )
@@ -113,7 +121,7 @@ def _read(auth: PartnerAuth, patient_pk: int, types: Iterable[str]) -> dict[str,
         raise ApiRefused(404, "Not found.", "not_shared") from None
     except AccessNotRecorded:
         raise ApiRefused(503, "The disclosure could not be recorded; nothing was read.", "not_recorded") from None
-    builders = _builders(record)
+    builders = _builders(record, purpose)
     return {t: [_rest_references(r) for r in builders[t]()] for t in wanted}
 
 

@@ -129,11 +129,13 @@ def _with_encounter(resource: dict[str, Any], encounter: uuid.UUID | None) -> di
     return resource
 
 
-def patient_resource(p: ExportPatient) -> dict[str, Any]:
+def patient_resource(p: ExportPatient, *, national_id: bool = True) -> dict[str, Any]:
+    """The Patient resource. ``national_id``: include the national identifier (SSN) if there is one;
+    the partner API leaves it out unless the sharing is for treatment or payment (minimum necessary)."""
     identifiers: list[dict[str, Any]] = [
         {"type": {"coding": [{"system": V2_IDENTIFIER_TYPE, "code": "MR"}]}, "system": MRN_SYSTEM, "value": p.mrn}
     ]
-    if p.national_id:
+    if national_id and p.national_id:
         identifiers.append(
             {
                 "type": {"coding": [{"system": V2_IDENTIFIER_TYPE, "code": "SS"}]},

@@ -17,7 +17,7 @@ from joserfc.jwk import RSAKey
 
 from accounts.models import User
 from audit.models import AuthEventRecord
-from exchange.partners.models import AccessToken, Partner
+from exchange.partners.models import AccessToken, DataSharing, Partner
 from exchange.partners.services import partner_keys_changed
 from records.models import Patient
 from tests.exchange.api.conftest import TokenCall, assertion, public_jwks
@@ -257,3 +257,23 @@ def test_the_admin_revokes_live_tokens_when_the_keys_change_and_only_then(
     outcome(get(f"Patient/{shared.row_uid}", bearer), 401)
     (revoked,) = AuthEventRecord.objects.filter(event="partner_token_revoked")
     assert revoked.actor_id == compliance.pk
+
+
+# --- minimum necessary ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("purpose", "with_ssn"),
+    [("treatment", True), ("payment", True), ("research", False), ("public_health", False), ("operations", False)],
+)
+def test_the_national_id_goes_only_to_partners_sharing_for_treatment_or_payment(
+    purpose: str, with_ssn: bool, partner: Partner, token: Callable[..., str]
+) -> None:
+    patient = PatientFactory(mrn="API-SSN-1", national_id="078-05-1120")
+    DataSharing.objects.create(partner=partner, patient=patient, purpose=purpose)
+    resource = get(f"Patient/{patient.row_uid}", token()).json()
+    values = [identifier["value"] for identifier in resource["identifier"]]
+    assert ("078-05-1120" in values) is with_ssn
+    assert "API-SSN-1" in values
+    everything = json.dumps(get(f"Patient/{patient.row_uid}/$everything", token()).json())
+    assert ("078-05-1120" in everything) is with_ssn
