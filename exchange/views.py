@@ -21,7 +21,8 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import capability_required, step_up_required
 from accounts.roles import Capability
-from exchange.fhir.export import dumps, export_patient
+from exchange.fhir.export import ExportInvalid, dumps, export_patient
+from healthcrypt.views import render_error
 from records.selectors import AccessRefused
 from records.selectors.export import EXPORT_PURPOSES, RECIPIENT_MAX_LENGTH, export_access
 
@@ -62,12 +63,23 @@ def export_record(request: HttpRequest, patient_id: int) -> HttpResponse:
     form = ExportForm(request.POST)
     if not form.is_valid():
         return _form_page(request, patient_id, form, status=400)
-    bundle = export_patient(
-        actor=request.user,
-        patient_id=patient_id,
-        purpose=form.cleaned_data["purpose"],
-        recipient=form.cleaned_data["recipient"],
-    )
+    try:
+        bundle = export_patient(
+            actor=request.user,
+            patient_id=patient_id,
+            purpose=form.cleaned_data["purpose"],
+            recipient=form.cleaned_data["recipient"],
+        )
+    except ExportInvalid as error:
+        # Nothing was disclosed (the transaction is undone). The paths only, never a value.
+        logger.error("FHIR export refused: %s", error)
+        return render_error(
+            request,
+            422,
+            "Export not possible",
+            "A value of this record does not fit FHIR R4, so nothing was exported or recorded. "
+            "The problem has been logged for the team.",
+        )
     response = HttpResponse(dumps(bundle), content_type="application/fhir+json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="record-{secrets.token_hex(8)}.fhir.json"'
     response["Cache-Control"] = "no-store"

@@ -32,6 +32,7 @@ from exchange.fhir.export import (
     MRN_SYSTEM,
     allergy_resource,
     condition_resource,
+    fhir_safe,
     medication_resource,
     observation_resource,
     patient_resource,
@@ -122,7 +123,7 @@ def _read(auth: PartnerAuth, patient_pk: int, types: Iterable[str]) -> dict[str,
     except AccessNotRecorded:
         raise ApiRefused(503, "The disclosure could not be recorded; nothing was read.", "not_recorded") from None
     builders = _builders(record, purpose)
-    return {t: [_rest_references(r) for r in builders[t]()] for t in wanted}
+    return {t: [_rest_references(fhir_safe(r)) for r in builders[t]()] for t in wanted}
 
 
 def _auth(request: HttpRequest) -> PartnerAuth:

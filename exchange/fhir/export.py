@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import uuid
 from typing import Any
 
@@ -74,6 +75,24 @@ IMAGING_STATUSES = {"registered", "available", "cancelled", "entered-in-error", 
 
 class ExportInvalid(Exception):
     """The bundle built does not validate: a bug in this module, never sent. Names paths, never values."""
+
+
+# FHIR's string allows only space, tab, CR and LF as white space; a code, single spaces between
+# non-blank parts. Values typed or imported with other white space (a no-break space in "Van Dyke",
+# two spaces in a code) are written the way FHIR allows, so that such a record can still be exported.
+_OTHER_WHITE_SPACE = re.compile(r"[^\S \t\r\n]")
+
+
+def fhir_safe(value: Any, key: str = "") -> Any:
+    """``value`` (a resource, or any part of one) with its strings as FHIR allows them: other white
+    space as a space; a ``code`` with its white space collapsed to single spaces. Nothing else changes."""
+    if isinstance(value, dict):
+        return {name: fhir_safe(child, name) for name, child in value.items()}
+    if isinstance(value, list):
+        return [fhir_safe(child, key) for child in value]
+    if isinstance(value, str):
+        return " ".join(value.split()) if key == "code" else _OTHER_WHITE_SPACE.sub(" ", value)
+    return value
 
 
 def _urn(uid: uuid.UUID) -> str:
@@ -364,7 +383,7 @@ def bundle_for(record: ExportRecord, *, now: datetime.datetime | None = None) ->
         "id": str(uuid.uuid4()),
         "type": "collection",
         "timestamp": _instant(now or timezone.now()),
-        "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
+        "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": fhir_safe(r)} for r in resources],
     }
     try:
         validate_bundle(bundle, known=lambda *target: False)

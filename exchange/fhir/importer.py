@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from tqdm import tqdm
 
 from audit.history import log_created
 from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, RECORD_TYPES, Extracted
 from exchange.fhir.validate import BundleInvalid, Entry, Problem, ValidBundle, read_valid_bundle
 from exchange.models import DirectoryEntry
-from records.crypto import source_index
+from records.crypto import mrn_index, source_index
 from records.models import (
     Allergy,
     Condition,
@@ -257,6 +257,11 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
                         summary.add(counts)
                     except ImportFailed as error:
                         result.problems.append(error.problem)
+                    except DatabaseError as error:
+                        # A value the checks above let through and the database refused (PostgreSQL: a
+                        # NUL byte, a string over a column's length). The bundle's transaction is undone;
+                        # the next files go on. The error's text may quote the value: its type only.
+                        result.problems.append(Problem("", f"refused by the database ({type(error).__name__})"))
                 if result.problems:
                     # Neither the file's name (Synthea names a file after its patient) nor its contents.
                     logger.warning(
@@ -421,12 +426,19 @@ class _BundleImport:
 
     def patient(self, entry: Entry) -> None:
         source = source_index("Patient", entry.resource_id)
-        existing = Patient.objects.filter(source_id=source).values_list("pk", flat=True).first()
+        fields = dict(_extracted(entry).fields)
+        existing = Patient.objects.filter(source_id=source).values_list("pk", "mrn_index").first()
         if existing is not None:
-            self.rows[entry.index] = existing
+            pk, stored_mrn = existing
+            if stored_mrn != mrn_index(str(fields.get("mrn", "")).strip()):
+                # An id is unique within its source only ("1", "example"): the same id with another MRN
+                # is another person, whose records must not join this patient's.
+                raise ImportFailed(
+                    Problem(f"entry[{entry.index}].resource.id", "names a patient already imported with another MRN")
+                )
+            self.rows[entry.index] = pk
             self.count("Patient").present += 1
             return
-        fields = dict(_extracted(entry).fields)
         patient = imported_patient_create(actor=self.actor, source_id=source, **fields)
         self.rows[entry.index] = patient.pk
         self.existing[patient.pk] = {model: {} for model in MODELS.values()}

@@ -110,8 +110,11 @@ def _parse_datetime(path: str, value: Any) -> datetime.datetime:
             parsed = datetime.datetime.fromisoformat(text)
             if parsed.tzinfo is None:
                 raise FieldProblem(path, "is a date-time without a time zone")
-            return parsed
+            # In UTC now, as it is stored: 0001-01-01T00:00+14:00 is a valid FHIR instant before year 1.
+            return parsed.astimezone(datetime.UTC)
         return datetime.datetime.combine(_parse_date(path, text), datetime.time(), tzinfo=datetime.UTC)
+    except OverflowError as error:
+        raise FieldProblem(path, "is out of range") from error
     except ValueError as error:
         raise FieldProblem(path, "is not a valid date-time") from error
 
@@ -177,7 +180,9 @@ def _patient(r: dict[str, Any]) -> Extracted:
             if len(mrn) > 32:
                 raise FieldProblem(f"identifier[{index}].value", "is a medical record number longer than 32 characters")
         elif code == "SS" and not national_id:
-            national_id = value[:32]
+            if len(value) > 32:
+                raise FieldProblem(f"identifier[{index}].value", "is a national identifier longer than 32 characters")
+            national_id = value
     if not mrn:
         raise FieldProblem("identifier", "has no medical record number (type MR)")
     fields: dict[str, Any] = {
@@ -186,7 +191,7 @@ def _patient(r: dict[str, Any]) -> Extracted:
         "family_name": family,
         "birth_date": birth,
         "sex": SEX.get(str(r.get("gender", "unknown")), "unknown"),
-        "address_line": " ".join(str(line) for line in (_get(r, "address.0.line") or []))[:200],
+        "address_line": _address_line(r),
         "city": _text(r, "address.0.city", limit=100),
         "state": _text(r, "address.0.state", limit=64),
         "postal_code": _text(r, "address.0.postalCode", limit=16),
@@ -194,7 +199,10 @@ def _patient(r: dict[str, Any]) -> Extracted:
     }
     for telecom in r.get("telecom", []):
         if telecom.get("system") == "phone":
-            fields["phone"] = str(telecom.get("value", ""))[:32]
+            phone = str(telecom.get("value", "")).strip()
+            if len(phone) > 32:
+                raise FieldProblem("telecom", "holds a phone number longer than 32 characters")
+            fields["phone"] = phone
             break
     deceased = _day(r, "deceasedDateTime")
     if deceased is not None:
@@ -387,15 +395,17 @@ def _allergy(r: dict[str, Any]) -> Extracted:
 def _imaging_study(r: dict[str, Any]) -> Extracted:
     series = r.get("series", [])
     uid = _text(r, "identifier.0.value", limit=136).removeprefix("urn:oid:")
+    if len(uid) > 128:
+        raise FieldProblem("identifier.0.value", "is a study UID longer than 128 characters")
     return Extracted(
         {
             "status": _text(r, "status", limit=20) or "available",
-            "study_uid": uid[:128],
+            "study_uid": uid,
             "modality": _text(r, "modality.0.code", "series.0.modality.code", limit=16),
             "body_site": _text(r, "series.0.bodySite.display", "series.0.bodySite.code", limit=255),
             "description": _text(r, "description", "procedureCode.0.text", "series.0.description", limit=255),
-            "series_count": int(r.get("numberOfSeries", len(series))),
-            "instance_count": int(r.get("numberOfInstances", sum(len(s.get("instance", [])) for s in series))),
+            "series_count": _count(r, "numberOfSeries", len(series)),
+            "instance_count": _count(r, "numberOfInstances", sum(len(s.get("instance", [])) for s in series)),
             "started_at": _when(r, "started", "series.0.started"),
         },
         refs={"patient": _ref(r, "subject"), "encounter": _ref(r, "encounter", required=False)},
@@ -412,11 +422,37 @@ def _practitioner(r: dict[str, Any]) -> Extracted:
         ]
         if part
     )
+    _directory_identifier(r)
     return Extracted({"name": name[:255]})
 
 
 def _organization(r: dict[str, Any]) -> Extracted:
+    _directory_identifier(r)
     return Extracted({"name": _text(r, "name", limit=255)})
+
+
+def _directory_identifier(r: dict[str, Any]) -> None:
+    """The first identifier, which the directory keeps (and conditional references look up): each
+    part at most 255 characters, as its columns."""
+    for part in ("system", "value"):
+        value = _get(r, f"identifier.0.{part}")
+        if value is not None and len(str(value)) > 255:
+            raise FieldProblem(f"identifier.0.{part}", "is longer than 255 characters")
+
+
+def _address_line(r: dict[str, Any]) -> str:
+    line = " ".join(str(part) for part in (_get(r, "address.0.line") or [])).strip()
+    if len(line) > 200:
+        raise FieldProblem("address.0.line", "is longer than 200 characters")
+    return line
+
+
+def _count(r: dict[str, Any], name: str, default: int) -> int:
+    """A count of the resource (unsignedInt): a whole number from 0 to 2^31 - 1, never a rounded one."""
+    value = r.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+        raise FieldProblem(name, "is not a whole number from 0 to 2147483647")
+    return value
 
 
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], Extracted]] = {

@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema_rs
 from django.conf import settings
 
-from exchange.fhir.mapping import IMPORTED_TYPES, Extracted, FieldProblem, extract
+from exchange.fhir.mapping import DIRECTORY_TYPES, IMPORTED_TYPES, Extracted, FieldProblem, extract
 
 BUNDLE_TYPES = frozenset({"transaction", "batch", "collection"})
 CONDITIONAL = re.compile(r"^(?P<type>[A-Za-z]+)\?identifier=(?P<system>[^|]*)\|(?P<value>.+)$")
@@ -152,8 +152,11 @@ def _read(path: Path) -> bytes:
         raise BundleInvalid(
             [Problem("", f"the file is {size} bytes, over the limit of {limit} (FHIR_MAX_BUNDLE_BYTES)")]
         )
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:  # a directory named *.json, a file removed meanwhile, no permission
+        raise BundleInvalid([Problem("", f"the file cannot be read ({error.strerror})")]) from error
     return data
 
 
@@ -189,6 +192,9 @@ def _parse(data: bytes) -> tuple[dict[str, Any], list[str]]:
     except json.JSONDecodeError as error:
         # Line and column only: the message of a JSONDecodeError carries no document text.
         raise BundleInvalid([Problem("", f"invalid JSON at line {error.lineno}, column {error.colno}")]) from error
+    except ValueError as error:
+        # Python refuses to convert an integer of more than 4,300 digits (its message names no value).
+        raise BundleInvalid([Problem("", "the JSON holds a number with too many digits")]) from error
     depth, references = _scan(parsed)
     if depth > settings.FHIR_MAX_JSON_DEPTH:
         raise BundleInvalid(
@@ -257,8 +263,13 @@ def validate_bundle(
     # the schema's ResourceList, each definition fixing its resourceType, so a bundle valid whole has
     # every entry valid against its own type: the per-entry pass below, which says where a problem is,
     # runs only for a bundle that is not (and then exactly as before, so the problems are the same).
-    schema_valid = whole.is_valid(bundle)
+    try:
+        schema_valid = whole.is_valid(bundle)
+    except UnicodeEncodeError:
+        # A \\ud800-style escape the JSON parser let through: no text is made of it.
+        raise BundleInvalid([Problem("", "the JSON holds an invalid Unicode escape (a lone surrogate)")]) from None
     valid = ValidBundle()
+    ids_seen: dict[tuple[str, str], int] = {}
     for index, raw in enumerate(raw_entries):
         where = f"entry[{index}]"
         resource = raw.get("resource") if isinstance(raw, dict) else None
@@ -296,9 +307,22 @@ def validate_bundle(
             if not entry.resource_id:
                 problems.append(Problem(f"{where}.resource.id", "is missing (needed to re-import without duplicates)"))
                 continue
-        valid.entries.append(entry)
         if entry.full_url:
+            if entry.full_url in valid.by_full_url:
+                # bdl-7: a fullUrl names one resource; a second would silently take its references.
+                problems.append(Problem(f"{where}.fullUrl", "repeats the fullUrl of an earlier entry"))
+                continue
             valid.by_full_url[entry.full_url] = entry
+        if entry.resource_id and resource_type in IMPORTED_TYPES and resource_type not in DIRECTORY_TYPES:
+            key = (resource_type, entry.resource_id)
+            if key in ids_seen:
+                # A record's rows are matched by type and id on re-import: two resources with one id
+                # (of two patients, or two Patients) would be one, the second dropped. (The directory's
+                # Practitioners and Organizations repeat in some exports and are one entry anyway.)
+                problems.append(Problem(f"{where}.resource.id", f"repeats the id of entry[{ids_seen[key]}]"))
+                continue
+            ids_seen[key] = index
+        valid.entries.append(entry)
     if not problems and not schema_valid:
         # The entries passed one by one; the bundle's own elements (fullUrl, request...) are checked whole.
         for error in list(whole.iter_errors(bundle))[:20]:
