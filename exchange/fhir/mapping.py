@@ -250,18 +250,30 @@ def _condition(r: dict[str, Any]) -> Extracted:
     )
 
 
+def _under(base: str, problem: FieldProblem) -> FieldProblem:
+    """``problem`` of a part of the resource (a component), with its path from the resource."""
+    return FieldProblem(f"{base}.{problem.path}" if base else problem.path, problem.message)
+
+
 def _value(r: dict[str, Any], base: str) -> tuple[str, str] | None:
-    """The value of an observation or of one of its components, as text, with its unit."""
-    quantity = _get(r, "valueQuantity")
-    if isinstance(quantity, dict) and "value" in quantity:
-        return _text(quantity, "value", limit=255), _text(quantity, "unit", "code", limit=32)
-    for key in ("valueCodeableConcept",):
-        if key in r:
-            return _text(r, f"{key}.text", f"{key}.coding.0.display", f"{key}.coding.0.code", limit=255), ""
-    for key in ("valueString", "valueInteger", "valueBoolean", "valueDateTime", "valueTime"):
-        if key in r:
-            return _text(r, key, limit=255), ""
-    return None
+    """The value of an observation (``base`` "") or of one of its components (``base`` "component[i]"),
+    as text, with its unit; a problem's path is from the resource."""
+    try:
+        quantity = _get(r, "valueQuantity")
+        if isinstance(quantity, dict) and "value" in quantity:
+            try:
+                return _text(quantity, "value", limit=255), _text(quantity, "unit", "code", limit=32)
+            except FieldProblem as problem:
+                raise _under("valueQuantity", problem) from None
+        for key in ("valueCodeableConcept",):
+            if key in r:
+                return _text(r, f"{key}.text", f"{key}.coding.0.display", f"{key}.coding.0.code", limit=255), ""
+        for key in ("valueString", "valueInteger", "valueBoolean", "valueDateTime", "valueTime"):
+            if key in r:
+                return _text(r, key, limit=255), ""
+        return None
+    except FieldProblem as problem:
+        raise _under(base, problem) from None
 
 
 def _observation(r: dict[str, Any]) -> Extracted:
@@ -272,7 +284,10 @@ def _observation(r: dict[str, Any]) -> Extracted:
     loinc, display = _coded(r, "code", code_limit=32)
     components = []
     for index, component in enumerate(r.get("component", [])):
-        c_code, c_display = _coded(component, "code", code_limit=32)
+        try:
+            c_code, c_display = _coded(component, "code", code_limit=32)
+        except FieldProblem as problem:
+            raise _under(f"component[{index}]", problem) from None
         c_value = _value(component, f"component[{index}]")
         if c_value is None:
             raise FieldProblem(f"component[{index}].value[x]", "is missing")

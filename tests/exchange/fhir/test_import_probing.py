@@ -260,3 +260,49 @@ def test_an_export_that_still_does_not_validate_is_a_clear_page_not_a_500(
     assert response.status_code == 422
     assert b"Export not possible" in response.content
     assert b"Quillbroken" not in response.content
+
+
+# --- a problem's path is the element's, from the resource ------------------------------------------------
+
+
+def _observation(**extra: Any) -> dict[str, Any]:
+    return {
+        "fullUrl": "urn:uuid:obs-1",
+        "resource": {
+            "resourceType": "Observation",
+            "id": "obs-1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure"}]},
+            "subject": {"reference": "urn:uuid:o"},
+            "effectiveDateTime": "2020-01-01T10:00:00+00:00",
+            **extra,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ({"valueQuantity": {"value": 1, "unit": "u" * 40}}, "entry[1].resource.valueQuantity.unit"),
+        (
+            {
+                "component": [
+                    {"code": {"coding": [{"code": "8480-6"}]}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}},
+                    {"code": {"coding": [{"code": "8" * 40}]}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}},
+                ]
+            },
+            "entry[1].resource.component[1].code.coding[0].code",
+        ),
+        (
+            {"component": [{"code": {"coding": [{"code": "8480-6"}]}, "valueString": "x" * 300}]},
+            "entry[1].resource.component[0].valueString",
+        ),
+    ],
+    ids=["value's unit", "component's code", "component's value"],
+)
+def test_a_problem_inside_a_value_or_a_component_names_that_element(
+    front_desk: User, tmp_path: Path, extra: dict[str, Any], path: str
+) -> None:
+    summary = _import(tmp_path, front_desk, _bundle(_patient("o", "M-O", "Obs"), _observation(**extra)))
+    ((where, _),) = _problems(summary)[0]
+    assert where == path
