@@ -95,6 +95,12 @@ FAILED_STORM_COUNT = 50
 LOCKOUT_EVENTS = frozenset({"lockout"})
 # A partner's refused token request is a failed sign-in of a system (exchange/api/token.py).
 FAILURE_EVENTS = frozenset({"login_failed", "otp_failed", "partner_token_refused"})
+# Partner API calls refused (a stale or forged token, a scope not granted, a patient not shared) or
+# identifier searches that found nobody, by one partner (all calls without a valid token count as
+# "partner:unknown") in a 15-minute bucket: an integration sends a handful when it is misconfigured;
+# twenty is someone guessing MRNs or ids, or a stolen token's holder feeling their way.
+PROBE_EVENTS = frozenset({"partner_api_refused"})
+PARTNER_PROBING_COUNT = 20
 
 
 def _weak(access: Access) -> bool:
@@ -347,9 +353,23 @@ def lockout_storm(event: str, count_in_bucket: int) -> Finding | None:
     return None
 
 
+def partner_probing(event: str, count_by_partner_in_bucket: int) -> Finding | None:
+    """One partner's refused or empty API calls reach PARTNER_PROBING_COUNT in a 15-minute bucket
+    (fires on the crossing event)."""
+    if event in PROBE_EVENTS and count_by_partner_in_bucket == PARTNER_PROBING_COUNT:
+        return Finding(
+            "partner_probing",
+            S.HIGH,
+            f"{PARTNER_PROBING_COUNT} refused or empty partner API calls by one partner within 15 minutes "
+            "(guessed MRNs or ids, a stolen or stale token, or a broken integration).",
+        )
+    return None
+
+
 OTHER_RULES: tuple[Rule, ...] = (
     Rule("direct_change", S.CRITICAL, direct_change, kind="direct"),
     Rule("lockout_storm", S.HIGH, lockout_storm, kind="auth"),
+    Rule("partner_probing", S.HIGH, partner_probing, kind="auth"),
     # Raised by the sealer as it links events (audit/sealer.py); scan_access does not re-check macs,
     # verify_audit does (it names such rows ALTERED).
     Rule("forged_event", S.CRITICAL, forged_event, kind="event"),

@@ -20,6 +20,7 @@ from audit.detection.inline import (
     _judge_storm,
     judge_access,
     judge_grant,
+    judge_probing,
     judge_seals,
 )
 from audit.detection.prefilter import (
@@ -270,6 +271,20 @@ def scan_auth(*, since: datetime.datetime, until: datetime.datetime) -> Outcome:
                     if at >= since:
                         _judge_storm(pk, event, at, n, outcome)
                     break
+    # A partner's probing: the same, per partner (username) and bucket.
+    probes = AuthEventRecord.objects.filter(event__in=rules.PROBE_EVENTS, at__gte=start, at__lt=until)
+    per_partner: defaultdict[tuple[str, datetime.datetime], int] = defaultdict(int)
+    for username, at in probes.values_list("username", "at").iterator(chunk_size=CHUNK):
+        per_partner[(username, rules.storm_bucket(at))] += 1
+    for (username, bucket), count in per_partner.items():
+        if count < rules.PARTNER_PROBING_COUNT:
+            continue
+        in_bucket = probes.filter(username=username, at__gte=bucket, at__lt=bucket + rules.STORM_BUCKET)
+        for n, (pk, event, at) in enumerate(in_bucket.order_by("at", "id").values_list("pk", "event", "at"), start=1):
+            if n == rules.PARTNER_PROBING_COUNT:
+                if at >= since:
+                    judge_probing(pk, event, at, n, outcome)
+                break
     return outcome
 
 

@@ -224,8 +224,12 @@ def judge_forged_events(kind: str, events: Iterable[tuple[int, datetime.datetime
 
 
 def judge_auth_event(record: AuthEventRecord) -> Outcome:
-    """Inline: count this event's kind in its 15-minute bucket (one query) and judge the storm rule."""
+    """Inline: count this event's kind in its 15-minute bucket (one query) and judge the storm rule
+    (or, for a refused partner API call, that partner's probing)."""
     outcome = Outcome()
+    if record.event in rules.PROBE_EVENTS:
+        _judge_partner_probing(record, outcome)
+        return outcome
     kinds = rules.LOCKOUT_EVENTS if record.event in rules.LOCKOUT_EVENTS else rules.FAILURE_EVENTS
     if record.event not in kinds:
         return outcome
@@ -241,6 +245,32 @@ def judge_auth_event(record: AuthEventRecord) -> Outcome:
     except Exception as exc:
         rule_failure_record("lockout_storm", "auth", record.pk, exc)
     return outcome
+
+
+def _judge_partner_probing(record: AuthEventRecord, outcome: Outcome) -> None:
+    try:
+        with transaction.atomic():
+            start = rules.storm_bucket(record.at)
+            count = (
+                AuthEventRecord.objects.filter(
+                    event__in=rules.PROBE_EVENTS, username=record.username, at__gte=start, at__lte=record.at
+                )
+                .filter(Q(at__lt=record.at) | Q(pk__lte=record.pk))
+                .count()
+            )
+            judge_probing(record.pk, record.event, record.at, count, outcome)
+    except Exception as exc:
+        rule_failure_record("partner_probing", "auth", record.pk, exc)
+
+
+def judge_probing(pk: int, event: str, at: datetime.datetime, count: int, outcome: Outcome) -> None:
+    finding = rules.partner_probing(event, count)
+    if finding is None:
+        return
+    outcome.findings[finding.rule] += 1
+    alert = alert_raise(finding=finding, kind="auth", object_ids=[pk], occurred_at=at)
+    if alert is not None:
+        outcome.raised.append(alert)
 
 
 def _judge_storm(pk: int, event: str, at: datetime.datetime, count: int, outcome: Outcome) -> None:
