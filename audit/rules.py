@@ -13,7 +13,8 @@ no patient data (no names, no dates of birth, no addresses): the alert names the
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import NamedTuple
 
 from audit.models import Alert
 
@@ -364,6 +365,23 @@ def partner_probing(event: str, count_by_partner_in_bucket: int) -> Finding | No
             "(guessed MRNs or ids, a stolen or stale token, or a broken integration).",
         )
     return None
+
+
+class AuthBucket(NamedTuple):
+    """An auth rule counted in 15-minute buckets: the events it counts, the count that fires it, the
+    rule, and whether the events are counted per username (one partner) or hospital-wide."""
+
+    events: frozenset[str]
+    threshold: int
+    rule: Callable[[str, int], Finding | None]
+    per_username: bool
+
+
+AUTH_BUCKETS: tuple[AuthBucket, ...] = (
+    AuthBucket(LOCKOUT_EVENTS, LOCKOUT_STORM_COUNT, lockout_storm, per_username=False),
+    AuthBucket(FAILURE_EVENTS, FAILED_STORM_COUNT, lockout_storm, per_username=False),
+    AuthBucket(PROBE_EVENTS, PARTNER_PROBING_COUNT, partner_probing, per_username=True),
+)
 
 
 OTHER_RULES: tuple[Rule, ...] = (

@@ -17,10 +17,9 @@ from audit import rules
 from audit.detection.inline import (
     Outcome,
     _grant_facts,
-    _judge_storm,
     judge_access,
+    judge_bucket,
     judge_grant,
-    judge_probing,
     judge_seals,
 )
 from audit.detection.prefilter import (
@@ -249,42 +248,28 @@ def scan_direct(*, since: datetime.datetime, until: datetime.datetime) -> Outcom
 
 
 def scan_auth(*, since: datetime.datetime, until: datetime.datetime) -> Outcome:
-    """Lockout storms: failures and lockouts per 15-minute bucket, aggregated in SQL; only the
-    buckets that reach a threshold are read event by event, to find the crossing event."""
+    """Lockout storms and partners' probing: events per 15-minute bucket (per username for a partner),
+    counted from narrow columns in one query per rule; only the buckets that reach a threshold are read
+    event by event, to find the crossing event."""
     outcome = Outcome()
     start = rules.storm_bucket(since)
-    for kinds, threshold in (
-        (rules.LOCKOUT_EVENTS, rules.LOCKOUT_STORM_COUNT),
-        (rules.FAILURE_EVENTS, rules.FAILED_STORM_COUNT),
-    ):
-        events = AuthEventRecord.objects.filter(event__in=kinds, at__gte=start, at__lt=until)
-        # Fixed 15-minute buckets, counted in Python from (at) only: one narrow column, one query.
-        counts: defaultdict[datetime.datetime, int] = defaultdict(int)
-        for at in events.values_list("at", flat=True).iterator(chunk_size=CHUNK):
-            counts[rules.storm_bucket(at)] += 1
-        for bucket, count in counts.items():
-            if count < threshold:
+    for bucket in rules.AUTH_BUCKETS:
+        events = AuthEventRecord.objects.filter(event__in=bucket.events, at__gte=start, at__lt=until)
+        counts: defaultdict[tuple[str, datetime.datetime], int] = defaultdict(int)
+        for username, at in events.values_list("username", "at").iterator(chunk_size=CHUNK):
+            counts[(username if bucket.per_username else "", rules.storm_bucket(at))] += 1
+        for (username, begins), count in counts.items():
+            if count < bucket.threshold:
                 continue
-            in_bucket = events.filter(at__gte=bucket, at__lt=bucket + rules.STORM_BUCKET).order_by("at", "id")
-            for n, (pk, event, at) in enumerate(in_bucket.values_list("pk", "event", "at"), start=1):
-                if n == threshold:
+            in_bucket = events.filter(at__gte=begins, at__lt=begins + rules.STORM_BUCKET)
+            if bucket.per_username:
+                in_bucket = in_bucket.filter(username=username)
+            rows = in_bucket.order_by("at", "id").values_list("pk", "event", "at")
+            for n, (pk, event, at) in enumerate(rows, start=1):
+                if n == bucket.threshold:
                     if at >= since:
-                        _judge_storm(pk, event, at, n, outcome)
+                        judge_bucket(bucket, pk, event, at, n, outcome)
                     break
-    # A partner's probing: the same, per partner (username) and bucket.
-    probes = AuthEventRecord.objects.filter(event__in=rules.PROBE_EVENTS, at__gte=start, at__lt=until)
-    per_partner: defaultdict[tuple[str, datetime.datetime], int] = defaultdict(int)
-    for username, at in probes.values_list("username", "at").iterator(chunk_size=CHUNK):
-        per_partner[(username, rules.storm_bucket(at))] += 1
-    for (username, bucket), count in per_partner.items():
-        if count < rules.PARTNER_PROBING_COUNT:
-            continue
-        in_bucket = probes.filter(username=username, at__gte=bucket, at__lt=bucket + rules.STORM_BUCKET)
-        for n, (pk, event, at) in enumerate(in_bucket.order_by("at", "id").values_list("pk", "event", "at"), start=1):
-            if n == rules.PARTNER_PROBING_COUNT:
-                if at >= since:
-                    judge_probing(pk, event, at, n, outcome)
-                break
     return outcome
 
 

@@ -224,57 +224,33 @@ def judge_forged_events(kind: str, events: Iterable[tuple[int, datetime.datetime
 
 
 def judge_auth_event(record: AuthEventRecord) -> Outcome:
-    """Inline: count this event's kind in its 15-minute bucket (one query) and judge the storm rule
-    (or, for a refused partner API call, that partner's probing)."""
+    """Inline: count this event's kind in its 15-minute bucket (one query; per partner for a refused
+    partner API call) and judge the rule of that bucket (lockout storm, partner probing)."""
     outcome = Outcome()
-    if record.event in rules.PROBE_EVENTS:
-        _judge_partner_probing(record, outcome)
+    bucket = next((b for b in rules.AUTH_BUCKETS if record.event in b.events), None)
+    if bucket is None:
         return outcome
-    kinds = rules.LOCKOUT_EVENTS if record.event in rules.LOCKOUT_EVENTS else rules.FAILURE_EVENTS
-    if record.event not in kinds:
-        return outcome
-    try:
-        with transaction.atomic():
-            start = rules.storm_bucket(record.at)
-            count = (
-                AuthEventRecord.objects.filter(event__in=kinds, at__gte=start, at__lte=record.at)
-                .filter(Q(at__lt=record.at) | Q(pk__lte=record.pk))
-                .count()
-            )
-            _judge_storm(record.pk, record.event, record.at, count, outcome)
-    except Exception as exc:
-        rule_failure_record("lockout_storm", "auth", record.pk, exc)
-    return outcome
-
-
-def _judge_partner_probing(record: AuthEventRecord, outcome: Outcome) -> None:
+    same_username = {"username": record.username} if bucket.per_username else {}
     try:
         with transaction.atomic():
             start = rules.storm_bucket(record.at)
             count = (
                 AuthEventRecord.objects.filter(
-                    event__in=rules.PROBE_EVENTS, username=record.username, at__gte=start, at__lte=record.at
+                    event__in=bucket.events, at__gte=start, at__lte=record.at, **same_username
                 )
                 .filter(Q(at__lt=record.at) | Q(pk__lte=record.pk))
                 .count()
             )
-            judge_probing(record.pk, record.event, record.at, count, outcome)
+            judge_bucket(bucket, record.pk, record.event, record.at, count, outcome)
     except Exception as exc:
-        rule_failure_record("partner_probing", "auth", record.pk, exc)
+        rule_failure_record(bucket.rule.__name__, "auth", record.pk, exc)
+    return outcome
 
 
-def judge_probing(pk: int, event: str, at: datetime.datetime, count: int, outcome: Outcome) -> None:
-    finding = rules.partner_probing(event, count)
-    if finding is None:
-        return
-    outcome.findings[finding.rule] += 1
-    alert = alert_raise(finding=finding, kind="auth", object_ids=[pk], occurred_at=at)
-    if alert is not None:
-        outcome.raised.append(alert)
-
-
-def _judge_storm(pk: int, event: str, at: datetime.datetime, count: int, outcome: Outcome) -> None:
-    finding = rules.lockout_storm(event, count)
+def judge_bucket(
+    bucket: rules.AuthBucket, pk: int, event: str, at: datetime.datetime, count: int, outcome: Outcome
+) -> None:
+    finding = bucket.rule(event, count)
     if finding is None:
         return
     outcome.findings[finding.rule] += 1

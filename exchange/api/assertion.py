@@ -20,12 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
 from exchange.partners.jwks import key_for
-from exchange.partners.models import Partner, client_id_validator
+from exchange.partners.models import Partner, is_client_id
 
 ALGORITHMS = ("RS384", "ES384")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -89,17 +88,6 @@ def _identifier(value: Any, *, longest: int) -> str | None:
     return value if isinstance(value, str) and len(value) <= longest and _IDENTIFIER.fullmatch(value) else None
 
 
-def _client_id(value: Any) -> str | None:
-    """``iss`` as a client_id of the form compliance registers, before it is looked up."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        client_id_validator(value)
-    except ValidationError:
-        return None
-    return value
-
-
 def verify_assertion(assertion: str, *, token_url: str, now: float | None = None) -> VerifiedAssertion:
     """The partner whose key signed ``assertion``, after every check of SMART Backend Services.
 
@@ -110,8 +98,8 @@ def verify_assertion(assertion: str, *, token_url: str, now: float | None = None
     if not assertion or len(assertion) > MAX_ASSERTION_BYTES:
         raise AssertionRefused("invalid_client", "malformed")
     header, claims = _unverified(assertion)
-    client_id = _client_id(claims.get("iss"))
-    if client_id is None:
+    client_id = claims.get("iss")
+    if not is_client_id(client_id):
         raise AssertionRefused("invalid_client", "no_issuer")
     alg = header.get("alg")
     if alg not in ALGORITHMS:

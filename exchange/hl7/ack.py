@@ -9,16 +9,14 @@ never a value from the message.
 
 from __future__ import annotations
 
-import re
 import secrets
 
 from django.utils import timezone
 
-from exchange.hl7.parse import SUPPORTED_VERSIONS, Header, HL7Error
+from exchange.hl7.parse import CONTROL_CHARACTERS, SUPPORTED_VERSIONS, Header, HL7Error
 
 # The version we answer in when the message's own is unknown or missing.
 DEFAULT_VERSION = "2.5.1"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def escape(text: str) -> str:
@@ -32,12 +30,12 @@ def escape(text: str) -> str:
 
 def printable(text: str) -> str:
     """``text`` with each control character written as HL7 hex data (``\\X0D\\``)."""
-    return _CONTROL.sub(lambda match: f"\\X{ord(match.group()):02X}\\", text)
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\X{ord(match.group()):02X}\\", text)
 
 
 def _mirrored(raw_field: str) -> str:
     """A raw MSH field mirrored into the ACK as it came (components and all), without control characters."""
-    return _CONTROL.sub("", raw_field)
+    return CONTROL_CHARACTERS.sub("", raw_field)
 
 
 def build_ack(header: Header | None, *, code: str, text: str = "", error: HL7Error | None = None) -> str:

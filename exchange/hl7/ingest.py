@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from django.utils import timezone
 from exchange.hl7.ack import build_ack
 from exchange.hl7.handlers import HANDLERS
 from exchange.hl7.parse import (
+    CONTROL_CHARACTERS,
     DATA_TYPE_ERROR,
     DUPLICATE_KEY,
     INTERNAL_ERROR,
@@ -143,7 +143,6 @@ def ingest_message(text: str, *, actor: Any, channel: str) -> Outcome:
 
 # MSH-10 is an ST of at most 199 characters (v2.5+; 20 before), and an identifier: no control characters.
 MAX_CONTROL_ID = 199
-_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]*")
 
 
 def _check_header(head: Header) -> None:
@@ -151,14 +150,14 @@ def _check_header(head: Header) -> None:
         raise HL7Error(
             "MSH-10 (message control id) is missing.", ack_code="AR", code=REQUIRED_FIELD_MISSING, location="MSH^1^10"
         )
-    if len(head.control_id) > MAX_CONTROL_ID or not _PRINTABLE.fullmatch(head.control_id):
+    if len(head.control_id) > MAX_CONTROL_ID or CONTROL_CHARACTERS.search(head.control_id):
         raise HL7Error(
             "MSH-10 (message control id) is longer than 199 characters or holds control characters.",
             ack_code="AR",
             code=DATA_TYPE_ERROR,
             location="MSH^1^10",
         )
-    if not _PRINTABLE.fullmatch(head.message_code + head.trigger_event):
+    if CONTROL_CHARACTERS.search(head.message_code + head.trigger_event):
         raise HL7Error(
             "MSH-9 (message type) holds control characters.", ack_code="AR", code=DATA_TYPE_ERROR, location="MSH^1^9"
         )

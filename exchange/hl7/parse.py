@@ -18,6 +18,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 BOM = "\ufeff"
+# Control characters: CR ends a segment, 0x0B and 0x1C frame an MLLP block. An identifier holding one
+# is refused (exchange/hl7/ingest.py); the ACK never carries one raw (exchange/hl7/ack.py).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 ENVELOPE_SEGMENTS = frozenset({"FHS", "FTS", "BHS", "BTS"})
 # HL7 v2.3 to v2.8 and their point releases (MSH-12.1).
 SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"})

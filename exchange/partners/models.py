@@ -8,6 +8,7 @@ database (or a backup) holds nothing a partner could present.
 from __future__ import annotations
 
 import datetime
+from typing import TypeGuard
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -25,6 +26,18 @@ from records.models import Patient
 client_id_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$", "3 to 64 letters, digits, dots, dashes, colons or underscores."
 )
+
+
+def is_client_id(value: object) -> TypeGuard[str]:
+    """Could compliance have registered ``value`` as a client_id? Asked before a client_id typed or
+    claimed by a caller is looked up (a NUL byte would reach PostgreSQL as an error)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        client_id_validator(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class Partner(models.Model):

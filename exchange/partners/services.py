@@ -15,13 +15,12 @@ from typing import Any
 
 from axes.helpers import get_client_ip_address, get_client_user_agent
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.signals import AuthEvent, auth_event
-from exchange.partners.models import AccessToken, Partner, client_id_validator
+from exchange.partners.models import AccessToken, Partner, is_client_id
 
 # SMART Backend Services: "the access token SHALL have a lifetime no greater than five minutes".
 MAX_TOKEN_SECONDS = 300
@@ -115,7 +114,7 @@ def token_refusal_record(
     if it is known. ``client_id`` as typed by the caller is kept only if it names a partner."""
     if partner is not None:
         label = partner_label(partner.client_id)
-    elif client_id and _registrable(client_id) and Partner.objects.filter(client_id=client_id).exists():
+    elif client_id and is_client_id(client_id) and Partner.objects.filter(client_id=client_id).exists():
         label = partner_label(client_id)
     else:
         label = "partner:unknown"
@@ -123,16 +122,6 @@ def token_refusal_record(
     if partner is not None:
         detail["partner_id"] = partner.pk
     auth_event_emit(event, request=request, username=label, **detail)
-
-
-def _registrable(client_id: str) -> bool:
-    """Could compliance have registered this client_id? (Anything else is looked up nowhere: a NUL
-    byte would reach PostgreSQL as an error.)"""
-    try:
-        client_id_validator(client_id)
-    except ValidationError:
-        return False
-    return True
 
 
 def token_revoke(*, actor: Any, tokens: Iterable[AccessToken], request: HttpRequest | None) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection, transaction
-from django.utils import timezone
 
 from bench.replay import Statement, by_table, recording, replay
 from healthcrypt.bulk import bulk_insert
 from records.db import mark_actor
 from records.models import Observation
 from tests.factories import PatientFactory, UserFactory
+from tests.healthcrypt.test_bulk import _observations
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the replay speaks psycopg (PostgreSQL) only"
@@ -20,22 +20,6 @@ postgres_only = pytest.mark.skipif(
 
 class _Undone(Exception):
     pass
-
-
-def _observations(patient_id: int, count: int) -> list[Observation]:
-    return [
-        Observation(
-            patient_id=patient_id,
-            category="vital-signs",
-            loinc_code="8302-2",
-            display="Body height",
-            value=f"{170 + i}\tcm\\",  # COPY's own separator and escape inside a value
-            unit="cm",
-            effective_at=timezone.now(),
-            source_id=f"replay-{i}",
-        )
-        for i in range(count)
-    ]
 
 
 def _stored(patient_id: int) -> list[tuple[object, ...]]:
@@ -58,7 +42,7 @@ def test_a_replay_writes_the_recorded_rows_again_with_the_same_keys_and_cipherte
             # The rollback is not recorded (else the replay would undo itself, as the recorded work did).
             with recording() as notes:
                 mark_actor(actor)
-                bulk_insert(Observation, _observations(patient.pk, 3))  # COPY on PostgreSQL
+                bulk_insert(Observation, _observations(patient, 3))  # COPY on PostgreSQL
                 Observation.objects.filter(patient_id=patient.pk).count()
             written = _stored(patient.pk)
             raise _Undone
