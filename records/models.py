@@ -23,6 +23,15 @@ from healthcrypt.fields import RowIdentity, encrypt
 STAFF = settings.AUTH_USER_MODEL
 
 
+def unique_source(model: str) -> models.UniqueConstraint:
+    """One row per patient and source id (an imported resource's blind index; empty for rows entered
+    here): two imports of the same bundle at the same time cannot both insert it. The second waits for
+    the first to commit, is refused, and the importer tries the bundle again (exchange/fhir/importer.py)."""
+    return models.UniqueConstraint(
+        fields=["patient", "source_id"], condition=~Q(source_id=""), name=f"records_{model}_unique_source"
+    )
+
+
 class Patient(RowIdentity):
     class Sex(models.TextChoices):
         FEMALE = "female", "Female"
@@ -68,12 +77,19 @@ class Patient(RowIdentity):
         STAFF, null=True, blank=True, on_delete=models.SET_NULL, related_name="own_patient_record"
     )
     # Identifier of the resource this record was imported from (e.g. a FHIR id), for idempotent imports.
+    # One patient per source id (a second import of the same patient at the same time is refused and
+    # tried again); the plain index serves the lookup on SQLite, which does not use a partial one for it.
     source_id = models.CharField(max_length=64, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_id"], condition=~Q(source_id=""), name="records_patient_unique_source"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Patient #{self.pk}"
@@ -138,7 +154,7 @@ class Encounter(RowIdentity):
     type_code = encrypt(models.CharField(max_length=64, blank=True))
     type_display = encrypt(models.CharField(max_length=255, blank=True))
     location = encrypt(models.CharField(max_length=200, blank=True))
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -148,6 +164,7 @@ class Encounter(RowIdentity):
                 condition=Q(ends_at__isnull=True) | Q(ends_at__gte=F("starts_at")),
                 name="records_encounter_ends_after_start",
             ),
+            unique_source("encounter"),
         ]
 
     def __str__(self) -> str:
@@ -230,11 +247,12 @@ class Observation(RowIdentity):
     reference_range = encrypt(models.CharField(max_length=64, blank=True, null=True))
     effective_at = models.DateTimeField()
     recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [models.Index(fields=["patient", "effective_at"])]
+        constraints = [unique_source("observation")]
 
     def __str__(self) -> str:
         return f"Observation #{self.pk}"
@@ -252,7 +270,10 @@ class Condition(RowIdentity):
     abatement_date = encrypt(models.DateField(null=True, blank=True))
     recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     recorded_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [unique_source("condition")]
 
     def __str__(self) -> str:
         return f"Condition #{self.pk}"
@@ -291,7 +312,10 @@ class Medication(RowIdentity):
     frequency = encrypt(models.CharField(max_length=8, choices=Frequency.choices, blank=True, null=True))
     prescribed_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     prescribed_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [unique_source("medication")]
 
     def __str__(self) -> str:
         return f"Medication #{self.pk}"
@@ -333,10 +357,11 @@ class Allergy(RowIdentity):
     severity = encrypt(models.CharField(max_length=20, blank=True))
     recorded_by = models.ForeignKey(STAFF, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     recorded_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         verbose_name_plural = "allergies"
+        constraints = [unique_source("allergy")]
 
     def __str__(self) -> str:
         return f"Allergy #{self.pk}"
@@ -348,7 +373,10 @@ class Procedure(RowIdentity):
     code = encrypt(models.CharField(max_length=64, blank=True))
     display = encrypt(models.CharField(max_length=255))
     performed_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [unique_source("procedure")]
 
     def __str__(self) -> str:
         return f"Procedure #{self.pk}"
@@ -360,7 +388,10 @@ class Immunization(RowIdentity):
     code = encrypt(models.CharField(max_length=64, blank=True))
     display = encrypt(models.CharField(max_length=255))
     occurred_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [unique_source("immunization")]
 
     def __str__(self) -> str:
         return f"Immunization #{self.pk}"
@@ -378,7 +409,10 @@ class DiagnosticReport(RowIdentity):
     # The result observations the report groups, as a count (the rows themselves are Observations).
     result_count = models.PositiveIntegerField(default=0)
     effective_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [unique_source("diagnosticreport")]
 
     def __str__(self) -> str:
         return f"Diagnostic report #{self.pk}"
@@ -401,10 +435,11 @@ class ImagingStudy(RowIdentity):
     series_count = models.PositiveIntegerField(default=0)
     instance_count = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
-    source_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         verbose_name_plural = "imaging studies"
+        constraints = [unique_source("imagingstudy")]
 
     def __str__(self) -> str:
         return f"Imaging study #{self.pk}"

@@ -11,7 +11,10 @@ events of all of them in one statement). A row that points to a new encounter ho
 and gets its key when it is written; the service checks it is the same patient's. A bundle is one
 ``transaction.atomic``: an error anywhere in it writes none of it.
 Rows carry the blind index of their source id (records.crypto.source_index); a resource already
-imported is counted as present and not written again.
+imported is counted as present and not written again. Two imports of the same bundle at the same time
+cannot both write it: the database holds one row per patient and source id (records.models.unique_source),
+the second import's INSERT waits for the first to commit and is refused, and the bundle is tried once
+more, when it finds the rows the first wrote (:func:`_write_bundle`).
 
 Practitioner and Organization go to the exchange directory (exchange.models.DirectoryEntry): shared
 ``hospitalInformation*``/``practitionerInformation*`` bundles are imported first from a folder, so
@@ -252,8 +255,7 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
                 else:
                     result.resources = len(outcome.entries)
                     try:
-                        with transaction.atomic():
-                            counts = import_bundle(outcome, actor=actor, progress=resource_bar)
+                        counts = _write_bundle(outcome, actor=actor, progress=resource_bar)
                         summary.add(counts)
                     except ImportFailed as error:
                         result.problems.append(error.problem)
@@ -275,6 +277,34 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return summary
+
+
+def _write_bundle(valid: ValidBundle, *, actor: Any, progress: Any) -> dict[str, TypeCounts]:
+    """Write one bundle in one transaction; once more if the database refused it on a uniqueness or
+    reference check. What the bundle's import read (the rows already there) may have been changed
+    meanwhile by another import that committed first: read again, in a new transaction, it finds them
+    and counts them present. A refusal that was no race is refused the same way the second time."""
+    start = getattr(progress, "n", 0)
+    try:
+        with transaction.atomic():
+            return import_bundle(valid, actor=actor, progress=progress)
+    except (ImportFailed, IntegrityError) as error:
+        if not _refused_by_a_check(error):
+            raise
+    if progress is not None:  # the resources the first attempt counted were not written
+        progress.update(start - progress.n)
+    logger.info("FHIR import: a bundle was refused by a uniqueness or reference check; trying it once more")
+    with transaction.atomic():
+        return import_bundle(valid, actor=actor, progress=progress)
+
+
+def _refused_by_a_check(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, IntegrityError):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _refusal(error: Exception) -> str:

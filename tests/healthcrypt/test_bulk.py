@@ -50,6 +50,7 @@ def test_rows_get_their_keys_in_order_and_their_values_bound_to_their_row() -> N
         assert stored[key].created_at is not None
     # A later ordinary INSERT draws from the same sequence, after these keys.
     (later,) = _observations(patient, 1)
+    later.source_id = "later"  # one row per patient and source id
     later.save()
     assert later.pk > keys[-1]
 
