@@ -426,6 +426,10 @@ HL7_INTERFACE_USERNAME = env_str("HL7_INTERFACE_USERNAME", "hl7-interface") or "
 HL7_ASSIGNING_AUTHORITIES = env_list("HL7_ASSIGNING_AUTHORITIES", [])
 # The largest message (or MLLP frame) accepted, in bytes; a larger one is refused, never buffered.
 HL7_MAX_MESSAGE_BYTES = env_int("HL7_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
+# The MLLP listener's connections at once, in all and from one address; one over is closed unread.
+# Each may buffer up to HL7_MAX_MESSAGE_BYTES. An engine keeps one or a few open per channel.
+HL7_MAX_CONNECTIONS = env_int("HL7_MAX_CONNECTIONS", 16, minimum=1)
+HL7_MAX_CONNECTIONS_PER_ADDRESS = env_int("HL7_MAX_CONNECTIONS_PER_ADDRESS", 4, minimum=1)
 # The departments (codes) that orders received in ORM^O01 go to; empty: the only one of that kind.
 HL7_LAB_DEPARTMENT = env_str("HL7_LAB_DEPARTMENT") or ""
 HL7_RADIOLOGY_DEPARTMENT = env_str("HL7_RADIOLOGY_DEPARTMENT") or ""

@@ -5,7 +5,11 @@ sync thread (``sync_to_async``: the database is never touched on the event loop)
 frame(s) and only then reads the next frame, so a connection's messages are applied in order, one
 at a time. A frame without the start byte, a frame over ``HL7_MAX_MESSAGE_BYTES`` or a message that
 cannot be parsed is answered AR (or AE) and the connection goes on; an error of ours is answered AE.
-Nothing here logs a message's content.
+Connections are capped, in all and per peer address (``HL7_MAX_CONNECTIONS``,
+``HL7_MAX_CONNECTIONS_PER_ADDRESS``): one over a cap is closed at once, unread, so that idle or
+trickling connections cannot exhaust the process's file descriptors or memory (each may buffer up to
+``HL7_MAX_MESSAGE_BYTES``), and one address cannot take every place. Nothing here logs a message's
+content.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +38,8 @@ logger = logging.getLogger(__name__)
 IDLE_TIMEOUT_SECONDS = 600.0
 # How long a stop waits for messages being applied to be answered.
 STOP_GRACE_SECONDS = 30.0
+# Connections refused over a cap are logged at most this often (a flood must not flood the log).
+REFUSAL_LOG_SECONDS = 60.0
 
 
 def _fresh_connection() -> None:
@@ -86,11 +94,28 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
 class Listener:
     """One MLLP server; ``serve`` runs until ``stop`` (or SIGTERM/SIGINT when ``handle_signals``)."""
 
-    def __init__(self, *, actor: Any, host: str, port: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        actor: Any,
+        host: str,
+        port: int,
+        max_bytes: int,
+        max_connections: int = 16,
+        max_connections_per_address: int = 4,
+    ) -> None:
         self.actor = actor
         self.host = host
         self.port = port
         self.max_bytes = max_bytes
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        # Open connections per peer address (the cap per address).
+        self.addresses: Counter[str] = Counter()
+        # Connections refused over a cap: in all, and since the last log line about them.
+        self.refused = 0
+        self.refused_unlogged = 0
+        self.refusal_logged_at: float | None = None
         self.stopping = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[asyncio.Task[None]] = set()
@@ -137,9 +162,15 @@ class Listener:
             await asyncio.gather(*self.connections, return_exceptions=True)
 
     async def _serve_connection(self, reader: Any, writer: Any) -> None:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self._admit(address):
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self.connections.add(task)
+        self.addresses[address] += 1
         try:
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -149,7 +180,35 @@ class Listener:
         finally:
             if task is not None:
                 self.connections.discard(task)
+            self.addresses[address] -= 1
+            if self.addresses[address] <= 0:
+                del self.addresses[address]
             writer.close()
+
+    def _admit(self, address: str) -> bool:
+        """Whether a new connection from ``address`` fits under both caps; a refusal is counted and,
+        at most once a minute, logged with the count since the last line (the address: no patient data)."""
+        if (
+            sum(self.addresses.values()) < self.max_connections
+            and self.addresses[address] < self.max_connections_per_address
+        ):
+            return True
+        self.refused += 1
+        self.refused_unlogged += 1
+        now = time.monotonic()
+        if self.refusal_logged_at is None or now - self.refusal_logged_at >= REFUSAL_LOG_SECONDS:
+            logger.warning(
+                "MLLP connection(s) refused over the caps (%d open, %d from %s; limits %d and %d per address): "
+                "%d since the last line",
+                sum(self.addresses.values()),
+                self.addresses[address],
+                address,
+                self.max_connections,
+                self.max_connections_per_address,
+                self.refused_unlogged,
+            )
+            self.refusal_logged_at, self.refused_unlogged = now, 0
+        return False
 
     async def _converse(self, reader: Any, writer: Any) -> None:
         while not self.stopping.is_set():

@@ -36,7 +36,12 @@ class Command(BaseCommand):
         except InterfaceAccountError as error:
             raise CommandError(str(error)) from error
         listener = Listener(
-            actor=actor, host=options["host"], port=options["port"], max_bytes=settings.HL7_MAX_MESSAGE_BYTES
+            actor=actor,
+            host=options["host"],
+            port=options["port"],
+            max_bytes=settings.HL7_MAX_MESSAGE_BYTES,
+            max_connections=settings.HL7_MAX_CONNECTIONS,
+            max_connections_per_address=settings.HL7_MAX_CONNECTIONS_PER_ADDRESS,
         )
 
         def ready(port: int) -> None:

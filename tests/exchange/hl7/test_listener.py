@@ -190,3 +190,102 @@ def test_sigterm_stops_the_listener_cleanly(interface: User) -> None:
         raise AssertionError("the port still accepts connections after SIGTERM")
 
     assert asyncio.run(run()) == (0, True)
+
+
+def _closed_unanswered(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` without answering a message sent on it."""
+    try:
+        sock.sendall(VT + ADT_A04.format(control="REFUSED-1", mrn="M-900").encode() + FS + CR)
+    except OSError:
+        return True
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_connections_over_the_cap_are_closed_unread_and_a_place_freed_is_taken_again(interface: User) -> None:
+    async def run() -> tuple[list[bool], list[str], int]:
+        listener = Listener(
+            actor=interface, host="127.0.0.1", port=0, max_bytes=4096, max_connections=2, max_connections_per_address=5
+        )
+        port = await listener.start()
+        try:
+            held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+            while len(listener.connections) < 2:  # both are being served (idle, as an engine's)
+                await asyncio.sleep(0.01)
+            extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+            refused = await asyncio.to_thread(_closed_unanswered, extra)
+            extra.close()
+            held[0].close()
+            while len(listener.connections) > 1:
+                await asyncio.sleep(0.01)
+
+            def converse() -> list[bytes]:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(VT + ADT_A04.format(control="AFTER-CAP", mrn="M-901").encode() + FS + CR)
+                    return read_frames(sock, 1)
+
+            frames = await asyncio.to_thread(converse)
+            held[1].close()
+            return [refused], [msa(frame)[0] for frame in frames], listener.refused
+        finally:
+            listener.stop()
+            await listener.close()
+
+    assert async_to_sync(run)() == ([True], ["AA"], 1)
+    assert not HL7Message.objects.filter(control_id="REFUSED-1").exists()  # never read, never stored
+
+
+def test_one_address_cannot_take_every_place(interface: User, caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> tuple[bool, list[str]]:
+        listener = Listener(
+            actor=interface, host="127.0.0.1", port=0, max_bytes=4096, max_connections=8, max_connections_per_address=1
+        )
+        port = await listener.start()
+        try:
+            held = socket.create_connection(("127.0.0.1", port), timeout=10)
+            while len(listener.connections) < 1:
+                await asyncio.sleep(0.01)
+            same = socket.create_connection(("127.0.0.1", port), timeout=10)
+            refused = await asyncio.to_thread(_closed_unanswered, same)
+            same.close()
+
+            def from_another_address() -> list[bytes]:
+                # Another host on the interface network (Linux answers on all of 127/8).
+                with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)) as sock:
+                    sock.sendall(VT + ADT_A04.format(control="OTHER-HOST", mrn="M-902").encode() + FS + CR)
+                    return read_frames(sock, 1)
+
+            frames = await asyncio.to_thread(from_another_address)
+            held.close()
+            return refused, [msa(frame)[0] for frame in frames]
+        finally:
+            listener.stop()
+            await listener.close()
+
+    with caplog.at_level("WARNING", logger="exchange.hl7.listener"):
+        assert async_to_sync(run)() == (True, ["AA"])
+    (line,) = [r.getMessage() for r in caplog.records if "refused over the caps" in r.getMessage()]
+    assert "1 from 127.0.0.1" in line
+    assert "M-90" not in caplog.text  # no message content
+
+
+def test_a_flood_of_refused_connections_is_one_log_line_a_minute(
+    interface: User, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = Listener(
+        actor=interface, host="127.0.0.1", port=0, max_bytes=4096, max_connections=1, max_connections_per_address=1
+    )
+    listener.addresses["10.0.0.9"] = 1  # the one place is taken
+    now = [1000.0]
+    monkeypatch.setattr("exchange.hl7.listener.time.monotonic", lambda: now[0])
+    with caplog.at_level("WARNING", logger="exchange.hl7.listener"):
+        assert [listener._admit("10.0.0.7") for _ in range(50)] == [False] * 50
+        now[0] += 61
+        assert not listener._admit("10.0.0.7")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].endswith("1 since the last line")
+    assert lines[1].endswith("50 since the last line")
+    assert listener.refused == 51
