@@ -93,6 +93,10 @@ def too_large(size: int, *, channel: str) -> Outcome:
 
 def ingest_message(text: str, *, actor: Any, channel: str) -> Outcome:
     """Check, apply and store one message (segments separated by CR); never raises for bad content."""
+    return _ingest_message(text, actor=actor, channel=channel, retried=False)
+
+
+def _ingest_message(text: str, *, actor: Any, channel: str, retried: bool) -> Outcome:
     received_at = timezone.now()
     if len(text.encode()) > settings.HL7_MAX_MESSAGE_BYTES:
         return too_large(len(text.encode()), channel=channel)
@@ -136,6 +140,13 @@ def ingest_message(text: str, *, actor: Any, channel: str) -> Outcome:
         ):
             digest = digest_of(text)
             return _duplicate(head, text, digest, digest, channel=channel, received_at=received_at)
+        if not retried:
+            # Another process (a second listener, ingest_hl7 on a file) registered the same new patient
+            # between this message's lookup and its INSERT: applied again, it finds the registration
+            # (an update, or the visit on it). The message's transaction was rolled back whole.
+            sender = head.sender if head is not None else "an unknown sender"
+            logger.info("HL7 message from %s refused by a uniqueness check; applying it once more", sender)
+            return _ingest_message(text, actor=actor, channel=channel, retried=True)
         return _internal_error(head, text, "IntegrityError", channel=channel, received_at=received_at)
     except Exception as error:  # never crash the listener; the traceback could quote patient data
         return _internal_error(head, text, type(error).__name__, channel=channel, received_at=received_at)
