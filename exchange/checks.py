@@ -81,3 +81,22 @@ def check_hospital_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 )
             )
     return messages
+
+
+@register(Tags.security)
+def check_shared_cache(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The partner API's rate limits (per partner, and token requests per address) count in the Django
+    cache: in production it must be one all the processes share, or each gunicorn worker counts on its
+    own and the limit is multiplied by the workers."""
+    if settings.DEBUG:
+        return []
+    backend = str(settings.CACHES.get("default", {}).get("BACKEND", ""))
+    if not backend.endswith(("locmem.LocMemCache", "dummy.DummyCache")):
+        return []
+    return [
+        Warning(
+            "The cache is each process's own memory: the partner API's rate limits count per worker process.",
+            hint="Set REDIS_URL to a Redis server shared by every process (e.g. redis://127.0.0.1:6379/0).",
+            id="exchange.W003",
+        )
+    ]

@@ -32,6 +32,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         ALLOWED_HOSTS="ehr.hospital.example",
         SITE_URL="https://ehr.hospital.example",  # as in .env.example: alert emails link here (W014)
         FHIR_BASE_URL="https://ehr.hospital.example/fhir/r4",  # as in .env.example (exchange.W001)
+        REDIS_URL="redis://127.0.0.1:6379/0",  # as in .env.example (exchange.W003); not connected by a check
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         HEALTHCRYPT_DEV_SECRETS_FILE=str(tmp_path / "dev.env"),
     )
