@@ -41,8 +41,8 @@ from joserfc.jwe import JWERegistry
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from exchange.fhir.importer import TypeCounts, import_bundle, known_target
-from exchange.fhir.validate import BundleInvalid, parse_bundle, validate_bundle
+from exchange.fhir.importer import ImportFailed, TypeCounts, import_bundle, known_target, refused_by_a_check
+from exchange.fhir.validate import BundleInvalid, ValidBundle, parse_bundle, validate_bundle
 from exchange.keys import CONTENT_ALGORITHM, KEY_ALGORITHM, SIGNING_ALGORITHM, hospital_keys
 from exchange.models import Package
 from exchange.partners.jwks import ALGORITHM_FOR_KTY, encryption_key, key_for, signing_kids
@@ -360,26 +360,46 @@ def package_import(data: bytes, *, actor: Any) -> ImportedPackage:
     together or not at all. Raises PackageRefused for the package, BundleInvalid for its bundle."""
     opened = open_package(data)
     valid = validate_bundle(opened.bundle, known=known_target)
-    patient_ids = [entry.resource_id for entry in valid.entries if entry.resource_type == "Patient"]
     try:
-        with transaction.atomic():
-            mark_actor(None, job="package")  # the guarded package row; the import marks its own rows
-            package = Package.objects.create(
-                package_id=opened.package_id,
-                direction=Package.Direction.IN,
-                partner=opened.partner,
-                digest=opened.digest,
-                signing_kid=opened.signing_kid,
-                issued_at=opened.issued_at,
-                expires_at=opened.expires_at,
-            )
-            counts = import_bundle(valid, actor=actor)
-            if len(patient_ids) == 1:
-                package.patient = Patient.objects.filter(source_id=source_index("Patient", patient_ids[0])).first()
-                package.save(update_fields=["patient"])
-    except IntegrityError as error:
-        if Package.objects.filter(direction=Package.Direction.IN, package_id=opened.package_id).exists():
-            raise PackageRefused("replayed", "this package was received before.") from None
-        raise error
+        package, counts = _package_import_once(opened, valid, actor)
+    except (IntegrityError, ImportFailed) as error:
+        _refuse_if_replayed(opened)
+        if not refused_by_a_check(error):
+            raise
+        # Another import wrote the same records meanwhile (two packages about one patient at once):
+        # read again in a new transaction, they are found and counted present (as import_fhir does).
+        logger.info("Package %s refused by a uniqueness check; importing it once more", opened.package_id)
+        try:
+            package, counts = _package_import_once(opened, valid, actor)
+        except IntegrityError:
+            _refuse_if_replayed(opened)
+            raise
     logger.info("Package imported: partner #%s, package %s", opened.partner.pk, opened.package_id)
     return ImportedPackage(package=package, counts=counts)
+
+
+def _package_import_once(
+    opened: OpenedPackage, valid: ValidBundle, actor: Any
+) -> tuple[Package, dict[str, TypeCounts]]:
+    patient_ids = [entry.resource_id for entry in valid.entries if entry.resource_type == "Patient"]
+    with transaction.atomic():
+        mark_actor(None, job="package")  # the guarded package row; the import marks its own rows
+        package = Package.objects.create(
+            package_id=opened.package_id,
+            direction=Package.Direction.IN,
+            partner=opened.partner,
+            digest=opened.digest,
+            signing_kid=opened.signing_kid,
+            issued_at=opened.issued_at,
+            expires_at=opened.expires_at,
+        )
+        counts = import_bundle(valid, actor=actor)
+        if len(patient_ids) == 1:
+            package.patient = Patient.objects.filter(source_id=source_index("Patient", patient_ids[0])).first()
+            package.save(update_fields=["patient"])
+    return package, counts
+
+
+def _refuse_if_replayed(opened: OpenedPackage) -> None:
+    if Package.objects.filter(direction=Package.Direction.IN, package_id=opened.package_id).exists():
+        raise PackageRefused("replayed", "this package was received before.") from None

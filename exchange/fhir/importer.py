@@ -289,7 +289,7 @@ def _write_bundle(valid: ValidBundle, *, actor: Any, progress: Any) -> dict[str,
         with transaction.atomic():
             return import_bundle(valid, actor=actor, progress=progress)
     except (ImportFailed, IntegrityError) as error:
-        if not _refused_by_a_check(error):
+        if not refused_by_a_check(error):
             raise
     if progress is not None:  # the resources the first attempt counted were not written
         progress.update(start - progress.n)
@@ -298,7 +298,8 @@ def _write_bundle(valid: ValidBundle, *, actor: Any, progress: Any) -> dict[str,
         return import_bundle(valid, actor=actor, progress=progress)
 
 
-def _refused_by_a_check(error: BaseException) -> bool:
+def refused_by_a_check(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised from, the database's refusal on a constraint (IntegrityError)."""
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, IntegrityError):
