@@ -1,5 +1,6 @@
 """The partner registry in the admin, for compliance (DESIGN.md §3): register and suspend partners,
-upload their public keys, share patients or departments with them, see and revoke tokens.
+upload their public keys, share patients or departments with them, see and revoke tokens; and, read
+only, the packages sent and received and the HL7 interface's message log (metadata, never a message).
 
 Who: the ``manage_partners`` capability of the role table (compliance only); operators may enter
 the admin but not this section. Every change is in the change history (django-auditlog, the token
@@ -16,7 +17,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from accounts.roles import Capability, has_capability
-from exchange.models import Package
+from exchange.models import HL7Message, Package
 from exchange.partners.models import AccessToken, DataSharing, Partner
 from exchange.partners.services import partner_keys_changed, partner_status_change, token_revoke
 
@@ -138,6 +139,39 @@ class PackageAdmin(PartnerRegistryAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # packages come from seal_package and import_package only
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(HL7Message)
+class HL7MessageAdmin(PartnerRegistryAdmin):
+    """The HL7 v2 interface's log (exchange/hl7/): what each message was and how it was answered, to
+    answer an interface engine's team ("why was control id X an AE?"). Read-only, and the message
+    itself (``raw``, encrypted) and its digest are never shown: compliance sees no clinical data."""
+
+    list_display = ("received_at", "sender", "control_id", "message_type", "version", "channel", "ack_code", "error")
+    list_filter = ("status", "ack_code", "channel", "message_type", "version")
+    search_fields = ("control_id", "sender")
+    date_hierarchy = "received_at"
+    ordering = ("-received_at", "-id")
+    show_full_result_count = False  # the log grows by every message: no second COUNT per page
+    fields = (
+        "sender",
+        "control_id",
+        "message_type",
+        "version",
+        "channel",
+        "status",
+        "ack_code",
+        "error",
+        "received_at",
+        "processed_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # messages come from ingest_hl7 and hl7_listen only
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
