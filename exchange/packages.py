@@ -41,7 +41,7 @@ from joserfc.jwe import JWERegistry
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from exchange.fhir.importer import ImportFailed, TypeCounts, import_bundle, known_target, refused_by_a_check
+from exchange.fhir.importer import ImportFailed, TypeCounts, import_bundle, known_target, once_more_if_refused
 from exchange.fhir.validate import BundleInvalid, ValidBundle, parse_bundle, validate_bundle
 from exchange.keys import CONTENT_ALGORITHM, KEY_ALGORITHM, SIGNING_ALGORITHM, hospital_keys
 from exchange.models import Package
@@ -361,19 +361,14 @@ def package_import(data: bytes, *, actor: Any) -> ImportedPackage:
     opened = open_package(data)
     valid = validate_bundle(opened.bundle, known=known_target)
     try:
-        package, counts = _package_import_once(opened, valid, actor)
-    except (IntegrityError, ImportFailed) as error:
+        # Two packages about one patient at once: the one refused by the records' unique index is
+        # imported once more and finds the other's rows (as import_fhir does).
+        package, counts = once_more_if_refused(
+            lambda: _package_import_once(opened, valid, actor), what=f"Package {opened.package_id}"
+        )
+    except (IntegrityError, ImportFailed):
         _refuse_if_replayed(opened)
-        if not refused_by_a_check(error):
-            raise
-        # Another import wrote the same records meanwhile (two packages about one patient at once):
-        # read again in a new transaction, they are found and counted present (as import_fhir does).
-        logger.info("Package %s refused by a uniqueness check; importing it once more", opened.package_id)
-        try:
-            package, counts = _package_import_once(opened, valid, actor)
-        except IntegrityError:
-            _refuse_if_replayed(opened)
-            raise
+        raise
     logger.info("Package imported: partner #%s, package %s", opened.partner.pk, opened.package_id)
     return ImportedPackage(package=package, counts=counts)
 

@@ -29,12 +29,12 @@ import logging
 import multiprocessing
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, IntegrityError, transaction
@@ -60,6 +60,8 @@ from records.models import (
 from records.services import DuplicatePatient, RecordNotFound, imported_entries_create, imported_patient_create
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SHARED_PREFIXES = ("hospitalInformation", "practitionerInformation")
 MODELS: dict[str, Any] = {
@@ -280,25 +282,33 @@ def import_paths(paths: Iterable[Path], *, actor: Any, progress: bool | None = N
 
 
 def _write_bundle(valid: ValidBundle, *, actor: Any, progress: Any) -> dict[str, TypeCounts]:
-    """Write one bundle in one transaction; once more if the database refused it on a uniqueness or
-    reference check. What the bundle's import read (the rows already there) may have been changed
-    meanwhile by another import that committed first: read again, in a new transaction, it finds them
-    and counts them present. A refusal that was no race is refused the same way the second time."""
+    """Write one bundle in one transaction, once more if a concurrent import made it refused."""
     start = getattr(progress, "n", 0)
-    try:
+
+    def write() -> dict[str, TypeCounts]:
+        if progress is not None:  # the resources a refused first attempt counted were not written
+            progress.update(start - progress.n)
         with transaction.atomic():
             return import_bundle(valid, actor=actor, progress=progress)
+
+    return once_more_if_refused(write, what="A FHIR bundle")
+
+
+def once_more_if_refused(write: Callable[[], T], *, what: str) -> T:
+    """``write()`` (which opens its own transaction); once more if the database refused it on a
+    uniqueness or reference check. What the import read (the rows already there) may have been changed
+    meanwhile by another import that committed first: read again, in a new transaction, it finds them
+    and counts them present. A refusal that was no race is refused the same way the second time."""
+    try:
+        return write()
     except (ImportFailed, IntegrityError) as error:
-        if not refused_by_a_check(error):
+        if not _refused_by_a_check(error):
             raise
-    if progress is not None:  # the resources the first attempt counted were not written
-        progress.update(start - progress.n)
-    logger.info("FHIR import: a bundle was refused by a uniqueness or reference check; trying it once more")
-    with transaction.atomic():
-        return import_bundle(valid, actor=actor, progress=progress)
+    logger.info("%s was refused by a uniqueness or reference check; trying it once more", what)
+    return write()
 
 
-def refused_by_a_check(error: BaseException) -> bool:
+def _refused_by_a_check(error: BaseException) -> bool:
     """Whether ``error`` is, or was raised from, the database's refusal on a constraint (IntegrityError)."""
     cause: BaseException | None = error
     while cause is not None:

@@ -7,15 +7,12 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
 from audit.models import ChangeEvent
@@ -25,6 +22,7 @@ from exchange.fhir.mapping import DIRECTORY_TYPES
 from exchange.fhir.validate import read_valid_bundle
 from records.models import Condition, Encounter, Immunization, Observation, Patient
 from records.services import imported_entries_create
+from tests.exchange.races import race
 from tests.factories import PatientFactory
 
 SAMPLES = Path(settings.BASE_DIR).parent / "shared" / "data" / "fhir" / "synthea-r4"
@@ -121,61 +119,17 @@ def test_two_imports_of_one_bundle_at_the_same_time_write_it_once(front_desk: Us
     directory.write_text(json.dumps(bundle))
     assert not import_paths([directory], actor=front_desk, progress=False).failed
     valid = read_valid_bundle(SMALL, known=importer.known_target)
-    written, release = threading.Event(), threading.Event()
-    results: dict[str, Any] = {}
-    waiting: list[str] = []
+    raced = race(
+        lambda: import_bundle(valid, actor=front_desk), lambda: import_paths([SMALL], actor=front_desk, progress=False)
+    )
 
-    def first() -> None:
-        try:
-            with transaction.atomic():
-                results["a"] = import_bundle(valid, actor=front_desk)
-                written.set()
-                release.wait(30)
-        except BaseException as error:  # reported by the assertions below
-            results["a_error"] = error
-            written.set()
-        finally:
-            connections.close_all()
-
-    def second() -> None:
-        try:
-            results["b"] = import_paths([SMALL], actor=front_desk, progress=False)
-        except BaseException as error:
-            results["b_error"] = error
-        finally:
-            connections.close_all()
-
-    a = threading.Thread(target=first)
-    a.start()
-    assert written.wait(30)
-    b = threading.Thread(target=second)
-    b.start()
-    try:
-        deadline = time.monotonic() + 30
-        with connection.cursor() as cursor:
-            while time.monotonic() < deadline:  # B is blocked on A's uncommitted rows
-                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'")
-                if cursor.fetchone()[0]:
-                    cursor.execute("SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-                    waiting = [query for (query,) in cursor.fetchall()]
-                    break
-                time.sleep(0.05)
-            else:
-                pytest.fail("the second import never waited on the first's rows")
-    finally:
-        release.set()
-        a.join(60)
-        b.join(60)
-
-    assert waiting
-    assert all(query.startswith('INSERT INTO "records_') for query in waiting), [q[:40] for q in waiting]
-    assert "a_error" not in results, results
-    assert "b_error" not in results, results
-    second_summary = results["b"]
+    assert raced.waiting, "the second import never waited on the first's rows"
+    assert all(query.startswith('INSERT INTO "records_') for query in raced.waiting), [q[:40] for q in raced.waiting]
+    second_summary = raced.second
     assert not second_summary.failed, second_summary.failed[0].problems
     for name in ("Encounter", "Observation", "Condition"):
         assert second_summary.counts[name].imported == 0
-        assert second_summary.counts[name].present == results["a"][name].imported
+        assert second_summary.counts[name].present == raced.first[name].imported
     assert Patient.objects.exclude(source_id="").count() == 1
     for model in (Encounter, Observation, Condition, Immunization):
         assert model.objects.values("patient_id", "source_id").distinct().count() == model.objects.count()

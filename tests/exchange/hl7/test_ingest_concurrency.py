@@ -5,12 +5,10 @@ instead of being answered AE (exchange/hl7/ingest.py)."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection
 
 from accounts.models import User
 from exchange.hl7 import handlers
@@ -18,6 +16,7 @@ from exchange.hl7.ingest import Outcome, ingest_message
 from exchange.models import HL7Message
 from records.models import Encounter, Patient
 from tests.exchange.hl7.test_ingest import ADT_A04
+from tests.exchange.races import race
 
 
 def _ingest(text: str, actor: User) -> Outcome:
@@ -77,51 +76,15 @@ def test_two_registrations_of_one_new_patient_at_the_same_time_are_both_accepted
     """A registers the patient and holds its transaction open; B, another message for the same MRN,
     finds nobody committed, INSERTs and waits on A's row; A commits; B is refused, applied once more,
     and updates A's registration."""
-    written, release = threading.Event(), threading.Event()
-    results: dict[str, Any] = {}
+    raced = race(
+        lambda: _ingest(ADT_A04.format(control="RACE-A", mrn="M-702"), interface),
+        lambda: _ingest(ADT_A04.format(control="RACE-B", mrn="M-702"), interface),
+    )
 
-    def first() -> None:
-        try:
-            with transaction.atomic():
-                results["a"] = _ingest(ADT_A04.format(control="RACE-A", mrn="M-702"), interface)
-                written.set()
-                release.wait(30)
-        except BaseException as error:  # reported by the assertions below
-            results["a_error"] = error
-            written.set()
-        finally:
-            connections.close_all()
-
-    def second() -> None:
-        try:
-            results["b"] = _ingest(ADT_A04.format(control="RACE-B", mrn="M-702"), interface)
-        except BaseException as error:
-            results["b_error"] = error
-        finally:
-            connections.close_all()
-
-    a = threading.Thread(target=first)
-    a.start()
-    assert written.wait(30)
-    b = threading.Thread(target=second)
-    b.start()
-    waiting: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        with connection.cursor() as cursor:
-            while time.monotonic() < deadline and not waiting:
-                cursor.execute("SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-                waiting = [query for (query,) in cursor.fetchall()]
-                time.sleep(0.05)
-    finally:
-        release.set()
-        a.join(60)
-        b.join(60)
-
-    assert waiting, "the second message never waited on the first's registration"
-    assert all(query.startswith('INSERT INTO "records_patient"') for query in waiting), [q[:40] for q in waiting]
-    assert "a_error" not in results, results
-    assert "b_error" not in results, results
-    assert (results["a"].ack_code, results["b"].ack_code) == ("AA", "AA")
+    assert raced.waiting, "the second message never waited on the first's registration"
+    assert all(query.startswith('INSERT INTO "records_patient"') for query in raced.waiting), [
+        q[:40] for q in raced.waiting
+    ]
+    assert (raced.first.ack_code, raced.second.ack_code) == ("AA", "AA")
     assert Patient.objects.count() == 1
     assert Encounter.objects.count() == 2  # each message's visit

@@ -34,7 +34,7 @@ def test_a_package_refused_by_a_uniqueness_check_is_imported_once_more(
     rows = (Patient.objects.count(), Observation.objects.count(), ChangeEvent.objects.count())
     stale_reads["stale"] = stale_reads["imports"] + 1  # the next import's first attempt reads stale
 
-    with caplog.at_level(logging.INFO, logger="exchange.packages"):
+    with caplog.at_level(logging.INFO, logger="exchange.fhir.importer"):
         second = package_import(from_partner(bundle, partner_sig), actor=front_desk)
 
     assert stale_reads["imports"] == 3
@@ -45,7 +45,8 @@ def test_a_package_refused_by_a_uniqueness_check_is_imported_once_more(
     assert (Patient.objects.count(), Observation.objects.count()) == rows[:2]
     assert Package.objects.count() == 2  # two packages received, their records once
     assert second.package.patient_id == first.package.patient_id
-    assert "importing it once more" in caplog.text
+    assert f"Package {second.package.package_id} was refused" in caplog.text
+    assert "trying it once more" in caplog.text
 
 
 def test_a_package_refused_twice_is_refused_with_nothing_written_and_its_id_unused(
