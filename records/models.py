@@ -234,6 +234,13 @@ class Observation(RowIdentity):
         Encounter, null=True, blank=True, on_delete=models.PROTECT, related_name="observations"
     )
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="observations")
+    # A component of a panel (a blood pressure's systolic and diastolic values, imported from FHIR
+    # ``Observation.component``): its own row, pointing to the panel's row of the same patient. One level
+    # only (a component is not a panel). A structural link, no clinical value: plaintext, so that the
+    # partner API can page a patient's observations in the database (exchange/api/resources.py).
+    panel = models.ForeignKey(
+        "self", null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="components"
+    )
     category = models.CharField(max_length=20, choices=Category.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.FINAL)
     loinc_code = encrypt(models.CharField("LOINC code", max_length=32, blank=True))

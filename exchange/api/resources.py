@@ -2,7 +2,8 @@
 
 - ``GET Patient/{id}``, ``GET Patient?identifier=urn:healthcrypt:mrn|MRN``, ``GET Patient/{id}/$everything``
 - ``GET Observation|Condition|MedicationRequest|AllergyIntolerance?patient=Patient/{id}`` with
-  ``_count`` (at most 200) and ``_offset``, and ``next``/``previous`` links.
+  ``_count`` (at most 200) and ``_offset``, and ``next``/``previous`` links; the database pages, so a
+  page decrypts its own rows only (an observation's components come with it), whatever the record's size.
 
 A resource's id is its row's random identity (``row_uid``, as in the FHIR export), never a database
 key. Every call goes through ``@partner_api`` (bearer token, rate limit, the resource's scope) and
@@ -44,7 +45,7 @@ from exchange.partners.services import token_refusal_record
 from records.crypto import mrn_index
 from records.models import Patient
 from records.selectors import AccessNotRecorded, AccessRefused
-from records.selectors.export import ExportRecord, record_for_recipient
+from records.selectors.export import ExportRecord, Page, record_for_recipient
 
 D = DataCategory
 
@@ -104,11 +105,18 @@ def _patient_pk(auth: PartnerAuth, reference: str) -> int:
     return pk
 
 
-def _read(auth: PartnerAuth, patient_pk: int, types: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """The resources of ``types`` of one patient, through the audited read path."""
+def _read(
+    auth: PartnerAuth, patient_pk: int, types: Iterable[str], page: Page | None = None
+) -> tuple[dict[str, list[dict[str, Any]]], int | None]:
+    """The resources of ``types`` of one patient, through the audited read path; with a ``page`` (one
+    type), that page of them and how many there are in all (else None)."""
     wanted = [t for t in types if t in SECTIONS]
     partner = auth.partner
     purpose = sharing_purpose(partner, patient_pk) or "data_sharing"
+    detail: dict[str, Any] = {"partner_id": partner.pk, "resources": sorted(wanted)}
+    if page is not None:
+        # Which page was disclosed (positions only), for the accounting of disclosures.
+        detail["page"] = {"offset": page.offset, "count": page.count}
     try:
         record = record_for_recipient(
             patient_id=patient_pk,
@@ -116,14 +124,15 @@ def _read(auth: PartnerAuth, patient_pk: int, types: Iterable[str]) -> dict[str,
             recipient=partner.name,
             purpose=purpose,
             may_see=lambda pk: partner_may_see_patient(partner, pk),
-            detail={"partner_id": partner.pk, "resources": sorted(wanted)},
+            detail=detail,
+            page=page,
         )
     except AccessRefused:
         raise ApiRefused(404, "Not found.", "not_shared") from None
     except AccessNotRecorded:
         raise ApiRefused(503, "The disclosure could not be recorded; nothing was read.", "not_recorded") from None
     builders = _builders(record, purpose)
-    return {t: [_rest_references(fhir_safe(r)) for r in builders[t]()] for t in wanted}
+    return {t: [_rest_references(fhir_safe(r)) for r in builders[t]()] for t in wanted}, record.total
 
 
 def _auth(request: HttpRequest) -> PartnerAuth:
@@ -186,7 +195,7 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
 @partner_api("Patient")
 def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
     auth = _auth(request)
-    (resource,) = _read(auth, _patient_pk(auth, patient_id), ["Patient"])["Patient"]
+    (resource,) = _read(auth, _patient_pk(auth, patient_id), ["Patient"])[0]["Patient"]
     return fhir_response(resource)
 
 
@@ -204,7 +213,7 @@ def _identifier_search(request: HttpRequest, params: QueryDict, self_url: str) -
     shared = shared_patient_ids(auth.partner)
     pk = Patient.objects.filter(mrn_index=mrn_index(value), pk__in=shared).values_list("pk", flat=True).first()
     try:
-        resources = _read(auth, pk, ["Patient"])["Patient"] if pk is not None else []
+        resources = _read(auth, pk, ["Patient"])[0]["Patient"] if pk is not None else []
     except ApiRefused as refused:
         if refused.status != 404:
             raise
@@ -243,7 +252,7 @@ def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
     _unsupported(request, frozenset())
     auth = _auth(request)
     types = [t for t in RESOURCE_TYPES if auth.allows(t)]
-    found = _read(auth, _patient_pk(auth, patient_id), types)
+    found, _ = _read(auth, _patient_pk(auth, patient_id), types)
     resources = [r for t in types for r in found[t]]
     return _searchset(
         request, resources, total=len(resources), links=[{"relation": "self", "url": request.build_absolute_uri()}]
@@ -261,8 +270,8 @@ def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
         count = _number(request, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
         offset = _number(request, "_offset", 0, 0, 10**9)
         auth = _auth(request)
-        matches = _read(auth, _patient_pk(auth, reference), [resource_type])[resource_type]
-        page = matches[offset : offset + count]
+        found, total = _read(auth, _patient_pk(auth, reference), [resource_type], Page(offset, count))
+        page, total = found[resource_type], total or 0
         base = f"{api_base_url(request)}/{resource_type}"
 
         def link(relation: str, at: int) -> dict[str, str]:
@@ -272,11 +281,11 @@ def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
             }
 
         links = [link("self", offset)]
-        if offset + count < len(matches):
+        if offset + count < total:
             links.append(link("next", offset + count))
         if offset > 0:
             links.append(link("previous", max(0, offset - count)))
-        return _searchset(request, page, total=len(matches), links=links)
+        return _searchset(request, page, total=total, links=links)
 
     search.__name__ = f"{resource_type.lower()}_search"
     return search

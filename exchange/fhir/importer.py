@@ -543,6 +543,7 @@ class _BundleImport:
                 patient_id=patient_pk,
                 **encounter,
                 source_id=source_index("Observation", f"{entry.resource_id}#component/{number}"),
+                panel=row,
                 category=fields["category"],
                 status=fields["status"],
                 effective_at=fields["effective_at"],

@@ -5,10 +5,12 @@ in one transaction, the access event listing every section returned and the disc
 the recipient and purpose (``disclosure_made``), the anomaly rules (run by the audit receivers), and
 only then the decryption of the rows. If either event cannot be written nothing is read.
 
-Unpaged, since a record is exported whole, but each section is one query (no query per row).
-Observation components imported from FHIR (a blood pressure's systolic and diastolic values) are
-rows of their own, saved straight after their panel (exchange/fhir/importer.py); they are given
-back to their panel here (``_components``) so the export carries them as components again.
+Unpaged, since a record is exported whole, but each section is one query (no query per row); a
+recipient's read of one section may ask for a page of it (``record_for_recipient(page=...)``: the
+partner API's searches), paged by the database, so only the page is decrypted. Observation components
+imported from FHIR (a blood pressure's systolic and diastolic values) are rows of their own pointing
+to their panel (``Observation.panel``); they are given back to their panel here (``_components``) so
+the export carries them as components again.
 """
 
 from __future__ import annotations
@@ -208,6 +210,30 @@ class ExportRecord:
     allergies: tuple[ExportAllergy, ...]
     imaging_studies: tuple[ExportImagingStudy, ...]
     categories: frozenset[DataCategory]
+    # A page's read (record_for_recipient(page=...)): how many resources the paged section holds in all.
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A window of one section's resources, in the export's order: ``count`` from ``offset``."""
+
+    offset: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.offset < 0 or self.count < 1:
+            raise ValueError("A page starts at 0 or later and holds at least one resource.")
+
+
+# The sections a recipient's read may page, each by the rows of one kind (a page of the observations
+# section holds observations only, without the diagnostic reports of the whole record's section).
+PAGED_SECTIONS: dict[DataCategory, type] = {
+    D.OBSERVATIONS: Observation,
+    D.CONDITIONS: Condition,
+    D.MEDICATIONS: Medication,
+    D.ALLERGIES: Allergy,
+}
 
 
 def export_access(actor: Any, patient_id: int) -> AccessDecision:
@@ -287,6 +313,7 @@ def record_for_recipient(
     purpose: str,
     may_see: Callable[[int], bool],
     detail: dict[str, Any] | None = None,
+    page: Page | None = None,
 ) -> ExportRecord:
     """Sections of a patient's record read for a recipient outside the hospital by a system (the
     partner API, exchange/api/), not by a person. Raises AccessRefused (404), AccessNotRecorded.
@@ -296,9 +323,14 @@ def record_for_recipient(
     (action ``partner_read``, no acting user, ``detail`` naming the recipient's registration) and a
     disclosure to ``recipient`` for ``purpose``; only then is anything decrypted. If either event
     cannot be written, nothing is read.
+
+    ``page``: one section only (of PAGED_SECTIONS), of which only the page's rows are read and
+    decrypted; the record's ``total`` says how many resources the section holds in all.
     """
     if not sections or not sections <= EXPORT_CATEGORIES:
         raise ValueError("A recipient's read names sections of the exported record.")
+    if page is not None and (len(sections) != 1 or not sections <= PAGED_SECTIONS.keys()):
+        raise ValueError("A page is of one section that can be paged.")
     recipient = recipient.strip()
     if not recipient or len(recipient) > RECIPIENT_MAX_LENGTH:
         raise ValueError("A disclosure names its recipient.")
@@ -326,12 +358,15 @@ def record_for_recipient(
                 )
         except Exception as exc:
             raise AccessNotRecorded from exc
-        return _read(Patient.objects.get(pk=patient_id), sections)
+        return _read(Patient.objects.get(pk=patient_id), sections, page)
 
 
-def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES) -> ExportRecord:
+def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, page: Page | None = None) -> ExportRecord:
     """Decrypt the sections named (all by default; a section left out is read by no query and comes
-    back empty). Encounters' identities are read for the references even when their section is not."""
+    back empty). Encounters' identities are read for the references even when their section is not.
+    With a ``page`` (one section of PAGED_SECTIONS), only its kind's rows of the page are read, and
+    ``total`` counts them all (observations: panels and single results, not components)."""
+    paged = PAGED_SECTIONS[next(iter(sections))] if page is not None else None
     if D.ENCOUNTERS in sections:
         encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
         by_encounter = {e.pk: e.row_uid for e in encounters}
@@ -342,10 +377,22 @@ def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES) -> 
     def enc(row: Any) -> uuid.UUID | None:
         return by_encounter.get(row.encounter_id) if row.encounter_id is not None else None
 
+    total = None
+
     def rows(model: Any, category: DataCategory, *order: str) -> list[Any]:
-        if category not in sections:
+        nonlocal total
+        if category not in sections or (paged is not None and model is not paged):
             return []
-        return list(model.objects.filter(patient_id=p.pk).order_by(*order))
+        query = model.objects.filter(patient_id=p.pk)
+        if page is None:
+            return list(query.order_by(*order))
+        if model is Observation:
+            query = query.filter(panel__isnull=True)  # the components come with their panels below
+        total = query.count()
+        found = list(query.order_by(*order)[page.offset : page.offset + page.count])
+        if model is Observation and found:
+            found += Observation.objects.filter(patient_id=p.pk, panel__in=[o.pk for o in found]).order_by("pk")
+        return found
 
     observations = rows(Observation, D.OBSERVATIONS, "pk")
     return ExportRecord(
@@ -420,36 +467,16 @@ def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES) -> 
             for s in rows(ImagingStudy, D.IMAGING, "started_at", "pk")
         ),
         categories=sections,
+        total=total,  # set by the paged kind's rows() above (arguments are evaluated in order)
     )
 
 
-COMPONENT_SEPARATOR = " / "
-
-
 def _components(rows: list[Observation], enc: Any) -> tuple[ExportObservation, ...]:
-    """Observations in pk order, each panel with its components given back.
-
-    The importer saves a panel without a value of its own with the components' values joined by
-    " / " (exchange/fhir/mapping.py), then each component as a row of the same patient, encounter,
-    time, category and status, in order. A panel is recognised by that: the rows after it in the same
-    group whose values are the parts of its value, in order. Anything else stays a row of its own.
-    """
-    groups: dict[tuple[Any, ...], list[Observation]] = defaultdict(list)
+    """Observations in key order, each panel with its components (rows pointing to it) given back."""
+    parts: dict[int, list[Observation]] = defaultdict(list)
     for row in rows:
-        groups[(row.encounter_id, row.effective_at, row.category, row.status)].append(row)
-    taken: set[int] = set()
-    components: dict[int, tuple[ExportComponent, ...]] = {}
-    for group in groups.values():
-        for index, row in enumerate(group):
-            if row.pk in taken or COMPONENT_SEPARATOR not in row.value:
-                continue
-            parts = row.value.split(COMPONENT_SEPARATOR)
-            following = group[index + 1 : index + 1 + len(parts)]
-            if len(following) == len(parts) and all(
-                o.pk not in taken and o.value == part for o, part in zip(following, parts, strict=True)
-            ):
-                components[row.pk] = tuple(ExportComponent(o.loinc_code, o.display, o.value, o.unit) for o in following)
-                taken.update(o.pk for o in following)
+        if row.panel_id is not None:
+            parts[row.panel_id].append(row)
     return tuple(
         ExportObservation(
             o.row_uid,
@@ -461,8 +488,8 @@ def _components(rows: list[Observation], enc: Any) -> tuple[ExportObservation, .
             o.value,
             o.unit,
             o.effective_at,
-            components.get(o.pk, ()),
+            tuple(ExportComponent(c.loinc_code, c.display, c.value, c.unit) for c in parts.get(o.pk, ())),
         )
         for o in rows
-        if o.pk not in taken
+        if o.panel_id is None
     )

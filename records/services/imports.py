@@ -169,7 +169,9 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
                 raise ValidationError({"source_id": "An imported row needs its source identifier."})
             # Foreign keys are checked below for the whole batch; uniqueness and check constraints by
             # the database when the rows are inserted.
-            entry.full_clean(exclude=["patient", "encounter"], validate_unique=False, validate_constraints=False)
+            entry.full_clean(
+                exclude=["patient", "encounter", "panel"], validate_unique=False, validate_constraints=False
+            )
         if any(entry.patient_id not in patients for entry in rows):
             raise RecordNotFound
         if any(
@@ -181,13 +183,46 @@ def imported_entries_create(*, actor: Any, entries: Sequence[_Imported]) -> list
             raise ValidationError({"encounter": "The encounter belongs to another patient."})
         if any(not _new_encounter_ok(entry, batch_encounters) for entry in rows):
             raise ValidationError({"encounter": "The encounter belongs to another patient or was not written first."})
-        inserted: list[_Imported] = bulk_insert(model, rows, keys=keys.get(model))
+        # Components after their panels, in a second INSERT (the kind's keys split between the two).
+        panels, components = _panels_first(model, rows)
+        drawn = keys.get(model)
+        inserted: list[_Imported] = bulk_insert(model, panels, keys=drawn[: len(panels)] if drawn else None)
+        inserted += bulk_insert(model, components, keys=drawn[len(panels) :] if drawn else None)
         groups.append((model, IMPORT_CATEGORIES[model], _event_fields(model), [(e.patient_id, e.pk) for e in inserted]))
         saved.extend(inserted)
     # The change events of every kind written above, in one INSERT, in this transaction: if it fails,
     # none of the rows stays (the caller's transaction is undone with the error).
     patient_rows_changed.send(sender=type(entries[0]), actor=actor, action="import", groups=groups)
     return saved
+
+
+def _panels_first(model: type[_Imported], rows: list[_Imported]) -> tuple[list[_Imported], list[_Imported]]:
+    """An observation's rows split in two: the others, then the components (each holding its panel).
+
+    A component's panel must be an unsaved row of the same call and kind, of the same patient, and not
+    a component itself (one level); a key set by hand instead is refused, since it could name any row,
+    of any patient."""
+    if model is not Observation:
+        return rows, []
+    batch = {id(row) for row in rows}
+    panels: list[_Imported] = []
+    components: list[_Imported] = []
+    for row in rows:
+        if getattr(row, "panel_id", None) is not None:
+            raise ValidationError({"panel": "A component's panel is a row of the same import."})
+        panel: Any = row._state.fields_cache.get("panel")
+        if panel is None:
+            panels.append(row)
+            continue
+        if (
+            id(panel) not in batch
+            or panel.pk is not None
+            or panel.patient_id != row.patient_id
+            or panel._state.fields_cache.get("panel") is not None
+        ):
+            raise ValidationError({"panel": "A component's panel is a row of the same import and patient."})
+        components.append(row)
+    return panels, components
 
 
 def _new_encounter_ok(entry: Any, batch_encounters: set[int]) -> bool:

@@ -251,6 +251,7 @@ def test_a_fresh_install_records_no_direct_change_of_its_own() -> None:
         "system:migrate:records.0007_name_search_indexes",
         "system:migrate:records.0008_appointments",
         "system:migrate:records.0009_imported_reports_and_studies",
+        "system:migrate:records.0011_observation_panel",
         "system:migrate:exchange.0001_hl7",
         "system:migrate:exchange.0005_packages",
         "system:migrate:audit.0009_sealer",

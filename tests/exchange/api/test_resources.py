@@ -4,12 +4,16 @@ token's scopes deciding what ``$everything`` returns."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from joserfc.jwk import RSAKey
 
 from accounts.models import User
@@ -17,7 +21,9 @@ from audit.models import AccessEvent, AuthEventRecord
 from exchange.fhir.validate import _schema
 from exchange.partners.models import DataSharing, Partner
 from exchange.partners.scopes import all_scopes
-from records.models import Patient
+from healthcrypt.fields import Sealed
+from records.models import Allergy, Condition, Medication, Observation, Patient
+from records.services import imported_entries_create
 from records.signals import disclosure_made
 from tests.exchange.api.conftest import TokenCall, assertion
 from tests.exchange.fhir.test_export import _add_rows
@@ -256,3 +262,138 @@ def test_no_patient_data_in_the_url_the_logs_or_the_refusals(
     details += json.dumps(list(AccessEvent.objects.values_list("detail", flat=True)))
     assert SURNAME not in details
     assert MRN not in details
+
+
+# --- Paging by the database -------------------------------------------------------------------------
+
+
+def _observations(importer: User, patient: Patient, singles: int, panels: int = 0) -> None:
+    """``singles`` heart rates and ``panels`` blood pressures (a panel and its two components), through
+    the import write path in one call, newest first."""
+    now = timezone.now()
+    rows: list[Observation] = []
+    common = {"patient": patient, "category": "vital-signs"}
+    for i in range(singles):
+        rows.append(
+            Observation(
+                **common,
+                source_id=f"hr-{patient.pk}-{i}",
+                loinc_code="8867-4",
+                display="Heart rate",
+                value=str(60 + i),
+                unit="/min",
+                effective_at=now - datetime.timedelta(hours=i + 1),
+            )
+        )
+    for i in range(panels):
+        at = now - datetime.timedelta(days=i + 1)
+        panel = Observation(
+            **common,
+            source_id=f"bp-{patient.pk}-{i}",
+            loinc_code="85354-9",
+            display="Blood pressure panel",
+            value=f"{120 + i} / 80",
+            unit="mm[Hg]",
+            effective_at=at,
+        )
+        rows.append(panel)
+        for code, value in (("8480-6", str(120 + i)), ("8462-4", "80")):
+            rows.append(
+                Observation(
+                    **common,
+                    panel=panel,
+                    source_id=f"bp-{patient.pk}-{i}-{code}",
+                    loinc_code=code,
+                    display="Blood pressure part",
+                    value=value,
+                    unit="mm[Hg]",
+                    effective_at=at,
+                )
+            )
+    imported_entries_create(actor=importer, entries=rows)
+
+
+def _walk(first_url: str, bearer: str) -> list[dict[str, Any]]:
+    pages = []
+    url = first_url
+    while url:
+        page = Client().get(url.removeprefix("http://testserver"), HTTP_AUTHORIZATION=f"Bearer {bearer}").json()
+        pages.append(page)
+        url = {link["relation"]: link["url"] for link in page["link"]}.get("next", "")
+    return pages
+
+
+def test_observation_pages_carry_each_panel_with_its_components_and_count_panels_not_parts(
+    front_desk: User, partner: Partner, token: Callable[..., str]
+) -> None:
+    patient = PatientFactory()
+    _observations(front_desk, patient, singles=3, panels=4)
+    DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
+    bearer = token()
+
+    pages = _walk(f"{BASE}/Observation?patient=Patient/{patient.row_uid}&_count=2", bearer)
+
+    assert [page["total"] for page in pages] == [7] * 4  # 3 heart rates + 4 panels; components are inside
+    resources = [entry["resource"] for page in pages for entry in page["entry"]]
+    assert len(resources) == len({r["id"] for r in resources}) == 7
+    panels = [r for r in resources if r["code"]["coding"][0]["code"] == "85354-9"]
+    assert len(panels) == 4
+    for panel in panels:
+        parts = {c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"] for c in panel["component"]}
+        assert set(parts) == {"8480-6", "8462-4"}
+        assert parts["8462-4"] == 80
+    assert not any(r["code"]["coding"][0]["code"] in {"8480-6", "8462-4"} for r in resources)
+    _, validator = _schema()
+    for page in pages:
+        assert validator.is_valid(page)
+    pages_read = AccessEvent.objects.filter(action="partner_read").order_by("pk").values_list("detail", flat=True)
+    assert [detail["page"] for detail in pages_read] == [{"offset": at, "count": 2} for at in (0, 2, 4, 6)]
+
+
+@pytest.mark.parametrize("resource_type", ["Observation", "Condition", "MedicationRequest", "AllergyIntolerance"])
+def test_a_page_costs_the_same_queries_and_decryptions_however_long_the_record(
+    resource_type: str,
+    front_desk: User,
+    partner: Partner,
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    short, long = PatientFactory(), PatientFactory()
+    _add_rows(front_desk, short, 3)
+    _add_rows(front_desk, long, 3)
+    _observations(front_desk, short, singles=0, panels=1)
+    _observations(front_desk, long, singles=60, panels=20)
+    for kind, model in (("Condition", Condition), ("MedicationRequest", Medication), ("AllergyIntolerance", Allergy)):
+        if kind == resource_type:  # the long record: 60 more of the kind searched
+            first = model.objects.filter(patient=long).first()
+            assert first is not None
+            copies = []
+            for i in range(60):
+                copy = model(patient=long, source_id=f"more-{i}")
+                for field in model._meta.concrete_fields:
+                    if field.name not in ("id", "row_uid", "patient", "source_id", "created_at", "encounter"):
+                        setattr(copy, field.name, getattr(first, field.name))
+                copies.append(copy)
+            imported_entries_create(actor=front_desk, entries=copies)
+    for patient in (short, long):
+        DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
+    bearer = token()
+    opened: list[str] = []
+    original = Sealed._open
+
+    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
+        opened.append(self.field.model._meta.label)
+        return original(self, row, pk)
+
+    monkeypatch.setattr(Sealed, "_open", counting)
+    costs = []
+    for patient in (short, long):
+        opened.clear()
+        with CaptureQueriesContext(connection) as queries:
+            response = get(resource_type, bearer, patient=f"Patient/{patient.row_uid}", _count=2)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert len(body["entry"]) == 2
+        costs.append((len(queries), len(opened)))
+    assert body["total"] > 60  # the long record's
+    assert costs[0] == costs[1], "a page of a long record must read no more than a page of a short one"

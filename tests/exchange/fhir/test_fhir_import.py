@@ -125,6 +125,15 @@ def test_values_survive_encrypted_and_codes_are_kept(importer_user: User) -> Non
         elif r["resourceType"] == "Observation" and "valueQuantity" in r:
             q = r["valueQuantity"]
             assert (r["code"]["coding"][0]["code"], str(q["value"]), q["unit"]) in stored
+    # Each component's row points to its panel's, of the same patient; a panel is no component.
+    panels = [r for r in resources if r["resourceType"] == "Observation" and "component" in r]
+    assert panels
+    components = Observation.objects.filter(panel__isnull=False).select_related("panel")
+    assert components.count() == sum(len(r["component"]) for r in panels)
+    for component in components:
+        assert component.panel is not None
+        assert (component.panel.patient_id, component.panel.panel_id) == (component.patient_id, None)
+        assert component.value in component.panel.value.split(" / ")
 
 
 def test_raw_sql_shows_no_plaintext_of_the_patients_name(importer_user: User) -> None:

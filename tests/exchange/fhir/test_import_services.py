@@ -163,7 +163,7 @@ def test_a_row_the_database_refuses_undoes_the_whole_batch(front_desk: User) -> 
     assert not ChangeEvent.objects.filter(category="encounters").exists()
 
 
-def _observation(patient: Patient, encounter: Encounter, source_id: str) -> Observation:
+def _observation(patient: Patient, encounter: Encounter | None, source_id: str) -> Observation:
     return Observation(
         patient=patient,
         encounter=encounter,
@@ -348,3 +348,54 @@ def test_a_bundle_is_written_in_one_call_of_the_service(front_desk: User, monkey
     assert encounters
     assert set(Observation.objects.exclude(encounter=None).values_list("encounter_id", flat=True)) <= encounters
     assert not Observation.objects.exclude(encounter=None).exclude(encounter__patient_id=F("patient_id")).exists()
+
+
+def test_components_are_written_after_their_panel_and_point_to_it(front_desk: User) -> None:
+    patient = _patient(front_desk)
+    panel = _observation(patient, None, "bp")
+    parts = [_observation(patient, None, f"bp-{i}") for i in range(2)]
+    for part in parts:
+        part.panel = panel
+    single = _observation(patient, None, "hr")
+
+    imported_entries_create(actor=front_desk, entries=[panel, *parts, single])
+
+    assert [part.panel_id for part in parts] == [panel.pk, panel.pk]
+    assert (single.panel_id, panel.panel_id) == (None, None)
+    assert max(panel.pk, single.pk) < min(part.pk for part in parts)  # the components' INSERT came second
+    assert list(Observation.objects.get(pk=panel.pk).components.order_by("pk")) == parts
+    assert ChangeEvent.objects.filter(action="import", object_type="Observation").count() == 4
+
+
+@pytest.mark.parametrize(
+    "attack", ["another patient's panel", "a panel not in the call", "a panel by its key", "a component's component"]
+)
+def test_a_component_whose_panel_it_may_not_use_writes_nothing(front_desk: User, attack: str) -> None:
+    mine = _patient(front_desk)
+    other = _patient(front_desk, source_id=source_index("Patient", "b"), mrn="IMP-2", family_name="Other")
+    if attack == "a panel by its key":
+        # A key set by hand could name any row: another patient's, already written.
+        (theirs,) = imported_entries_create(actor=front_desk, entries=[_observation(other, None, "theirs")])
+    panel = _observation(other if attack == "another patient's panel" else mine, None, "bp")
+    part = _observation(mine, None, "bp-0")
+    entries: list[Any] = [panel, part]
+    if attack == "a panel not in the call":
+        entries = [part]
+        part.panel = panel
+    elif attack == "a panel by its key":
+        part.panel_id = theirs.pk
+    elif attack == "a component's component":
+        middle = _observation(mine, None, "bp-m")
+        middle.panel = panel
+        part.panel = middle
+        entries = [panel, middle, part]
+    else:
+        part.panel = panel
+    written = Observation.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        imported_entries_create(actor=front_desk, entries=entries)
+
+    assert "panel" in refused.value.error_dict
+    assert Observation.objects.count() == written
+    assert not ChangeEvent.objects.filter(object_type="Observation", patient_id=mine.pk).exists()

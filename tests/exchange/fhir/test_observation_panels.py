@@ -1,0 +1,129 @@
+"""A panel's components (a blood pressure's systolic and diastolic rows) are tied to it by a column,
+``Observation.panel``, not by their values: the export gives back exactly the rows that point to a
+panel, a value that merely looks like a panel's is never taken for one, and migration 0012 links the
+rows imported before the column by the rule the export used until then, on imported rows only."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+from types import SimpleNamespace
+
+import pytest
+from django.apps import apps as django_apps
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.roles import DataCategory
+from records.models import Observation, Patient
+from records.selectors.export import Page, _read
+from records.services import imported_entries_create, observation_record
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+AT = timezone.now() - datetime.timedelta(days=1)
+
+
+def _row(patient: Patient, source: str, value: str, code: str = "85354-9", **more: object) -> Observation:
+    fields: dict[str, object] = {
+        "category": "vital-signs",
+        "loinc_code": code,
+        "display": "Blood pressure",
+        "value": value,
+        "unit": "mm[Hg]",
+        "effective_at": AT,
+    }
+    return Observation(patient=patient, source_id=source, **{**fields, **more})
+
+
+def _typed_here(patient: Patient, value: str) -> Observation:
+    return observation_record(
+        actor=None,
+        patient_id=patient.pk,
+        category="vital-signs",
+        display="Blood pressure",
+        value=value,
+        unit="mm[Hg]",
+        effective_at=AT,
+    )
+
+
+def test_the_export_gives_back_the_rows_that_point_to_a_panel_and_nothing_that_looks_like_one(
+    front_desk: User,
+) -> None:
+    patient = PatientFactory()
+    panel = _row(patient, "bp", "120 / 80")
+    imported_entries_create(
+        actor=front_desk,
+        entries=[
+            panel,
+            _row(patient, "s", "120", "8480-6", panel=panel),
+            _row(patient, "d", "80", "8462-4", panel=panel),
+        ],
+    )
+    # Typed here by a nurse: a value with the separator, then two values that match its parts.
+    for value in ("130 / 85", "130", "85"):
+        _typed_here(patient, value)
+
+    observations = _read(patient).observations
+
+    assert [(o.value, [c.value for c in o.components]) for o in observations] == [
+        ("120 / 80", ["120", "80"]),
+        ("130 / 85", []),
+        ("130", []),
+        ("85", []),
+    ]
+
+
+def test_the_migration_links_the_components_imported_before_the_column_and_only_those(front_desk: User) -> None:
+    patient, other = PatientFactory(), PatientFactory()
+    legacy = [
+        _row(patient, "bp1", "120 / 80"),
+        _row(patient, "bp1-s", "120", "8480-6"),
+        _row(patient, "bp1-d", "80", "8462-4"),
+        _row(patient, "hr", "72", "8867-4"),
+        # Parts that do not match (a value changed since): left as rows of their own.
+        _row(patient, "bp2", "110 / 70", effective_at=AT - datetime.timedelta(hours=1)),
+        _row(patient, "bp2-s", "111", "8480-6", effective_at=AT - datetime.timedelta(hours=1)),
+        _row(patient, "bp2-d", "70", "8462-4", effective_at=AT - datetime.timedelta(hours=1)),
+        _row(other, "bp3", "140 / 90"),
+        _row(other, "bp3-s", "140", "8480-6"),
+        _row(other, "bp3-d", "90", "8462-4"),
+    ]
+    imported_entries_create(actor=front_desk, entries=legacy)
+    typed = [_typed_here(patient, value) for value in ("130 / 85", "130", "85")]
+    assert not Observation.objects.filter(panel__isnull=False).exists()  # as before the column
+
+    migration = importlib.import_module("records.migrations.0012_observation_panel_links")
+    migration.link_components(django_apps, SimpleNamespace(connection=connection))
+
+    links = dict(Observation.objects.filter(panel__isnull=False).values_list("source_id", "panel__source_id"))
+    assert links == {"bp1-s": "bp1", "bp1-d": "bp1", "bp3-s": "bp3", "bp3-d": "bp3"}
+    assert not Observation.objects.filter(pk__in=[o.pk for o in typed], panel__isnull=False).exists()
+    migration.link_components(django_apps, SimpleNamespace(connection=connection))  # a second run changes nothing
+    assert dict(Observation.objects.filter(panel__isnull=False).values_list("source_id", "panel__source_id")) == links
+
+
+def test_a_component_linked_by_hand_to_another_patients_panel_never_shows_in_that_patients_record(
+    front_desk: User,
+) -> None:
+    # The attacker has a database login: they point one patient's row to another patient's panel,
+    # hoping the victim's value is read out with the other record (the link is plaintext, the values
+    # are bound to their own rows).
+    mine, theirs = PatientFactory(), PatientFactory()
+    panel = _row(mine, "bp", "120 / 80")
+    imported_entries_create(actor=front_desk, entries=[panel, _row(mine, "s", "120", "8480-6", panel=panel)])
+    (victim,) = imported_entries_create(actor=front_desk, entries=[_row(theirs, "secret", "188", "8480-6")])
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE records_observation SET panel_id = %s WHERE id = %s", [panel.pk, victim.pk])
+    except DatabaseError:
+        pass  # refused outright: nothing to read
+
+    mine_read = _read(Patient.objects.get(pk=mine.pk)).observations
+    assert [(o.value, [c.value for c in o.components]) for o in mine_read] == [("120 / 80", ["120"])]
+    page = _read(Patient.objects.get(pk=mine.pk), frozenset({DataCategory.OBSERVATIONS}), Page(0, 10))
+    assert [(o.value, [c.value for c in o.components]) for o in page.observations] == [("120 / 80", ["120"])]
+    assert page.total == 1
