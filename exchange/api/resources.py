@@ -1,6 +1,8 @@
 """The partner API's resource endpoints (read-only FHIR R4 REST under ``/fhir/r4/``).
 
-- ``GET Patient/{id}``, ``GET Patient?identifier=urn:healthcrypt:mrn|MRN``, ``GET Patient/{id}/$everything``
+- ``GET Patient/{id}``, ``GET Patient?identifier=urn:healthcrypt:mrn|MRN``
+- ``GET Patient/{id}/$everything`` with ``_count`` (at most 1,000, default 500) and ``_offset``: the
+  patient, then each resource type the token's scopes cover, paged as one list with ``next`` links
 - ``GET Observation|Condition|MedicationRequest|AllergyIntolerance?patient=Patient/{id}`` with
   ``_count`` (at most 200) and ``_offset``, and ``next``/``previous`` links; the database pages, so a
   page decrypts its own rows only (an observation's components come with it), whatever the record's size.
@@ -60,6 +62,11 @@ SECTIONS: dict[str, DataCategory] = {
 DEFAULT_COUNT = 50
 MAX_COUNT = 200
 SEARCH_PARAMS = frozenset({"patient", "_count", "_offset"})
+# $everything: a record of years is thousands of resources; a page is bounded like a search's.
+EVERYTHING_DEFAULT_COUNT = 500
+EVERYTHING_MAX_COUNT = 1000
+EVERYTHING_PARAMS = frozenset({"_count", "_offset"})
+MAX_OFFSET = 10**9
 
 
 # Sharings whose purpose needs the patient's national identifier (SSN) to match records; research,
@@ -132,7 +139,11 @@ def _read(
     except AccessNotRecorded:
         raise ApiRefused(503, "The disclosure could not be recorded; nothing was read.", "not_recorded") from None
     builders = _builders(record, purpose)
-    return {t: [_rest_references(fhir_safe(r)) for r in builders[t]()] for t in wanted}, record.total
+    # A page holds the types whose sections it reaches (record.categories); the others are not read.
+    return {
+        t: [_rest_references(fhir_safe(r)) for r in builders[t]()] if SECTIONS[t] in record.categories else []
+        for t in wanted
+    }, record.total
 
 
 def _auth(request: HttpRequest) -> PartnerAuth:
@@ -245,18 +256,47 @@ def patient_search_post(request: HttpRequest) -> HttpResponse:
     return _identifier_search(request, request.POST, request.build_absolute_uri())
 
 
+def _paged(
+    request: HttpRequest, *, url: str, params: dict[str, str], default: int, highest: int
+) -> tuple[Page, Callable[[int], list[dict[str, str]]]]:
+    """The page asked for (``_count``, ``_offset``) and the links of the answer, once its total is known:
+    ``self``, ``next`` while resources remain, ``previous`` after the first page."""
+    count = _number(request, "_count", default, 1, highest)
+    offset = _number(request, "_offset", 0, 0, MAX_OFFSET)
+
+    def link(relation: str, at: int) -> dict[str, str]:
+        return {"relation": relation, "url": f"{url}?{urlencode({**params, '_count': count, '_offset': at})}"}
+
+    def links(total: int) -> list[dict[str, str]]:
+        found = [link("self", offset)]
+        if offset + count < total:
+            found.append(link("next", offset + count))
+        if offset > 0:
+            found.append(link("previous", max(0, offset - count)))
+        return found
+
+    return Page(offset, count), links
+
+
 @api_methods("GET")
 @partner_api("Patient")
 def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
-    """The patient and every resource of theirs the token's scopes cover, in one searchset."""
-    _unsupported(request, frozenset())
-    auth = _auth(request)
-    types = [t for t in RESOURCE_TYPES if auth.allows(t)]
-    found, _ = _read(auth, _patient_pk(auth, patient_id), types)
-    resources = [r for t in types for r in found[t]]
-    return _searchset(
-        request, resources, total=len(resources), links=[{"relation": "self", "url": request.build_absolute_uri()}]
+    """The patient, then every resource of theirs the token's scopes cover, as one searchset paged by
+    ``_count`` (the patient on the first page)."""
+    _unsupported(request, EVERYTHING_PARAMS)
+    page, links = _paged(
+        request,
+        url=f"{api_base_url(request)}/Patient/{patient_id}/$everything",
+        params={},
+        default=EVERYTHING_DEFAULT_COUNT,
+        highest=EVERYTHING_MAX_COUNT,
     )
+    auth = _auth(request)
+    patient_pk = _patient_pk(auth, patient_id)
+    types = [t for t in RESOURCE_TYPES if auth.allows(t)]
+    found, total = _read(auth, patient_pk, types, page)
+    resources = [r for t in types for r in found[t]]
+    return _searchset(request, resources, total=total or 0, links=links(total or 0))
 
 
 def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
@@ -267,25 +307,17 @@ def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
         reference = request.GET.get("patient", "")
         if not reference:
             raise ApiRefused(400, "Search by patient=Patient/{id}.", "bad_request")
-        count = _number(request, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
-        offset = _number(request, "_offset", 0, 0, 10**9)
+        page, links = _paged(
+            request,
+            url=f"{api_base_url(request)}/{resource_type}",
+            params={"patient": reference},
+            default=DEFAULT_COUNT,
+            highest=MAX_COUNT,
+        )
         auth = _auth(request)
-        found, total = _read(auth, _patient_pk(auth, reference), [resource_type], Page(offset, count))
-        page, total = found[resource_type], total or 0
-        base = f"{api_base_url(request)}/{resource_type}"
-
-        def link(relation: str, at: int) -> dict[str, str]:
-            return {
-                "relation": relation,
-                "url": f"{base}?{urlencode({'patient': reference, '_count': count, '_offset': at})}",
-            }
-
-        links = [link("self", offset)]
-        if offset + count < total:
-            links.append(link("next", offset + count))
-        if offset > 0:
-            links.append(link("previous", max(0, offset - count)))
-        return _searchset(request, page, total=total, links=links)
+        patient_pk = _patient_pk(auth, reference)
+        found, total = _read(auth, patient_pk, [resource_type], page)
+        return _searchset(request, found[resource_type], total=total or 0, links=links(total or 0))
 
     search.__name__ = f"{resource_type.lower()}_search"
     return search

@@ -6,8 +6,9 @@ the recipient and purpose (``disclosure_made``), the anomaly rules (run by the a
 only then the decryption of the rows. If either event cannot be written nothing is read.
 
 Unpaged, since a record is exported whole, but each section is one query (no query per row); a
-recipient's read of one section may ask for a page of it (``record_for_recipient(page=...)``: the
-partner API's searches), paged by the database, so only the page is decrypted. Observation components
+recipient's read may ask for a page of one section or of several in a row (``record_for_recipient(
+page=...)``: the partner API's searches and ``$everything``), paged by the database, so only the page
+is decrypted. Observation components
 imported from FHIR (a blood pressure's systolic and diastolic values) are rows of their own pointing
 to their panel (``Observation.panel``); they are given back to their panel here (``_components``) so
 the export carries them as components again.
@@ -210,13 +211,14 @@ class ExportRecord:
     allergies: tuple[ExportAllergy, ...]
     imaging_studies: tuple[ExportImagingStudy, ...]
     categories: frozenset[DataCategory]
-    # A page's read (record_for_recipient(page=...)): how many resources the paged section holds in all.
+    # A page's read (record_for_recipient(page=...)): how many resources the sections read hold in all
+    # (``categories`` is then the sections with resources on the page).
     total: int | None = None
 
 
 @dataclass(frozen=True)
 class Page:
-    """A window of one section's resources, in the export's order: ``count`` from ``offset``."""
+    """A window of resources, in PAGE_ORDER and each section's own order: ``count`` from ``offset``."""
 
     offset: int
     count: int
@@ -226,9 +228,11 @@ class Page:
             raise ValueError("A page starts at 0 or later and holds at least one resource.")
 
 
-# The sections a recipient's read may page, each by the rows of one kind (a page of the observations
-# section holds observations only, without the diagnostic reports of the whole record's section).
+# The sections a recipient's read may page, in the order a page over several runs through them, each
+# by the rows of one kind (the patient is one resource; a page of the observations section holds
+# observations only, without the diagnostic reports of the whole record's section).
 PAGED_SECTIONS: dict[DataCategory, type] = {
+    D.DEMOGRAPHICS: Patient,
     D.OBSERVATIONS: Observation,
     D.CONDITIONS: Condition,
     D.MEDICATIONS: Medication,
@@ -324,13 +328,14 @@ def record_for_recipient(
     disclosure to ``recipient`` for ``purpose``; only then is anything decrypted. If either event
     cannot be written, nothing is read.
 
-    ``page``: one section only (of PAGED_SECTIONS), of which only the page's rows are read and
-    decrypted; the record's ``total`` says how many resources the section holds in all.
+    ``page``: sections of PAGED_SECTIONS only, taken in its order as one list of resources, of which
+    only the page's rows are read and decrypted; the record's ``total`` says how many resources the
+    sections hold in all, and its ``categories`` which sections have resources on the page.
     """
     if not sections or not sections <= EXPORT_CATEGORIES:
         raise ValueError("A recipient's read names sections of the exported record.")
-    if page is not None and (len(sections) != 1 or not sections <= PAGED_SECTIONS.keys()):
-        raise ValueError("A page is of one section that can be paged.")
+    if page is not None and not sections <= PAGED_SECTIONS.keys():
+        raise ValueError("A page is of sections that can be paged.")
     recipient = recipient.strip()
     if not recipient or len(recipient) > RECIPIENT_MAX_LENGTH:
         raise ValueError("A disclosure names its recipient.")
@@ -364,9 +369,13 @@ def record_for_recipient(
 def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, page: Page | None = None) -> ExportRecord:
     """Decrypt the sections named (all by default; a section left out is read by no query and comes
     back empty). Encounters' identities are read for the references even when their section is not.
-    With a ``page`` (one section of PAGED_SECTIONS), only its kind's rows of the page are read, and
-    ``total`` counts them all (observations: panels and single results, not components)."""
-    paged = PAGED_SECTIONS[next(iter(sections))] if page is not None else None
+    With a ``page`` (sections of PAGED_SECTIONS), the sections' resources are counted (observations:
+    panels and single results, not components), and only the rows of each on the page are read."""
+    windows: dict[DataCategory, Page] = {}
+    total = None
+    if page is not None:
+        windows, total = _windows(p, sections, page)
+        sections = frozenset(windows)
     if D.ENCOUNTERS in sections:
         encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
         by_encounter = {e.pk: e.row_uid for e in encounters}
@@ -377,20 +386,16 @@ def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, pag
     def enc(row: Any) -> uuid.UUID | None:
         return by_encounter.get(row.encounter_id) if row.encounter_id is not None else None
 
-    total = None
-
     def rows(model: Any, category: DataCategory, *order: str) -> list[Any]:
-        nonlocal total
-        if category not in sections or (paged is not None and model is not paged):
+        if category not in sections or (page is not None and model is not PAGED_SECTIONS[category]):
             return []
-        query = model.objects.filter(patient_id=p.pk)
         if page is None:
-            return list(query.order_by(*order))
-        if model is Observation:
-            query = query.filter(panel__isnull=True)  # the components come with their panels below
-        total = query.count()
-        found = list(query.order_by(*order)[page.offset : page.offset + page.count])
+            return list(model.objects.filter(patient_id=p.pk).order_by(*order))
+        window = windows[category]
+        query = _resources(model, p.pk).order_by(*order)[window.offset : window.offset + window.count]
+        found = list(query)
         if model is Observation and found:
+            # The components come with their panels (of this patient only, whatever a link says).
             found += Observation.objects.filter(patient_id=p.pk, panel__in=[o.pk for o in found]).order_by("pk")
         return found
 
@@ -467,8 +472,31 @@ def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, pag
             for s in rows(ImagingStudy, D.IMAGING, "started_at", "pk")
         ),
         categories=sections,
-        total=total,  # set by the paged kind's rows() above (arguments are evaluated in order)
+        total=total,
     )
+
+
+def _resources(model: Any, patient_pk: int) -> Any:
+    """A patient's rows of ``model`` that are resources of their own (an observation's components are not)."""
+    query = model.objects.filter(patient_id=patient_pk)
+    return query.filter(panel__isnull=True) if model is Observation else query
+
+
+def _windows(p: Patient, sections: frozenset[DataCategory], page: Page) -> tuple[dict[DataCategory, Page], int]:
+    """Where ``page`` falls in each section (those it misses are left out) and how many resources the
+    sections hold in all: a count per section (the patient is one), no row read."""
+    windows: dict[DataCategory, Page] = {}
+    start = 0
+    end = page.offset + page.count
+    for category, model in PAGED_SECTIONS.items():
+        if category not in sections:
+            continue
+        size = 1 if model is Patient else _resources(model, p.pk).count()
+        low, high = max(page.offset, start), min(end, start + size)
+        if low < high:
+            windows[category] = Page(low - start, high - low)
+        start += size
+    return windows, start
 
 
 def _components(rows: list[Observation], enc: Any) -> tuple[ExportObservation, ...]:

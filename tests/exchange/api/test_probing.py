@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from joserfc.jwk import RSAKey
 
 from accounts.models import User
-from audit.models import AuthEventRecord
+from audit.models import AccessEvent, AuthEventRecord
 from exchange.partners.models import AccessToken, DataSharing, Partner
 from exchange.partners.services import partner_keys_changed
 from records.models import Patient
@@ -167,9 +167,20 @@ def test_the_site_keeps_its_html_error_pages_outside_the_api() -> None:
     assert response["Content-Type"].startswith("text/html")
 
 
-def test_everything_with_a_parameter_says_it_takes_none(shared: Patient, token: Callable[..., str]) -> None:
-    response = get(f"Patient/{shared.row_uid}/$everything", token(), _count="1")
-    assert outcome(response, 400) == "This operation takes no parameters."
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"_since": "2020-01-01"}, "This search supports only: _count, _offset."),
+        ({"_count": "1001"}, "_count must be between 1 and 1000."),
+        ({"_offset": "x"}, "_offset must be a whole number."),
+    ],
+)
+def test_everything_refuses_parameters_it_does_not_take_and_quotes_none(
+    params: dict[str, str], says: str, shared: Patient, token: Callable[..., str]
+) -> None:
+    response = get(f"Patient/{shared.row_uid}/$everything", token(), **params)
+    assert outcome(response, 400) == says
+    assert not AccessEvent.objects.filter(action="partner_read").exists()
 
 
 # --- forged tokens, narrowed scopes, replaced keys -----------------------------------------------------

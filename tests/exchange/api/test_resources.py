@@ -397,3 +397,70 @@ def test_a_page_costs_the_same_queries_and_decryptions_however_long_the_record(
         costs.append((len(queries), len(opened)))
     assert body["total"] > 60  # the long record's
     assert costs[0] == costs[1], "a page of a long record must read no more than a page of a short one"
+
+
+def test_everything_pages_the_patient_then_each_type_as_one_list(
+    front_desk: User, partner: Partner, token: Callable[..., str]
+) -> None:
+    patient = PatientFactory()
+    _add_rows(front_desk, patient, 4)  # 4 of each type
+    _observations(front_desk, patient, singles=0, panels=2)  # 2 more observations, with components
+    DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
+    bearer = token()
+
+    pages = _walk(f"{BASE}/Patient/{patient.row_uid}/$everything?_count=5", bearer)
+
+    total = 1 + 6 + 4 * 3
+    assert [page["total"] for page in pages] == [total] * 4
+    assert [len(page["entry"]) for page in pages] == [5, 5, 5, 4]
+    kinds = [entry["resource"]["resourceType"] for page in pages for entry in page["entry"]]
+    assert (
+        kinds
+        == ["Patient"]
+        + ["Observation"] * 6
+        + ["Condition"] * 4
+        + ["MedicationRequest"] * 4
+        + ["AllergyIntolerance"] * 4
+    )
+    ids = [entry["resource"]["id"] for page in pages for entry in page["entry"]]
+    assert len(set(ids)) == len(ids)
+    whole = get(f"Patient/{patient.row_uid}/$everything", bearer).json()  # the default page holds it all
+    assert [entry["resource"]["id"] for entry in whole["entry"]] == ids
+    assert [link["relation"] for link in whole["link"]] == ["self"]
+    with_components = [r for page in pages for e in page["entry"] if "component" in (r := e["resource"])]
+    assert len(with_components) == 2
+    _, validator = _schema()
+    assert all(validator.is_valid(page) for page in pages)
+    # Each page is one read and one disclosure, naming its window.
+    details = AccessEvent.objects.filter(action="partner_read").order_by("pk").values_list("detail", flat=True)
+    assert [d["page"] for d in details][:4] == [{"offset": at, "count": 5} for at in (0, 5, 10, 15)]
+
+
+def test_a_page_of_everything_costs_the_same_however_long_the_record(
+    front_desk: User, partner: Partner, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short, long = PatientFactory(), PatientFactory()
+    _add_rows(front_desk, short, 2)
+    _add_rows(front_desk, long, 2)
+    _observations(front_desk, long, singles=80, panels=20)
+    for patient in (short, long):
+        DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
+    bearer = token()
+    opened: list[str] = []
+    original = Sealed._open
+
+    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
+        opened.append(self.field.model._meta.label)
+        return original(self, row, pk)
+
+    monkeypatch.setattr(Sealed, "_open", counting)
+    costs = []
+    for patient in (short, long):
+        opened.clear()
+        with CaptureQueriesContext(connection) as queries:
+            response = get(f"Patient/{patient.row_uid}/$everything", bearer, _count=3)
+        assert response.status_code == 200, response.content
+        assert len(response.json()["entry"]) == 3
+        costs.append((len(queries), len(opened)))
+    assert response.json()["total"] == 1 + 102 + 2 * 3
+    assert costs[0] == costs[1], "a page of a long record must read no more than a page of a short one"
