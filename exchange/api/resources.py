@@ -115,8 +115,8 @@ def _patient_pk(auth: PartnerAuth, reference: str) -> int:
 def _read(
     auth: PartnerAuth, patient_pk: int, types: Iterable[str], page: Page | None = None
 ) -> tuple[dict[str, list[dict[str, Any]]], int | None]:
-    """The resources of ``types`` of one patient, through the audited read path; with a ``page`` (one
-    type), that page of them and how many there are in all (else None)."""
+    """The resources of ``types`` of one patient, through the audited read path; with a ``page`` (over
+    the types in a row, in RESOURCE_TYPES order), that page of them and how many there are in all (else None)."""
     wanted = [t for t in types if t in SECTIONS]
     partner = auth.partner
     purpose = sharing_purpose(partner, patient_pk) or "data_sharing"
