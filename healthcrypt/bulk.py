@@ -127,7 +127,7 @@ def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | No
     connection = connections[using]
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     if not _copied(model, rows):
-        return list(model._default_manager.bulk_create(rows))
+        return _created(model, rows, keys)
     for row in rows:
         # What bulk_create checks first: a related object assigned but not saved is refused.
         row._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
@@ -135,7 +135,7 @@ def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | No
     # validation error of a field) happens before anything is sent.
     values = [[field.pre_save(row, True) for field in fields] for row in rows]
     if any(hasattr(value, "resolve_expression") for row_values in values for value in row_values):
-        return list(model._default_manager.bulk_create(rows))
+        return _created(model, rows, keys)
     prepared = [
         [field.get_db_prep_save(value, connection) for field, value in zip(fields, row_values, strict=True)]
         for row_values in values
@@ -146,3 +146,20 @@ def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | No
         row._state.adding = False
         row._state.db = using
     return list(rows)
+
+
+def _created(model: type[_M], rows: Sequence[_M], keys: Sequence[int] | None) -> list[_M]:
+    """``bulk_create``, with the keys drawn for these rows if any (a batch drawn for whole and then
+    split, one part too small to copy: its rows keep the keys, and the order, they were drawn for)."""
+    if keys is not None and all(row.pk is None for row in rows):
+        if len(keys) != len(rows):
+            raise RuntimeError(f"Keys drawn for {len(keys)} rows, {len(rows)} to insert into {model._meta.db_table}")
+        for row, key in zip(rows, sorted(keys), strict=True):
+            row.pk = key
+        try:
+            return list(model._default_manager.bulk_create(rows))
+        except BaseException:
+            for row in rows:  # not written: without a key, as a refused bulk_create leaves them
+                row.pk = None
+            raise
+    return list(model._default_manager.bulk_create(rows))

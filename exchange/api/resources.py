@@ -18,6 +18,7 @@ token's scopes cover. Errors are OperationOutcomes whose text never quotes the r
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, cast
@@ -67,6 +68,7 @@ EVERYTHING_DEFAULT_COUNT = 500
 EVERYTHING_MAX_COUNT = 1000
 EVERYTHING_PARAMS = frozenset({"_count", "_offset"})
 MAX_OFFSET = 10**9
+CANONICAL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
 
 
 # Sharings whose purpose needs the patient's national identifier (SSN) to match records; research,
@@ -75,10 +77,10 @@ NATIONAL_ID_PURPOSES = frozenset({DataSharing.Purpose.TREATMENT, DataSharing.Pur
 
 
 def _builders(record: ExportRecord, purpose: str) -> dict[str, Callable[[], list[dict[str, Any]]]]:
-    patient = record.patient.uid
+    patient = record.patient_uid
     national_id = purpose in NATIONAL_ID_PURPOSES
     return {
-        "Patient": lambda: [patient_resource(record.patient, national_id=national_id)],
+        "Patient": lambda: [patient_resource(record.patient, national_id=national_id)] if record.patient else [],
         "Observation": lambda: [observation_resource(o, patient) for o in record.observations],
         "Condition": lambda: [condition_resource(c, patient) for c in record.conditions],
         "MedicationRequest": lambda: [medication_resource(m, patient) for m in record.medications],
@@ -96,20 +98,22 @@ def _rest_references(resource: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
-def _patient_pk(auth: PartnerAuth, reference: str) -> int:
+def _patient_pk(auth: PartnerAuth, reference: str) -> tuple[int, uuid.UUID]:
     """The patient named by ``{id}`` or ``Patient/{id}`` among those shared with the partner; 404 for
     a malformed or unknown id and for a patient not shared, in the same one query (no difference in
     time or in queries tells them apart). The read itself (``_read``) asks the sharing again."""
     raw = reference.removeprefix("Patient/")
-    try:
-        identity = uuid.UUID(raw)
-    except ValueError:
-        raise ApiRefused(404, "Not found.", "not_shared") from None
+    # Our ids as we write them (a UUID's 36 characters, any case), not every spelling uuid.UUID takes
+    # (braces, urn:uuid:, hyphens anywhere, whitespace, "+", other scripts' digits).
+    if not CANONICAL_ID.fullmatch(raw):
+        raise ApiRefused(404, "Not found.", "not_shared")
+    identity = uuid.UUID(raw)
     shared = shared_patient_ids(auth.partner)
     pk = Patient.objects.filter(row_uid=identity, pk__in=shared).values_list("pk", flat=True).first()
     if pk is None:
         raise ApiRefused(404, "Not found.", "not_shared")
-    return pk
+    # The identity as it is spelled canonically: links name it so, never the request's spelling.
+    return pk, identity
 
 
 def _read(
@@ -206,7 +210,7 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
 @partner_api("Patient")
 def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
     auth = _auth(request)
-    (resource,) = _read(auth, _patient_pk(auth, patient_id), ["Patient"])[0]["Patient"]
+    (resource,) = _read(auth, _patient_pk(auth, patient_id)[0], ["Patient"])[0]["Patient"]
     return fhir_response(resource)
 
 
@@ -256,26 +260,24 @@ def patient_search_post(request: HttpRequest) -> HttpResponse:
     return _identifier_search(request, request.POST, request.build_absolute_uri())
 
 
-def _paged(
-    request: HttpRequest, *, url: str, params: dict[str, str], default: int, highest: int
-) -> tuple[Page, Callable[[int], list[dict[str, str]]]]:
-    """The page asked for (``_count``, ``_offset``) and the links of the answer, once its total is known:
-    ``self``, ``next`` while resources remain, ``previous`` after the first page."""
-    count = _number(request, "_count", default, 1, highest)
-    offset = _number(request, "_offset", 0, 0, MAX_OFFSET)
+def _page(request: HttpRequest, default: int, highest: int) -> Page:
+    """The page asked for: ``_count`` resources from ``_offset``, checked before any query."""
+    return Page(_number(request, "_offset", 0, 0, MAX_OFFSET), _number(request, "_count", default, 1, highest))
+
+
+def _links(page: Page, total: int, url: str, params: dict[str, str]) -> list[dict[str, str]]:
+    """``self``, ``next`` while resources remain, ``previous`` after the first page; ``url`` and
+    ``params`` built from checked values (the canonical patient id), never the request's spelling."""
 
     def link(relation: str, at: int) -> dict[str, str]:
-        return {"relation": relation, "url": f"{url}?{urlencode({**params, '_count': count, '_offset': at})}"}
+        return {"relation": relation, "url": f"{url}?{urlencode({**params, '_count': page.count, '_offset': at})}"}
 
-    def links(total: int) -> list[dict[str, str]]:
-        found = [link("self", offset)]
-        if offset + count < total:
-            found.append(link("next", offset + count))
-        if offset > 0:
-            found.append(link("previous", max(0, offset - count)))
-        return found
-
-    return Page(offset, count), links
+    found = [link("self", page.offset)]
+    if page.offset + page.count < total:
+        found.append(link("next", page.offset + page.count))
+    if page.offset > 0:
+        found.append(link("previous", max(0, page.offset - page.count)))
+    return found
 
 
 @api_methods("GET")
@@ -284,19 +286,14 @@ def patient_everything(request: HttpRequest, patient_id: str) -> HttpResponse:
     """The patient, then every resource of theirs the token's scopes cover, as one searchset paged by
     ``_count`` (the patient on the first page)."""
     _unsupported(request, EVERYTHING_PARAMS)
-    page, links = _paged(
-        request,
-        url=f"{api_base_url(request)}/Patient/{patient_id}/$everything",
-        params={},
-        default=EVERYTHING_DEFAULT_COUNT,
-        highest=EVERYTHING_MAX_COUNT,
-    )
+    page = _page(request, EVERYTHING_DEFAULT_COUNT, EVERYTHING_MAX_COUNT)
     auth = _auth(request)
-    patient_pk = _patient_pk(auth, patient_id)
+    patient_pk, identity = _patient_pk(auth, patient_id)
     types = [t for t in RESOURCE_TYPES if auth.allows(t)]
     found, total = _read(auth, patient_pk, types, page)
     resources = [r for t in types for r in found[t]]
-    return _searchset(request, resources, total=total or 0, links=links(total or 0))
+    url = f"{api_base_url(request)}/Patient/{identity}/$everything"
+    return _searchset(request, resources, total=total or 0, links=_links(page, total or 0, url, {}))
 
 
 def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
@@ -307,17 +304,12 @@ def _type_search(resource_type: str) -> Callable[[HttpRequest], HttpResponse]:
         reference = request.GET.get("patient", "")
         if not reference:
             raise ApiRefused(400, "Search by patient=Patient/{id}.", "bad_request")
-        page, links = _paged(
-            request,
-            url=f"{api_base_url(request)}/{resource_type}",
-            params={"patient": reference},
-            default=DEFAULT_COUNT,
-            highest=MAX_COUNT,
-        )
+        page = _page(request, DEFAULT_COUNT, MAX_COUNT)
         auth = _auth(request)
-        patient_pk = _patient_pk(auth, reference)
+        patient_pk, identity = _patient_pk(auth, reference)
         found, total = _read(auth, patient_pk, [resource_type], page)
-        return _searchset(request, found[resource_type], total=total or 0, links=links(total or 0))
+        links = _links(page, total or 0, f"{api_base_url(request)}/{resource_type}", {"patient": f"Patient/{identity}"})
+        return _searchset(request, found[resource_type], total=total or 0, links=links)
 
     search.__name__ = f"{resource_type.lower()}_search"
     return search

@@ -367,7 +367,9 @@ def imaging_resource(s: ExportImagingStudy, patient: uuid.UUID) -> dict[str, Any
 
 def bundle_for(record: ExportRecord, *, now: datetime.datetime | None = None) -> dict[str, Any]:
     """The record as a FHIR R4 collection Bundle, validated. ExportInvalid if it does not validate."""
-    patient = record.patient.uid
+    if record.patient is None:
+        raise ValueError("A bundle holds the patient: read the record with its demographics.")
+    patient = record.patient_uid
     resources: list[dict[str, Any]] = [patient_resource(record.patient)]
     resources += [encounter_resource(e, patient) for e in record.encounters]
     resources += [condition_resource(c, patient) for c in record.conditions]

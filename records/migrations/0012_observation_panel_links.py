@@ -9,13 +9,18 @@
 # encounter, time, category and status, in key order, a row whose value is "a / b / ..." and the rows
 # right after it whose values are a, b, ... in that order.
 
+import logging
+
 from django.db import migrations
+
+logger = logging.getLogger(__name__)
 
 SEPARATOR = " / "
 BATCH_SIZE = 500
 
 
 def link_components(apps, schema_editor):
+    from healthcrypt.crypto import DecryptionError
     from records.db import mark_actor
 
     # The clinical tables' direct-change triggers (PostgreSQL) must see the application, not a DBA.
@@ -25,6 +30,7 @@ def link_components(apps, schema_editor):
     imported = manager.exclude(source_id="")
     patients = imported.order_by().values_list("patient_id", flat=True).distinct()
     links = []
+    unreadable = []
     for patient_id in patients.iterator():
         groups = {}
         for pk, row_uid, encounter_id, effective_at, category, status, value in (
@@ -33,12 +39,19 @@ def link_components(apps, schema_editor):
             .values_list("pk", "row_uid", "encounter_id", "effective_at", "category", "status", "value")
             .iterator()
         ):
+            try:
+                plain = value.open(row_uid=row_uid, pk=pk)
+            except DecryptionError:
+                # A value that does not open here (copied from another row, a key withdrawn) is
+                # nobody's panel or part: left unlinked, named by its key for the operator.
+                unreadable.append(pk)
+                plain = None
             key = (encounter_id, effective_at, category, status)
-            groups.setdefault(key, []).append((pk, row_uid, value.open(row_uid=row_uid, pk=pk)))
+            groups.setdefault(key, []).append((pk, row_uid, plain))
         for group in groups.values():
             taken = set()
             for index, (pk, _, value) in enumerate(group):
-                if pk in taken or SEPARATOR not in value:
+                if pk in taken or value is None or SEPARATOR not in value:
                     continue
                 parts = value.split(SEPARATOR)
                 following = group[index + 1 : index + 1 + len(parts)]
@@ -55,6 +68,12 @@ def link_components(apps, schema_editor):
             links = []
     if links:
         manager.bulk_update(links, ["panel"])
+    if unreadable:
+        logger.warning(
+            "records 0012: %d imported observations did not decrypt and were left unlinked (ids %s)",
+            len(unreadable),
+            ", ".join(str(pk) for pk in unreadable[:50]),
+        )
 
 
 class Migration(migrations.Migration):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 
 from accounts.roles import Capability, DataCategory, has_capability
 from records.models import (
@@ -198,9 +199,13 @@ class ExportImagingStudy:
 
 @dataclass(frozen=True)
 class ExportRecord:
-    """Everything an export holds, decrypted, with each row's stable identity (``uid``: its row_uid)."""
+    """Everything an export holds, decrypted, with each row's stable identity (``uid``: its row_uid).
 
-    patient: ExportPatient
+    ``patient`` is None when the demographics section was not read (a page of results): the
+    patient's identity (``patient_uid``) is still there for the references, nothing of theirs decrypted."""
+
+    patient_uid: uuid.UUID
+    patient: ExportPatient | None
     encounters: tuple[ExportEncounter, ...]
     conditions: tuple[ExportCondition, ...]
     observations: tuple[ExportObservation, ...]
@@ -342,10 +347,14 @@ def record_for_recipient(
     if not may_see(patient_id):
         raise AccessRefused(AccessDecision.not_found())
     with transaction.atomic():
+        # A page names the sections it holds (counted first, nothing read), or those asked if it holds
+        # none (an offset past the end: the call is recorded all the same).
+        paging = _windows(patient_id, sections, page) if page is not None else None
+        named = (frozenset(paging[0]) or sections) if paging is not None else sections
         _record(
             actor=None,
             patient_ids=[patient_id],
-            category=sorted(sections),
+            category=sorted(named),
             action=RECIPIENT_READ_ACTION,
             purpose=purpose,
             explanation=RECIPIENT_EXPLANATION,
@@ -363,18 +372,28 @@ def record_for_recipient(
                 )
         except Exception as exc:
             raise AccessNotRecorded from exc
-        return _read(Patient.objects.get(pk=patient_id), sections, page)
+        return _read(Patient.objects.get(pk=patient_id), sections, page, paging=paging)
 
 
-def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, page: Page | None = None) -> ExportRecord:
+_Paging = tuple[dict[DataCategory, Page], int]
+
+
+def _read(
+    p: Patient,
+    sections: frozenset[DataCategory] = EXPORT_CATEGORIES,
+    page: Page | None = None,
+    *,
+    paging: _Paging | None = None,
+) -> ExportRecord:
     """Decrypt the sections named (all by default; a section left out is read by no query and comes
     back empty). Encounters' identities are read for the references even when their section is not.
     With a ``page`` (sections of PAGED_SECTIONS), the sections' resources are counted (observations:
-    panels and single results, not components), and only the rows of each on the page are read."""
+    panels and single results, not components), and only the rows of each on the page are read
+    (``paging``: the windows and total, when the caller counted them already)."""
     windows: dict[DataCategory, Page] = {}
     total = None
     if page is not None:
-        windows, total = _windows(p, sections, page)
+        windows, total = paging if paging is not None else _windows(p.pk, sections, page)
         sections = frozenset(windows)
     if D.ENCOUNTERS in sections:
         encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
@@ -394,14 +413,18 @@ def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, pag
         window = windows[category]
         query = _resources(model, p.pk).order_by(*order)[window.offset : window.offset + window.count]
         found = list(query)
-        if model is Observation and found:
+        panels = [o.pk for o in found if model is Observation and o.panel_id is None]
+        if panels:
             # The components come with their panels (of this patient only, whatever a link says).
-            found += Observation.objects.filter(patient_id=p.pk, panel__in=[o.pk for o in found]).order_by("pk")
+            found += Observation.objects.filter(patient_id=p.pk, panel__in=panels).order_by("pk")
         return found
 
     observations = rows(Observation, D.OBSERVATIONS, "pk")
     return ExportRecord(
-        patient=ExportPatient(
+        patient_uid=p.row_uid,
+        patient=None
+        if D.DEMOGRAPHICS not in sections
+        else ExportPatient(
             p.row_uid,
             p.mrn,
             p.given_name,
@@ -477,12 +500,19 @@ def _read(p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, pag
 
 
 def _resources(model: Any, patient_pk: int) -> Any:
-    """A patient's rows of ``model`` that are resources of their own (an observation's components are not)."""
+    """A patient's rows of ``model`` that are resources of their own: not an observation's components.
+
+    A component is a row whose panel is a row of the same patient that is no component itself; any
+    other link (another patient's row, the row itself, a cycle, two levels: none written by this
+    application, so set straight in the database) leaves the row a resource of its own, shown, never
+    dropped. ``_components`` applies the same rule to rows in memory."""
     query = model.objects.filter(patient_id=patient_pk)
-    return query.filter(panel__isnull=True) if model is Observation else query
+    if model is not Observation:
+        return query
+    return query.filter(Q(panel__isnull=True) | ~Q(panel__patient_id=F("patient_id")) | Q(panel__panel__isnull=False))
 
 
-def _windows(p: Patient, sections: frozenset[DataCategory], page: Page) -> tuple[dict[DataCategory, Page], int]:
+def _windows(patient_pk: int, sections: frozenset[DataCategory], page: Page) -> tuple[dict[DataCategory, Page], int]:
     """Where ``page`` falls in each section (those it misses are left out) and how many resources the
     sections hold in all: a count per section (the patient is one), no row read."""
     windows: dict[DataCategory, Page] = {}
@@ -491,7 +521,7 @@ def _windows(p: Patient, sections: frozenset[DataCategory], page: Page) -> tuple
     for category, model in PAGED_SECTIONS.items():
         if category not in sections:
             continue
-        size = 1 if model is Patient else _resources(model, p.pk).count()
+        size = 1 if model is Patient else _resources(model, patient_pk).count()
         low, high = max(page.offset, start), min(end, start + size)
         if low < high:
             windows[category] = Page(low - start, high - low)
@@ -500,11 +530,15 @@ def _windows(p: Patient, sections: frozenset[DataCategory], page: Page) -> tuple
 
 
 def _components(rows: list[Observation], enc: Any) -> tuple[ExportObservation, ...]:
-    """Observations in key order, each panel with its components (rows pointing to it) given back."""
+    """Observations in key order (one patient's), each panel with its components given back: the rows
+    that point to it, when it is no component itself (``_resources``' rule)."""
+    by_pk = {row.pk: row for row in rows}
     parts: dict[int, list[Observation]] = defaultdict(list)
     for row in rows:
-        if row.panel_id is not None:
-            parts[row.panel_id].append(row)
+        panel = by_pk.get(row.panel_id) if row.panel_id is not None else None
+        if panel is not None and panel.panel_id is None:
+            parts[panel.pk].append(row)
+    taken = {row.pk for group in parts.values() for row in group}
     return tuple(
         ExportObservation(
             o.row_uid,
@@ -519,5 +553,5 @@ def _components(rows: list[Observation], enc: Any) -> tuple[ExportObservation, .
             tuple(ExportComponent(c.loinc_code, c.display, c.value, c.unit) for c in parts.get(o.pk, ())),
         )
         for o in rows
-        if o.panel_id is None
+        if o.pk not in taken
     )

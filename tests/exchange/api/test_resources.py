@@ -464,3 +464,74 @@ def test_a_page_of_everything_costs_the_same_however_long_the_record(
         costs.append((len(queries), len(opened)))
     assert response.json()["total"] == 1 + 102 + 2 * 3
     assert costs[0] == costs[1], "a page of a long record must read no more than a page of a short one"
+
+
+@pytest.mark.parametrize(
+    "spelling", ["braces", "urn", "hyphens moved", "newline", "plus", "arabic digit", "no hyphens"]
+)
+def test_an_id_spelled_otherwise_than_we_write_it_is_a_404(
+    spelling: str, shared: Patient, token: Callable[..., str]
+) -> None:
+    # uuid.UUID() takes all of these; the answer's links would have echoed the spelling back.
+    uid = str(shared.row_uid)
+    path_id = {
+        "braces": "%7B" + uid + "%7D",
+        "urn": "urn:uuid:" + uid,
+        "hyphens moved": "-" + uid.replace("-", "", 1),
+        "newline": "%0A" + uid,
+        "plus": "%2B" + uid[1:],
+        "arabic digit": "%D9%A0" + uid[1:],
+        "no hyphens": shared.row_uid.hex,
+    }[spelling]
+    bearer = token()
+    assert outcome(Client().get(f"{BASE}/Patient/{path_id}/$everything", HTTP_AUTHORIZATION=f"Bearer {bearer}"), 404)
+    assert outcome(get("Observation", bearer, patient=f"Patient/{path_id}"), 404)
+    assert not AccessEvent.objects.filter(action="partner_read").exists()
+
+
+def test_links_name_the_id_as_we_write_it(shared: Patient, token: Callable[..., str]) -> None:
+    upper = str(shared.row_uid).upper()
+    bearer = token()
+    everything = get(f"Patient/{upper}/$everything", bearer, _count=2).json()
+    search = get("Observation", bearer, patient=f"Patient/{upper}", _count=2).json()
+    for link in everything["link"]:
+        assert link["url"].startswith(f"http://testserver{BASE}/Patient/{shared.row_uid}/$everything?_count=2&")
+    for link in search["link"]:
+        assert f"patient=Patient%2F{shared.row_uid}&" in link["url"]
+    assert upper not in json.dumps([everything["link"], search["link"]])
+
+
+def test_a_pages_access_event_names_the_sections_on_the_page(shared: Patient, token: Callable[..., str]) -> None:
+    bearer = token()
+    path = f"Patient/{shared.row_uid}/$everything"
+    for params, sections in (
+        ({"_count": 1}, ["demographics"]),
+        ({"_count": 2, "_offset": 5}, ["conditions", "observations"]),  # the last observation, a condition
+        ({"_count": 5, "_offset": 16}, ["allergies"]),
+        ({"_count": 5, "_offset": 500}, ["allergies", "conditions", "demographics", "medications", "observations"]),
+    ):
+        body = get(path, bearer, **params).json()
+        event = AccessEvent.objects.filter(action="partner_read").latest("pk")
+        assert sorted(event.sections) == sections, params
+        assert (event.detail["page"], body["total"]) == (
+            {"offset": params.get("_offset", 0), **{"count": params["_count"]}},
+            21,
+        )
+
+
+def test_a_search_page_decrypts_nothing_of_the_patient(
+    shared: Patient, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bearer = token()
+    opened: list[str] = []
+    original = Sealed._open
+
+    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
+        opened.append(self.field.model._meta.label)
+        return original(self, row, pk)
+
+    monkeypatch.setattr(Sealed, "_open", counting)
+    response = get("Observation", bearer, patient=f"Patient/{shared.row_uid}", _count=2)
+    assert response.status_code == 200
+    assert len(response.json()["entry"]) == 2
+    assert set(opened) == {"records.Observation"}

@@ -399,3 +399,28 @@ def test_a_component_whose_panel_it_may_not_use_writes_nothing(front_desk: User,
     assert "panel" in refused.value.error_dict
     assert Observation.objects.count() == written
     assert not ChangeEvent.objects.filter(object_type="Observation", patient_id=mine.pk).exists()
+
+
+@pytest.mark.parametrize(("panels", "parts"), [(1, 1), (1, 2), (2, 1), (3, 3)])
+def test_components_get_keys_after_their_panels_however_few(front_desk: User, panels: int, parts: int) -> None:
+    # On PostgreSQL the kind's keys are drawn once, for all its rows; a half too small to be copied
+    # (one panel) is inserted with the keys drawn for it, not new ones after its components'.
+    patient = _patient(front_desk)
+    rows: list[Observation] = []
+    heads = []
+    for i in range(panels):
+        head = _observation(patient, None, f"p{i}")
+        heads.append(head)
+        rows.append(head)
+        for j in range(parts):
+            part = _observation(patient, None, f"p{i}-{j}")
+            part.panel = head
+            rows.append(part)
+
+    imported_entries_create(actor=front_desk, entries=rows)
+
+    components = [row for row in rows if row.panel_id is not None]
+    assert len(components) == panels * parts
+    assert max(head.pk for head in heads) < min(part.pk for part in components)
+    stored = dict(Observation.objects.filter(source_id__in=[r.source_id for r in rows]).values_list("source_id", "pk"))
+    assert stored == {row.source_id: row.pk for row in rows}

@@ -127,3 +127,92 @@ def test_a_component_linked_by_hand_to_another_patients_panel_never_shows_in_tha
     page = _read(Patient.objects.get(pk=mine.pk), frozenset({DataCategory.OBSERVATIONS}), Page(0, 10))
     assert [(o.value, [c.value for c in o.components]) for o in page.observations] == [("120 / 80", ["120"])]
     assert page.total == 1
+
+
+def _sql(statement: str, params: list[object]) -> bool:
+    """Run ``statement`` as the application's own database role, without its marker; False if refused."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, params)
+    except DatabaseError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("shape", ["self-loop", "cycle", "two levels"])
+def test_links_forged_in_sql_hide_no_row_from_the_export_or_a_page(front_desk: User, shape: str) -> None:
+    # No link this application writes has these shapes; one set straight in the database must not make
+    # a result vanish from what is sent to another provider (nor crash the read).
+    patient = PatientFactory()
+    p1, p2 = _row(patient, "p1", "120 / 80"), _row(patient, "p2", "130 / 85")
+    imported_entries_create(
+        actor=front_desk,
+        entries=[
+            p1,
+            _row(patient, "c1", "120", "8480-6", panel=p1),
+            p2,
+            _row(patient, "c2", "130", "8480-6", panel=p2),
+        ],
+    )
+    if shape == "self-loop":
+        _sql("UPDATE records_observation SET panel_id = id WHERE id = %s", [p1.pk])
+    elif shape == "cycle":
+        _sql("UPDATE records_observation SET panel_id = %s WHERE id = %s", [p2.pk, p1.pk])
+        _sql("UPDATE records_observation SET panel_id = %s WHERE id = %s", [p1.pk, p2.pk])
+    else:  # p1 (with its component) made a component of p2
+        _sql("UPDATE records_observation SET panel_id = %s WHERE id = %s", [p2.pk, p1.pk])
+
+    whole = _read(Patient.objects.get(pk=patient.pk)).observations
+    shown = sorted([o.value for o in whole] + [c.value for o in whole for c in o.components])
+    assert shown == sorted(["120 / 80", "120", "130 / 85", "130"])
+    for count in (1, 2, 10):
+        values: list[str] = []
+        offset, total = 0, None
+        while total is None or offset < total:
+            page = _read(
+                Patient.objects.get(pk=patient.pk), frozenset({DataCategory.OBSERVATIONS}), Page(offset, count)
+            )
+            total = page.total
+            values += [o.value for o in page.observations] + [c.value for o in page.observations for c in o.components]
+            offset += count
+        assert total == len(whole)
+        assert sorted(values) == shown
+
+
+def test_the_migration_leaves_a_value_that_does_not_decrypt_unlinked_and_goes_on(
+    front_desk: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database login copied another row's token onto one part (encryption is bound to the row, so
+    # it no longer decrypts): the deploy goes on, the other rows are linked, the operator is told.
+    patient, other = PatientFactory(), PatientFactory()
+    imported_entries_create(
+        actor=front_desk,
+        entries=[
+            _row(patient, "p1", "120 / 80"),
+            _row(patient, "p1s", "120", "8480-6"),
+            _row(patient, "p1d", "80", "8462-4"),
+        ],
+    )
+    imported_entries_create(
+        actor=front_desk,
+        entries=[
+            _row(patient, "p2", "130 / 85", effective_at=AT - datetime.timedelta(hours=2)),
+            _row(patient, "p2s", "130", "8480-6", effective_at=AT - datetime.timedelta(hours=2)),
+            _row(patient, "p2d", "85", "8462-4", effective_at=AT - datetime.timedelta(hours=2)),
+        ],
+    )
+    imported_entries_create(actor=front_desk, entries=[_row(other, "o", "999")])
+    assert _sql(
+        "UPDATE records_observation SET value = (SELECT value FROM records_observation WHERE source_id = 'o') "
+        "WHERE source_id = 'p1d'",
+        [],
+    )
+    migration = importlib.import_module("records.migrations.0012_observation_panel_links")
+
+    migration.link_components(django_apps, SimpleNamespace(connection=connection))
+
+    links = dict(Observation.objects.filter(panel__isnull=False).values_list("source_id", "panel__source_id"))
+    assert links == {"p2s": "p2", "p2d": "p2"}
+    unreadable = Observation.objects.get(source_id="p1d").pk
+    assert f"1 imported observations did not decrypt and were left unlinked (ids {unreadable})" in caplog.text
+    assert "999" not in caplog.text
