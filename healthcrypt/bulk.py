@@ -151,15 +151,15 @@ def bulk_insert(model: type[_M], rows: Sequence[_M], *, keys: Sequence[int] | No
 def _created(model: type[_M], rows: Sequence[_M], keys: Sequence[int] | None) -> list[_M]:
     """``bulk_create``, with the keys drawn for these rows if any (a batch drawn for whole and then
     split, one part too small to copy: its rows keep the keys, and the order, they were drawn for)."""
-    if keys is not None and all(row.pk is None for row in rows):
-        if len(keys) != len(rows):
-            raise RuntimeError(f"Keys drawn for {len(keys)} rows, {len(rows)} to insert into {model._meta.db_table}")
-        for row, key in zip(rows, sorted(keys), strict=True):
-            row.pk = key
-        try:
-            return list(model._default_manager.bulk_create(rows))
-        except BaseException:
-            for row in rows:  # not written: without a key, as a refused bulk_create leaves them
-                row.pk = None
-            raise
-    return list(model._default_manager.bulk_create(rows))
+    if keys is None or any(row.pk is not None for row in rows):
+        return list(model._default_manager.bulk_create(rows))
+    if len(keys) != len(rows):
+        raise RuntimeError(f"Keys drawn for {len(keys)} rows, {len(rows)} to insert into {model._meta.db_table}")
+    for row, key in zip(rows, sorted(keys), strict=True):
+        row.pk = key
+    try:
+        return list(model._default_manager.bulk_create(rows))
+    except BaseException:
+        for row in rows:  # not written: without a key, as a refused bulk_create leaves them
+            row.pk = None
+        raise

@@ -8,9 +8,8 @@ only then the decryption of the rows. If either event cannot be written nothing 
 Unpaged, since a record is exported whole, but each section is one query (no query per row); a
 recipient's read may ask for a page of one section or of several in a row (``record_for_recipient(
 page=...)``: the partner API's searches and ``$everything``), paged by the database, so only the page
-is decrypted. Observation components
-imported from FHIR (a blood pressure's systolic and diastolic values) are rows of their own pointing
-to their panel (``Observation.panel``); they are given back to their panel here (``_components``) so
+is decrypted. Observation components imported from FHIR (a blood pressure's systolic and diastolic
+values) are rows of their own pointing to their panel (``Observation.panel``); they are given back to their panel here (``_components``) so
 the export carries them as components again.
 """
 
@@ -372,28 +371,21 @@ def record_for_recipient(
                 )
         except Exception as exc:
             raise AccessNotRecorded from exc
-        return _read(Patient.objects.get(pk=patient_id), sections, page, paging=paging)
+        return _read(Patient.objects.get(pk=patient_id), sections, paging)
 
 
 _Paging = tuple[dict[DataCategory, Page], int]
 
 
 def _read(
-    p: Patient,
-    sections: frozenset[DataCategory] = EXPORT_CATEGORIES,
-    page: Page | None = None,
-    *,
-    paging: _Paging | None = None,
+    p: Patient, sections: frozenset[DataCategory] = EXPORT_CATEGORIES, paging: _Paging | None = None
 ) -> ExportRecord:
     """Decrypt the sections named (all by default; a section left out is read by no query and comes
     back empty). Encounters' identities are read for the references even when their section is not.
-    With a ``page`` (sections of PAGED_SECTIONS), the sections' resources are counted (observations:
-    panels and single results, not components), and only the rows of each on the page are read
-    (``paging``: the windows and total, when the caller counted them already)."""
-    windows: dict[DataCategory, Page] = {}
-    total = None
-    if page is not None:
-        windows, total = paging if paging is not None else _windows(p.pk, sections, page)
+    With ``paging`` (``_windows``: where a page falls in each section of PAGED_SECTIONS, and the
+    total), only the rows of each section on the page are read."""
+    windows, total = paging if paging is not None else ({}, None)
+    if paging is not None:
         sections = frozenset(windows)
     if D.ENCOUNTERS in sections:
         encounters = list(Encounter.objects.filter(patient_id=p.pk).order_by("starts_at", "pk"))
@@ -406,9 +398,9 @@ def _read(
         return by_encounter.get(row.encounter_id) if row.encounter_id is not None else None
 
     def rows(model: Any, category: DataCategory, *order: str) -> list[Any]:
-        if category not in sections or (page is not None and model is not PAGED_SECTIONS[category]):
+        if category not in sections or (paging is not None and model is not PAGED_SECTIONS[category]):
             return []
-        if page is None:
+        if paging is None:
             return list(model.objects.filter(patient_id=p.pk).order_by(*order))
         window = windows[category]
         query = _resources(model, p.pk).order_by(*order)[window.offset : window.offset + window.count]

@@ -323,6 +323,29 @@ def _walk(first_url: str, bearer: str) -> list[dict[str, Any]]:
     return pages
 
 
+@pytest.fixture
+def decrypted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The model of every encrypted value opened from now on, in order."""
+    opened: list[str] = []
+    original = Sealed._open
+
+    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
+        opened.append(self.field.model._meta.label)
+        return original(self, row, pk)
+
+    monkeypatch.setattr(Sealed, "_open", counting)
+    return opened
+
+
+def _page_cost(decrypted: list[str], path: str, bearer: str, **params: Any) -> tuple[tuple[int, int], Any]:
+    """One page's queries and decryptions, and the page."""
+    decrypted.clear()
+    with CaptureQueriesContext(connection) as queries:
+        response = get(path, bearer, **params)
+    assert response.status_code == 200, response.content
+    return (len(queries), len(decrypted)), response.json()
+
+
 def test_observation_pages_carry_each_panel_with_its_components_and_count_panels_not_parts(
     front_desk: User, partner: Partner, token: Callable[..., str]
 ) -> None:
@@ -356,7 +379,7 @@ def test_a_page_costs_the_same_queries_and_decryptions_however_long_the_record(
     front_desk: User,
     partner: Partner,
     token: Callable[..., str],
-    monkeypatch: pytest.MonkeyPatch,
+    decrypted: list[str],
 ) -> None:
     short, long = PatientFactory(), PatientFactory()
     _add_rows(front_desk, short, 3)
@@ -378,23 +401,11 @@ def test_a_page_costs_the_same_queries_and_decryptions_however_long_the_record(
     for patient in (short, long):
         DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
     bearer = token()
-    opened: list[str] = []
-    original = Sealed._open
-
-    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
-        opened.append(self.field.model._meta.label)
-        return original(self, row, pk)
-
-    monkeypatch.setattr(Sealed, "_open", counting)
     costs = []
     for patient in (short, long):
-        opened.clear()
-        with CaptureQueriesContext(connection) as queries:
-            response = get(resource_type, bearer, patient=f"Patient/{patient.row_uid}", _count=2)
-        assert response.status_code == 200, response.content
-        body = response.json()
+        cost, body = _page_cost(decrypted, resource_type, bearer, patient=f"Patient/{patient.row_uid}", _count=2)
         assert len(body["entry"]) == 2
-        costs.append((len(queries), len(opened)))
+        costs.append(cost)
     assert body["total"] > 60  # the long record's
     assert costs[0] == costs[1], "a page of a long record must read no more than a page of a short one"
 
@@ -437,7 +448,7 @@ def test_everything_pages_the_patient_then_each_type_as_one_list(
 
 
 def test_a_page_of_everything_costs_the_same_however_long_the_record(
-    front_desk: User, partner: Partner, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    front_desk: User, partner: Partner, token: Callable[..., str], decrypted: list[str]
 ) -> None:
     short, long = PatientFactory(), PatientFactory()
     _add_rows(front_desk, short, 2)
@@ -446,23 +457,12 @@ def test_a_page_of_everything_costs_the_same_however_long_the_record(
     for patient in (short, long):
         DataSharing.objects.create(partner=partner, patient=patient, purpose=DataSharing.Purpose.TREATMENT)
     bearer = token()
-    opened: list[str] = []
-    original = Sealed._open
-
-    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
-        opened.append(self.field.model._meta.label)
-        return original(self, row, pk)
-
-    monkeypatch.setattr(Sealed, "_open", counting)
     costs = []
     for patient in (short, long):
-        opened.clear()
-        with CaptureQueriesContext(connection) as queries:
-            response = get(f"Patient/{patient.row_uid}/$everything", bearer, _count=3)
-        assert response.status_code == 200, response.content
-        assert len(response.json()["entry"]) == 3
-        costs.append((len(queries), len(opened)))
-    assert response.json()["total"] == 1 + 102 + 2 * 3
+        cost, body = _page_cost(decrypted, f"Patient/{patient.row_uid}/$everything", bearer, _count=3)
+        assert len(body["entry"]) == 3
+        costs.append(cost)
+    assert body["total"] == 1 + 102 + 2 * 3
     assert costs[0] == costs[1], "a page of a long record must read no more than a page of a short one"
 
 
@@ -514,24 +514,14 @@ def test_a_pages_access_event_names_the_sections_on_the_page(shared: Patient, to
         event = AccessEvent.objects.filter(action="partner_read").latest("pk")
         assert sorted(event.sections) == sections, params
         assert (event.detail["page"], body["total"]) == (
-            {"offset": params.get("_offset", 0), **{"count": params["_count"]}},
+            {"offset": params.get("_offset", 0), "count": params["_count"]},
             21,
         )
 
 
 def test_a_search_page_decrypts_nothing_of_the_patient(
-    shared: Patient, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    shared: Patient, token: Callable[..., str], decrypted: list[str]
 ) -> None:
-    bearer = token()
-    opened: list[str] = []
-    original = Sealed._open
-
-    def counting(self: Sealed, row: str | None, pk: Any) -> Any:
-        opened.append(self.field.model._meta.label)
-        return original(self, row, pk)
-
-    monkeypatch.setattr(Sealed, "_open", counting)
-    response = get("Observation", bearer, patient=f"Patient/{shared.row_uid}", _count=2)
-    assert response.status_code == 200
-    assert len(response.json()["entry"]) == 2
-    assert set(opened) == {"records.Observation"}
+    _, body = _page_cost(decrypted, "Observation", token(), patient=f"Patient/{shared.row_uid}", _count=2)
+    assert len(body["entry"]) == 2
+    assert set(decrypted) == {"records.Observation"}

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.roles import DataCategory
 from records.models import Observation, Patient
-from records.selectors.export import Page, _read
+from records.selectors.export import ExportRecord, Page, _read, _windows
 from records.services import imported_entries_create, observation_record
 from tests.factories import PatientFactory
 
@@ -36,6 +36,12 @@ def _row(patient: Patient, source: str, value: str, code: str = "85354-9", **mor
         "effective_at": AT,
     }
     return Observation(patient=patient, source_id=source, **{**fields, **more})
+
+
+def _page(patient: Patient, page: Page) -> ExportRecord:
+    """A page of the patient's observations, as the partner API reads it."""
+    sections = frozenset({DataCategory.OBSERVATIONS})
+    return _read(Patient.objects.get(pk=patient.pk), sections, _windows(patient.pk, sections, page))
 
 
 def _typed_here(patient: Patient, value: str) -> Observation:
@@ -124,7 +130,7 @@ def test_a_component_linked_by_hand_to_another_patients_panel_never_shows_in_tha
 
     mine_read = _read(Patient.objects.get(pk=mine.pk)).observations
     assert [(o.value, [c.value for c in o.components]) for o in mine_read] == [("120 / 80", ["120"])]
-    page = _read(Patient.objects.get(pk=mine.pk), frozenset({DataCategory.OBSERVATIONS}), Page(0, 10))
+    page = _page(mine, Page(0, 10))
     assert [(o.value, [c.value for c in o.components]) for o in page.observations] == [("120 / 80", ["120"])]
     assert page.total == 1
 
@@ -169,9 +175,7 @@ def test_links_forged_in_sql_hide_no_row_from_the_export_or_a_page(front_desk: U
         values: list[str] = []
         offset, total = 0, None
         while total is None or offset < total:
-            page = _read(
-                Patient.objects.get(pk=patient.pk), frozenset({DataCategory.OBSERVATIONS}), Page(offset, count)
-            )
+            page = _page(patient, Page(offset, count))
             total = page.total
             values += [o.value for o in page.observations] + [c.value for o in page.observations for c in o.components]
             offset += count
